@@ -1,0 +1,159 @@
+//! Audit events: what happened, to whom, when and from where — never a secret, code or token.
+//!
+//! The service sends every event to `tracing` (target `verrou::audit`) and to the
+//! [`AuditSink`] the application installs.
+
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::ids::{FactorId, UserId};
+
+/// One audit event.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct AuditEvent {
+    /// When it happened.
+    pub at: Timestamp,
+    /// Whose factor or account it concerns.
+    pub user: UserId,
+    /// The client address the portal trusts, if it gave one.
+    pub client: Option<IpAddr>,
+    /// What happened.
+    pub kind: AuditKind,
+}
+
+/// What happened. Carries identifiers and outcomes, never secret material.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum AuditKind {
+    /// A TOTP enrolment began; `replaces_active` when it will replace an active factor.
+    TotpEnrollmentStarted {
+        /// The pending factor.
+        factor: FactorId,
+        /// True for a re-enrolment.
+        replaces_active: bool,
+    },
+    /// A pending factor was confirmed with a first valid code and is now active.
+    TotpEnrollmentConfirmed {
+        /// The new active factor.
+        factor: FactorId,
+    },
+    /// A wrong code was given to confirm a pending factor.
+    TotpEnrollmentInvalid {
+        /// The pending factor.
+        factor: FactorId,
+    },
+    /// A TOTP code was accepted.
+    TotpAccepted {
+        /// The factor.
+        factor: FactorId,
+        /// The time step it matched.
+        step: u64,
+        /// Steps between the matched and the current step.
+        drift: i8,
+    },
+    /// A wrong TOTP code.
+    TotpInvalid {
+        /// The factor.
+        factor: FactorId,
+    },
+    /// A code whose time step had already been used: a replay, or a double submission.
+    TotpReplayed {
+        /// The factor.
+        factor: FactorId,
+    },
+    /// An attempt refused by the backoff.
+    Throttled {
+        /// How long until the next attempt is allowed.
+        retry_after: Duration,
+    },
+    /// An attempt refused because the account or address is locked.
+    Locked {
+        /// When the lock expires; `None` until an operator lifts it.
+        until: Option<Timestamp>,
+    },
+    /// A failure that started a lock.
+    LockEngaged {
+        /// When the lock expires; `None` until an operator lifts it.
+        until: Option<Timestamp>,
+    },
+    /// An operator lifted the account's lock and cleared its failures.
+    LockLifted,
+    /// An operator removed the user's TOTP factor (active and pending).
+    TotpFactorRemoved,
+}
+
+impl AuditKind {
+    /// A short stable name, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::TotpEnrollmentStarted { .. } => "totp_enrollment_started",
+            Self::TotpEnrollmentConfirmed { .. } => "totp_enrollment_confirmed",
+            Self::TotpEnrollmentInvalid { .. } => "totp_enrollment_invalid",
+            Self::TotpAccepted { .. } => "totp_accepted",
+            Self::TotpInvalid { .. } => "totp_invalid",
+            Self::TotpReplayed { .. } => "totp_replayed",
+            Self::Throttled { .. } => "throttled",
+            Self::Locked { .. } => "locked",
+            Self::LockEngaged { .. } => "lock_engaged",
+            Self::LockLifted => "lock_lifted",
+            Self::TotpFactorRemoved => "totp_factor_removed",
+        }
+    }
+}
+
+/// Where audit events go (a database table, a SIEM, a queue).
+///
+/// `record` is called on the request path: keep it fast and make it hand off slow work.
+pub trait AuditSink: Send + Sync {
+    /// Records one event.
+    fn record(&self, event: &AuditEvent);
+}
+
+/// An in-memory sink, for tests and small deployments.
+#[derive(Debug, Default)]
+pub struct MemoryAuditSink {
+    events: Mutex<Vec<AuditEvent>>,
+}
+
+impl MemoryAuditSink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A copy of the events recorded so far.
+    pub fn events(&self) -> Vec<AuditEvent> {
+        self.events
+            .lock()
+            .map(|events| events.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl AuditSink for MemoryAuditSink {
+    fn record(&self, event: &AuditEvent) {
+        if let Ok(mut events) = self.events.lock() {
+            events.push(event.clone());
+        }
+    }
+}
+
+/// Emits the event on `tracing`.
+pub(crate) fn trace(event: &AuditEvent) {
+    let kind = event.kind.name();
+    let at = event.at.unix_seconds();
+    let user = event.user.as_str();
+    let client = event.client.map(tracing::field::display);
+    match &event.kind {
+        AuditKind::TotpReplayed { .. }
+        | AuditKind::Locked { .. }
+        | AuditKind::LockEngaged { .. }
+        | AuditKind::Throttled { .. } => {
+            tracing::warn!(target: "verrou::audit", kind, at, user, client, detail = ?event.kind);
+        }
+        _ => tracing::info!(target: "verrou::audit", kind, at, user, client, detail = ?event.kind),
+    }
+}

@@ -1,0 +1,198 @@
+//! Errors: what went wrong with the system, as opposed to outcomes of an attempt.
+//!
+//! A wrong, replayed or malformed code is **not** an error: it is an outcome
+//! ([`crate::TotpOutcome`]), so `?` never turns a typo into a server error, and an outage is
+//! never reported as "wrong code". Errors carry no secret: no code, secret, token or URI
+//! ever appears in a message.
+
+use std::fmt;
+
+/// Everything that can fail in verrou.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store could not complete an operation.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A setting is impossible or weakens the factor.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The clock returned a time verrou cannot work with.
+    #[error(transparent)]
+    Clock(#[from] crate::clock::ClockError),
+    /// A cryptographic primitive or the random number generator failed.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The API was called in a way it does not allow.
+    #[error(transparent)]
+    Misuse(#[from] ApiMisuse),
+    /// Caller-supplied input (an identifier, account name, secret or URI) was rejected.
+    #[error(transparent)]
+    Input(#[from] InputError),
+}
+
+/// Input that verrou refuses, with the reason. Never echoes the input itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// A user identifier is empty, too long or contains control characters.
+    #[error("user id must be 1 to {max} bytes without control characters")]
+    UserId {
+        /// The maximum length in bytes.
+        max: usize,
+    },
+    /// A factor identifier is not 32 lowercase hexadecimal characters.
+    #[error("factor id must be 32 lowercase hexadecimal characters")]
+    FactorId,
+    /// An issuer or account name cannot be put in an `otpauth://` label.
+    #[error("{field} must be 1 to {max} bytes, without ':' or control characters, and not start or end with a space")]
+    Label {
+        /// Which part of the label: `issuer` or `account name`.
+        field: &'static str,
+        /// The maximum length in bytes.
+        max: usize,
+    },
+    /// A Base32 secret could not be imported.
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretParseError),
+    /// An `otpauth://` URI could not be parsed.
+    #[error(transparent)]
+    Uri(#[from] crate::totp::UriError),
+    /// A QR code could not be rendered.
+    #[error(transparent)]
+    Qr(#[from] crate::totp::QrError),
+}
+
+/// A setting that is impossible, or so permissive that it weakens the factor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// TOTP codes have 6 to 8 digits (RFC 4226 §5.3).
+    #[error("digits must be 6, 7 or 8")]
+    Digits,
+    /// The period is out of the supported range.
+    #[error("period must be between {min} and {max} seconds")]
+    Period {
+        /// Smallest period in seconds.
+        min: u64,
+        /// Largest period in seconds.
+        max: u64,
+    },
+    /// The skew window accepts so many steps that it weakens the factor.
+    #[error("skew window must be at most ±{max} steps")]
+    Skew {
+        /// Largest accepted skew in steps.
+        max: u8,
+    },
+    /// A generated secret must have at least 128 bits.
+    #[error("secret length must be between {min} and {max} bytes")]
+    SecretLength {
+        /// Minimum length in bytes.
+        min: usize,
+        /// Maximum length in bytes.
+        max: usize,
+    },
+    /// The throttling policy is inconsistent or too permissive.
+    #[error("throttle policy: {0}")]
+    Throttle(&'static str),
+    /// A duration setting is zero or absurdly long.
+    #[error("{0} is out of range")]
+    Duration(&'static str),
+    /// The issuer shown in authenticator apps is not a valid label.
+    #[error("issuer: {0}")]
+    Issuer(InputError),
+}
+
+/// A cryptographic failure: never caused by a wrong code, always worth an alert.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed")]
+    Rng,
+    /// A stored secret or its parameters cannot produce a code.
+    #[error("a stored TOTP secret or its parameters are unusable")]
+    UnusableSecret,
+}
+
+/// The API was used in a way that would weaken the factor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiMisuse {
+    /// `start_totp_enrollment` was called for a user who already has an active factor.
+    /// Replacing it requires `start_totp_reenrollment` with a fresh second-factor proof.
+    #[error("the user already has an active TOTP factor; re-enrolment needs a fresh second-factor proof (start_totp_reenrollment)")]
+    FactorAlreadyActive,
+    /// A second-factor proof was presented for re-enrolment but the user has no active factor.
+    #[error("re-enrolment was requested but the user has no active TOTP factor")]
+    NoActiveFactor,
+}
+
+/// What kind of store failure happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The backend could not be reached or timed out.
+    Unavailable,
+    /// Stored data is inconsistent or cannot be decoded.
+    Corrupt,
+    /// The schema is newer than this version of verrou, or otherwise incompatible.
+    Incompatible,
+    /// An atomic operation kept conflicting with concurrent writers.
+    Contention,
+    /// Anything else the backend reported.
+    Backend,
+}
+
+impl fmt::Display for StoreErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unavailable => "unavailable",
+            Self::Corrupt => "corrupt data",
+            Self::Incompatible => "incompatible schema",
+            Self::Contention => "too much contention",
+            Self::Backend => "backend error",
+        })
+    }
+}
+
+/// A store failure: a kind, a static description, and the backend's error as source.
+///
+/// No driver type appears in the signature, so backends can change without breaking callers.
+#[derive(Debug, thiserror::Error)]
+#[error("store {kind}: {context}")]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    context: &'static str,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl StoreError {
+    /// A store error without an underlying cause.
+    pub fn new(kind: StoreErrorKind, context: &'static str) -> Self {
+        Self {
+            kind,
+            context,
+            source: None,
+        }
+    }
+
+    /// A store error caused by a backend error.
+    pub fn with_source(
+        kind: StoreErrorKind,
+        context: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            kind,
+            context,
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+}

@@ -1,0 +1,784 @@
+//! The service facade: enrolment, verification and operator actions, with the rules and the
+//! audit trail. Composes the pure primitives with a [`Store`].
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
+
+use crate::audit::{self, AuditEvent, AuditKind, AuditSink};
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::error::{ApiMisuse, ConfigError, Error, InputError};
+use crate::ids::{FactorId, UserId};
+use crate::lockout::{Gate, ThrottlePolicy, ThrottleState};
+use crate::secret::TotpSecret;
+use crate::store::{Activation, PendingTotp, StepAdvance, Store, ThrottleKey};
+use crate::totp::{self, CodeGenerator, CodeInput, MalformedCode, OtpAuthUri, TotpParams, WindowMatch};
+
+/// How many times a throttle compare-and-swap is retried before the attempt is refused as
+/// throttled (fail closed under a burst).
+const MAX_THROTTLE_RETRIES: usize = 16;
+const MAX_ISSUER_LEN: usize = 128;
+
+/// Settings of a [`Verrou`] service. Every setter validates, so a config is always usable.
+#[derive(Clone, Debug)]
+pub struct VerrouConfig {
+    issuer: String,
+    totp_params: TotpParams,
+    skew: u8,
+    pending_enrollment_ttl: Duration,
+    reenrollment_freshness: Duration,
+    account_throttle: ThrottlePolicy,
+    address_throttle: Option<ThrottlePolicy>,
+}
+
+impl VerrouConfig {
+    /// Defaults: SHA-1, 6 digits, 30 s, skew ±1 step, pending enrolments expire after 10
+    /// minutes, re-enrolment needs a second factor verified in the last 5 minutes, the account
+    /// throttle of [`ThrottlePolicy::ACCOUNT_DEFAULT`], no per-address throttle.
+    ///
+    /// `issuer` is the service name authenticator apps show (`Portail Partenaires`).
+    ///
+    /// # Errors
+    /// [`ConfigError::Issuer`] if the issuer cannot be an `otpauth://` label.
+    pub fn new(issuer: &str) -> Result<Self, ConfigError> {
+        totp::validate_label("issuer", issuer, MAX_ISSUER_LEN).map_err(ConfigError::Issuer)?;
+        Ok(Self {
+            issuer: issuer.to_owned(),
+            totp_params: TotpParams::DEFAULT,
+            skew: 1,
+            pending_enrollment_ttl: Duration::from_secs(10 * 60),
+            reenrollment_freshness: Duration::from_secs(5 * 60),
+            account_throttle: ThrottlePolicy::ACCOUNT_DEFAULT,
+            address_throttle: None,
+        })
+    }
+
+    /// Parameters for new enrolments (existing factors keep theirs).
+    pub fn with_totp_params(mut self, params: TotpParams) -> Self {
+        self.totp_params = params;
+        self
+    }
+
+    /// Accept codes from `skew` steps either side of the current one (RFC 6238 §5.2
+    /// recommends 1).
+    ///
+    /// # Errors
+    /// [`ConfigError::Skew`] above [`totp::MAX_SKEW`]: a wider window multiplies an attacker's
+    /// chance per guess.
+    pub fn with_skew(mut self, skew: u8) -> Result<Self, ConfigError> {
+        if skew > totp::MAX_SKEW {
+            return Err(ConfigError::Skew { max: totp::MAX_SKEW });
+        }
+        self.skew = skew;
+        Ok(self)
+    }
+
+    /// How long a pending enrolment may be confirmed (1 minute to 24 hours).
+    ///
+    /// # Errors
+    /// [`ConfigError::Duration`] outside that range.
+    pub fn with_pending_enrollment_ttl(mut self, ttl: Duration) -> Result<Self, ConfigError> {
+        if ttl < Duration::from_secs(60) || ttl > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::Duration("pending_enrollment_ttl"));
+        }
+        self.pending_enrollment_ttl = ttl;
+        Ok(self)
+    }
+
+    /// How recent a second-factor proof must be to start a re-enrolment (1 second to 1 hour).
+    ///
+    /// # Errors
+    /// [`ConfigError::Duration`] outside that range.
+    pub fn with_reenrollment_freshness(mut self, max_age: Duration) -> Result<Self, ConfigError> {
+        if max_age.as_secs() == 0 || max_age > Duration::from_secs(3600) {
+            return Err(ConfigError::Duration("reenrollment_freshness"));
+        }
+        self.reenrollment_freshness = max_age;
+        Ok(self)
+    }
+
+    /// The per-account throttle.
+    ///
+    /// # Errors
+    /// [`ConfigError::Throttle`] unless [`ThrottlePolicy::validate_for_account`] passes.
+    pub fn with_account_throttle(mut self, policy: ThrottlePolicy) -> Result<Self, ConfigError> {
+        policy.validate_for_account()?;
+        self.account_throttle = policy;
+        Ok(self)
+    }
+
+    /// Also throttle per client address (see [`ClientContext`]); `None` turns it off.
+    ///
+    /// # Errors
+    /// [`ConfigError::Throttle`] unless [`ThrottlePolicy::validate`] passes.
+    pub fn with_address_throttle(
+        mut self,
+        policy: Option<ThrottlePolicy>,
+    ) -> Result<Self, ConfigError> {
+        if let Some(policy) = &policy {
+            policy.validate()?;
+        }
+        self.address_throttle = policy;
+        Ok(self)
+    }
+
+    /// The issuer shown in authenticator apps.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Parameters for new enrolments.
+    pub fn totp_params(&self) -> TotpParams {
+        self.totp_params
+    }
+
+    /// Accepted steps either side of the current one.
+    pub fn skew(&self) -> u8 {
+        self.skew
+    }
+}
+
+/// What the portal knows about the client making a request.
+///
+/// # Security
+/// Give the address the portal *trusts*: the socket peer, or the client address your own
+/// reverse proxy reports. A raw `X-Forwarded-For` header is attacker-controlled; passing it
+/// here lets an attacker pick a fresh address for every guess (the per-account throttle
+/// still holds).
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct ClientContext {
+    addr: Option<IpAddr>,
+}
+
+impl ClientContext {
+    /// No client address known: only the per-account throttle applies.
+    pub fn unknown() -> Self {
+        Self { addr: None }
+    }
+
+    /// A request from `addr`.
+    pub fn from_addr(addr: IpAddr) -> Self {
+        Self { addr: Some(addr) }
+    }
+
+    /// The client address, if known.
+    pub fn addr(&self) -> Option<IpAddr> {
+        self.addr
+    }
+}
+
+/// Proof that `user` passed a second factor at `verified_at`.
+///
+/// Only verrou creates one (it has no public constructor and no serde), when a code is
+/// accepted. Present it to actions that demand a fresh second factor, such as
+/// [`Verrou::start_totp_reenrollment`].
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct SecondFactorProof {
+    user: UserId,
+    verified_at: Timestamp,
+}
+
+impl SecondFactorProof {
+    /// Whose second factor was verified.
+    pub fn user(&self) -> &UserId {
+        &self.user
+    }
+
+    /// When.
+    pub fn verified_at(&self) -> Timestamp {
+        self.verified_at
+    }
+}
+
+/// The outcome of [`Verrou::verify_totp`].
+#[must_use]
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum TotpOutcome {
+    /// The code is valid and its time step was not used before; it is now.
+    Accepted(TotpAccepted),
+    /// The code matches no step of the window.
+    Invalid,
+    /// The code's time step was already used: a replayed or double-submitted code.
+    Replayed,
+    /// Too many recent failures: the code was not checked. Try again after `retry_after`.
+    Throttled {
+        /// How long to wait.
+        retry_after: Duration,
+    },
+    /// The account (or client address) is locked: the code was not checked.
+    Locked {
+        /// When the lock expires; `None` until an operator lifts it.
+        until: Option<Timestamp>,
+    },
+    /// The input is not a code (see [`CodeInput`] for the rule): nothing was checked or
+    /// counted.
+    Malformed(MalformedCode),
+    /// The user has no active TOTP factor.
+    NotEnrolled,
+}
+
+/// Details of an accepted code.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct TotpAccepted {
+    /// The matched time step.
+    pub step: u64,
+    /// Matched step minus current step (within ± the skew).
+    pub drift: i8,
+    /// Proof of a fresh second factor, for step-up actions.
+    pub proof: SecondFactorProof,
+}
+
+/// The outcome of [`Verrou::finish_totp_enrollment`].
+#[must_use]
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum EnrollmentOutcome {
+    /// The factor is active; the confirming code's time step counts as used.
+    Confirmed {
+        /// The new active factor.
+        factor: FactorId,
+        /// The confirming code is a fresh second factor.
+        proof: SecondFactorProof,
+    },
+    /// The code does not match the pending factor.
+    Invalid,
+    /// The pending enrolment expired: start again.
+    Expired,
+    /// No enrolment is pending (never started, already confirmed, or superseded).
+    NotPending,
+    /// Too many recent failures: try again after `retry_after`.
+    Throttled {
+        /// How long to wait.
+        retry_after: Duration,
+    },
+    /// The account (or client address) is locked.
+    Locked {
+        /// When the lock expires; `None` until an operator lifts it.
+        until: Option<Timestamp>,
+    },
+    /// The input is not a code.
+    Malformed(MalformedCode),
+}
+
+/// The outcome of [`Verrou::start_totp_reenrollment`].
+#[must_use]
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReenrollmentOutcome {
+    /// A new factor is pending; the old one stays active until it is confirmed.
+    Started(EnrollmentOffer),
+    /// The proof is too old (or from the future): ask for a current code first.
+    StepUpRequired,
+}
+
+/// What to show the user once when enrolment starts: the secret, its URI and QR code.
+///
+/// Everything here contains the secret: send it to the user over the authenticated page that
+/// started enrolment, never log it, never store it. verrou will not show it again.
+pub struct EnrollmentOffer {
+    factor: FactorId,
+    uri: SecretString,
+    secret_base32: SecretString,
+    params: TotpParams,
+    expires_at: Timestamp,
+}
+
+impl EnrollmentOffer {
+    /// The pending factor's id.
+    pub fn factor(&self) -> FactorId {
+        self.factor
+    }
+
+    /// The `otpauth://` URI.
+    pub fn otpauth_uri(&self) -> &SecretString {
+        &self.uri
+    }
+
+    /// The secret in Base32, for users who type it instead of scanning.
+    pub fn secret_base32(&self) -> &SecretString {
+        &self.secret_base32
+    }
+
+    /// Hash, digits and period of the new factor.
+    pub fn params(&self) -> TotpParams {
+        self.params
+    }
+
+    /// When the pending factor stops being confirmable.
+    pub fn expires_at(&self) -> Timestamp {
+        self.expires_at
+    }
+
+    /// The URI as an SVG QR code.
+    ///
+    /// # Errors
+    /// [`InputError::Qr`] if the URI does not fit in a QR code.
+    pub fn qr_svg(&self) -> Result<SecretString, Error> {
+        Ok(totp::qr_svg(self.uri.expose_secret()).map_err(InputError::from)?)
+    }
+
+    /// The URI as a PNG QR code.
+    ///
+    /// # Errors
+    /// [`InputError::Qr`] if the URI does not fit or the encoder fails.
+    pub fn qr_png(&self) -> Result<SecretSlice<u8>, Error> {
+        Ok(totp::qr_png(self.uri.expose_secret()).map_err(InputError::from)?)
+    }
+}
+
+impl fmt::Debug for EnrollmentOffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnrollmentOffer")
+            .field("factor", &self.factor)
+            .field("uri", &"[REDACTED]")
+            .field("secret_base32", &"[REDACTED]")
+            .field("params", &self.params)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Why the throttle refused an attempt.
+enum Refusal {
+    Throttled(Duration),
+    Locked(Option<Timestamp>),
+}
+
+/// A counted attempt: which counters were incremented, to reset or report after the check.
+struct Reservation {
+    account: ThrottleState,
+}
+
+/// verrou's service: what most portals use.
+///
+/// Generic over the [`Store`] and the [`Clock`]; cheap to share behind an `Arc`.
+pub struct Verrou<S, C = SystemClock> {
+    store: S,
+    clock: C,
+    config: VerrouConfig,
+    sink: Option<Arc<dyn AuditSink>>,
+}
+
+impl<S, C> fmt::Debug for Verrou<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verrou")
+            .field("config", &self.config)
+            .field("audit_sink", &self.sink.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Verrou<S, SystemClock> {
+    /// A service over `store` with the system clock.
+    pub fn new(store: S, config: VerrouConfig) -> Self {
+        Self {
+            store,
+            clock: SystemClock,
+            config,
+            sink: None,
+        }
+    }
+}
+
+impl<S: Store, C: Clock> Verrou<S, C> {
+    /// The same service with another clock.
+    pub fn with_clock<C2: Clock>(self, clock: C2) -> Verrou<S, C2> {
+        Verrou {
+            store: self.store,
+            clock,
+            config: self.config,
+            sink: self.sink,
+        }
+    }
+
+    /// Also send audit events to `sink` (they always go to `tracing`).
+    pub fn with_audit_sink(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VerrouConfig {
+        &self.config
+    }
+
+    /// Begins a first TOTP enrolment: draws a secret and keeps it pending until
+    /// [`Verrou::finish_totp_enrollment`] receives a valid code. Starting again replaces the
+    /// pending factor.
+    ///
+    /// # Errors
+    /// [`ApiMisuse::FactorAlreadyActive`] if the user already has an active factor: replacing
+    /// it needs [`Verrou::start_totp_reenrollment`] and a fresh second factor.
+    /// [`InputError::Label`] if `account_name` cannot be shown in an app.
+    pub async fn start_totp_enrollment(
+        &self,
+        user: &UserId,
+        account_name: &str,
+        ctx: &ClientContext,
+    ) -> Result<EnrollmentOffer, Error> {
+        let now = self.clock.now()?;
+        if self.store.active_totp(user).await?.is_some() {
+            return Err(ApiMisuse::FactorAlreadyActive.into());
+        }
+        self.begin_enrollment(user, account_name, None, ctx, now).await
+    }
+
+    /// Begins replacing the user's active factor. The old factor keeps working until the new
+    /// one is confirmed; if the old one changes in between, confirmation fails.
+    ///
+    /// `proof` must come from a code accepted within the configured freshness (default 5
+    /// minutes); otherwise the outcome is [`ReenrollmentOutcome::StepUpRequired`].
+    ///
+    /// # Errors
+    /// [`ApiMisuse::NoActiveFactor`] if the user has no active factor;
+    /// [`InputError::Label`] for an unusable account name.
+    pub async fn start_totp_reenrollment(
+        &self,
+        proof: &SecondFactorProof,
+        account_name: &str,
+        ctx: &ClientContext,
+    ) -> Result<ReenrollmentOutcome, Error> {
+        let now = self.clock.now()?;
+        let fresh = proof.verified_at <= now
+            && now.duration_since(proof.verified_at) <= self.config.reenrollment_freshness;
+        if !fresh {
+            return Ok(ReenrollmentOutcome::StepUpRequired);
+        }
+        let Some(active) = self.store.active_totp(&proof.user).await? else {
+            return Err(ApiMisuse::NoActiveFactor.into());
+        };
+        let offer = self
+            .begin_enrollment(&proof.user, account_name, Some(active.id), ctx, now)
+            .await?;
+        Ok(ReenrollmentOutcome::Started(offer))
+    }
+
+    async fn begin_enrollment(
+        &self,
+        user: &UserId,
+        account_name: &str,
+        replaces: Option<FactorId>,
+        ctx: &ClientContext,
+        now: Timestamp,
+    ) -> Result<EnrollmentOffer, Error> {
+        let params = self.config.totp_params;
+        let secret = TotpSecret::generate()?;
+        let uri = OtpAuthUri::new(Some(&self.config.issuer), account_name, secret.clone(), params)?;
+        let factor = FactorId::generate()?;
+        let expires_at = now.saturating_add(self.config.pending_enrollment_ttl);
+        let offer = EnrollmentOffer {
+            factor,
+            uri: uri.to_uri(),
+            secret_base32: secret.to_base32(),
+            params,
+            expires_at,
+        };
+        let pending = PendingTotp {
+            id: factor,
+            secret,
+            params,
+            replaces,
+            created_at: now,
+            expires_at,
+        };
+        self.store.put_pending_totp(user, pending).await?;
+        self.emit(
+            user,
+            ctx,
+            now,
+            AuditKind::TotpEnrollmentStarted {
+                factor,
+                replaces_active: replaces.is_some(),
+            },
+        );
+        Ok(offer)
+    }
+
+    /// Confirms the pending factor with a first code from the app. On success the factor is
+    /// active and the code's time step counts as used. Wrong codes count in the account's
+    /// throttle like any second-factor attempt.
+    ///
+    /// # Errors
+    /// Only for store, clock or crypto failures; a wrong code is an outcome.
+    pub async fn finish_totp_enrollment(
+        &self,
+        user: &UserId,
+        code: &str,
+        ctx: &ClientContext,
+    ) -> Result<EnrollmentOutcome, Error> {
+        let now = self.clock.now()?;
+        if let Err(reason) = CodeInput::precheck(code) {
+            return Ok(EnrollmentOutcome::Malformed(reason));
+        }
+        let Some(pending) = self.store.pending_totp(user).await? else {
+            return Ok(EnrollmentOutcome::NotPending);
+        };
+        if pending.expires_at <= now {
+            return Ok(EnrollmentOutcome::Expired);
+        }
+        let input = match CodeInput::parse(code, pending.params.digits()) {
+            Ok(input) => input,
+            Err(reason) => return Ok(EnrollmentOutcome::Malformed(reason)),
+        };
+        let reservation = match self.reserve_attempt(user, ctx, now).await? {
+            Ok(reservation) => reservation,
+            Err(Refusal::Throttled(retry_after)) => {
+                return Ok(EnrollmentOutcome::Throttled { retry_after })
+            }
+            Err(Refusal::Locked(until)) => return Ok(EnrollmentOutcome::Locked { until }),
+        };
+        let generator = CodeGenerator::new(&pending.secret, pending.params)?;
+        let step = match totp::match_window(&generator, &input, now, self.config.skew, None)? {
+            WindowMatch::Fresh { step, .. } => step,
+            WindowMatch::Used | WindowMatch::NoMatch => {
+                self.emit(user, ctx, now, AuditKind::TotpEnrollmentInvalid { factor: pending.id });
+                self.report_lock(user, ctx, now, &reservation);
+                return Ok(EnrollmentOutcome::Invalid);
+            }
+        };
+        match self
+            .store
+            .activate_pending_totp(user, pending.id, step, now)
+            .await?
+        {
+            Activation::Activated => {
+                self.store
+                    .clear_throttle(&ThrottleKey::Account(user.clone()))
+                    .await?;
+                self.emit(user, ctx, now, AuditKind::TotpEnrollmentConfirmed { factor: pending.id });
+                Ok(EnrollmentOutcome::Confirmed {
+                    factor: pending.id,
+                    proof: SecondFactorProof {
+                        user: user.clone(),
+                        verified_at: now,
+                    },
+                })
+            }
+            Activation::Expired => Ok(EnrollmentOutcome::Expired),
+            Activation::NotPending | Activation::Superseded => Ok(EnrollmentOutcome::NotPending),
+        }
+    }
+
+    /// Verifies a TOTP code for `user`.
+    ///
+    /// In order: input that is not a code is [`TotpOutcome::Malformed`] (nothing counted or
+    /// checked); the attempt is counted against the throttle *before* the check (refused as
+    /// `Throttled`/`Locked`); every step of the window is compared in constant time; a
+    /// fresh match is recorded with an atomic compare-and-set on the last used step, so of
+    /// concurrent requests with one code exactly one is `Accepted`.
+    ///
+    /// # Errors
+    /// Only for store, clock or crypto failures; a wrong code is an outcome.
+    pub async fn verify_totp(
+        &self,
+        user: &UserId,
+        code: &str,
+        ctx: &ClientContext,
+    ) -> Result<TotpOutcome, Error> {
+        let now = self.clock.now()?;
+        if let Err(reason) = CodeInput::precheck(code) {
+            return Ok(TotpOutcome::Malformed(reason));
+        }
+        let Some(factor) = self.store.active_totp(user).await? else {
+            return Ok(TotpOutcome::NotEnrolled);
+        };
+        let input = match CodeInput::parse(code, factor.params.digits()) {
+            Ok(input) => input,
+            Err(reason) => return Ok(TotpOutcome::Malformed(reason)),
+        };
+        let reservation = match self.reserve_attempt(user, ctx, now).await? {
+            Ok(reservation) => reservation,
+            Err(Refusal::Throttled(retry_after)) => return Ok(TotpOutcome::Throttled { retry_after }),
+            Err(Refusal::Locked(until)) => return Ok(TotpOutcome::Locked { until }),
+        };
+        let generator = CodeGenerator::new(&factor.secret, factor.params)?;
+        let matched = totp::match_window(
+            &generator,
+            &input,
+            now,
+            self.config.skew,
+            Some(factor.last_step),
+        )?;
+        let (step, drift) = match matched {
+            WindowMatch::Fresh { step, drift } => (step, drift),
+            WindowMatch::Used => return Ok(self.replayed(user, ctx, now, factor.id, &reservation)),
+            WindowMatch::NoMatch => {
+                self.emit(user, ctx, now, AuditKind::TotpInvalid { factor: factor.id });
+                self.report_lock(user, ctx, now, &reservation);
+                return Ok(TotpOutcome::Invalid);
+            }
+        };
+        match self.store.advance_totp_step(user, factor.id, step).await? {
+            StepAdvance::Advanced => {}
+            StepAdvance::AlreadyUsed => {
+                return Ok(self.replayed(user, ctx, now, factor.id, &reservation))
+            }
+            // The factor was replaced or removed while we checked: its codes are void.
+            StepAdvance::NoSuchFactor => {
+                self.emit(user, ctx, now, AuditKind::TotpInvalid { factor: factor.id });
+                return Ok(TotpOutcome::Invalid);
+            }
+        }
+        self.store
+            .clear_throttle(&ThrottleKey::Account(user.clone()))
+            .await?;
+        self.emit(
+            user,
+            ctx,
+            now,
+            AuditKind::TotpAccepted {
+                factor: factor.id,
+                step,
+                drift,
+            },
+        );
+        Ok(TotpOutcome::Accepted(TotpAccepted {
+            step,
+            drift,
+            proof: SecondFactorProof {
+                user: user.clone(),
+                verified_at: now,
+            },
+        }))
+    }
+
+    /// Operator action: lifts the account's lock and clears its failure count.
+    ///
+    /// # Errors
+    /// Store or clock failures.
+    pub async fn lift_lock(&self, user: &UserId) -> Result<(), Error> {
+        let now = self.clock.now()?;
+        self.store
+            .clear_throttle(&ThrottleKey::Account(user.clone()))
+            .await?;
+        self.emit(user, &ClientContext::unknown(), now, AuditKind::LockLifted);
+        Ok(())
+    }
+
+    /// Operator action: removes the user's TOTP factor (active and pending), for a user who
+    /// lost the device and has no other way back. Returns whether there was one.
+    ///
+    /// # Security
+    /// Verify the user's identity out of band first: after this, a password alone reaches
+    /// the enrolment page.
+    ///
+    /// # Errors
+    /// Store or clock failures.
+    pub async fn remove_totp_factor(&self, user: &UserId) -> Result<bool, Error> {
+        let now = self.clock.now()?;
+        let removed = self.store.remove_totp(user).await?;
+        if removed {
+            self.emit(user, &ClientContext::unknown(), now, AuditKind::TotpFactorRemoved);
+        }
+        Ok(removed)
+    }
+
+    /// Whether the user has an active TOTP factor.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn has_active_totp(&self, user: &UserId) -> Result<bool, Error> {
+        Ok(self.store.active_totp(user).await?.is_some())
+    }
+
+    /// Counts the attempt against the client address (if configured and known), then the
+    /// account. A refusal by either means the code is not checked.
+    async fn reserve_attempt(
+        &self,
+        user: &UserId,
+        ctx: &ClientContext,
+        now: Timestamp,
+    ) -> Result<Result<Reservation, Refusal>, Error> {
+        if let (Some(policy), Some(addr)) = (&self.config.address_throttle, ctx.addr) {
+            let key = ThrottleKey::for_address(addr);
+            if let Err(refusal) = self.reserve(&key, policy, now).await? {
+                self.report_refusal(user, ctx, now, &refusal);
+                return Ok(Err(refusal));
+            }
+        }
+        let key = ThrottleKey::Account(user.clone());
+        match self.reserve(&key, &self.config.account_throttle, now).await? {
+            Ok(account) => Ok(Ok(Reservation { account })),
+            Err(refusal) => {
+                self.report_refusal(user, ctx, now, &refusal);
+                Ok(Err(refusal))
+            }
+        }
+    }
+
+    /// Compare-and-swap loop: count one failure if the gate is open.
+    async fn reserve(
+        &self,
+        key: &ThrottleKey,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> Result<Result<ThrottleState, Refusal>, Error> {
+        for _ in 0..MAX_THROTTLE_RETRIES {
+            let record = self.store.throttle(key).await?;
+            match policy.gate(&record.state, now) {
+                Gate::Open => {}
+                Gate::Backoff { until } => {
+                    return Ok(Err(Refusal::Throttled(until.duration_since(now))))
+                }
+                Gate::Locked { until } => return Ok(Err(Refusal::Locked(until))),
+            }
+            let next = policy.record_failure(&record.state, now);
+            if self.store.swap_throttle(key, record.version, next).await? {
+                return Ok(Ok(next));
+            }
+        }
+        // A burst kept changing the counter: refuse rather than check unthrottled.
+        Ok(Err(Refusal::Throttled(Duration::from_secs(1))))
+    }
+
+    fn report_refusal(&self, user: &UserId, ctx: &ClientContext, now: Timestamp, refusal: &Refusal) {
+        let kind = match *refusal {
+            Refusal::Throttled(retry_after) => AuditKind::Throttled { retry_after },
+            Refusal::Locked(until) => AuditKind::Locked { until },
+        };
+        self.emit(user, ctx, now, kind);
+    }
+
+    /// After a failed check: if the counted failure started a lock, say so.
+    fn report_lock(&self, user: &UserId, ctx: &ClientContext, now: Timestamp, reservation: &Reservation) {
+        if let Gate::Locked { until } = self.config.account_throttle.gate(&reservation.account, now) {
+            self.emit(user, ctx, now, AuditKind::LockEngaged { until });
+        }
+    }
+
+    fn replayed(
+        &self,
+        user: &UserId,
+        ctx: &ClientContext,
+        now: Timestamp,
+        factor: FactorId,
+        reservation: &Reservation,
+    ) -> TotpOutcome {
+        self.emit(user, ctx, now, AuditKind::TotpReplayed { factor });
+        self.report_lock(user, ctx, now, reservation);
+        TotpOutcome::Replayed
+    }
+
+    fn emit(&self, user: &UserId, ctx: &ClientContext, now: Timestamp, kind: AuditKind) {
+        let event = AuditEvent {
+            at: now,
+            user: user.clone(),
+            client: ctx.addr,
+            kind,
+        };
+        audit::trace(&event);
+        if let Some(sink) = &self.sink {
+            sink.record(&event);
+        }
+    }
+}

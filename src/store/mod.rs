@@ -1,0 +1,221 @@
+//! Storage: the atomic operations verrou's policy needs, and the backends.
+//!
+//! Every method is one atomic operation named for its intent. There is no "read, modify in
+//! Rust, write back" pair that two requests could interleave:
+//! - [`Store::advance_totp_step`] moves the last accepted time step forward only if the new
+//!   step is later (one conditional update), so one code is accepted once, however many
+//!   requests or instances race;
+//! - [`Store::activate_pending_totp`] promotes a pending factor only if it is still the
+//!   pending one, unexpired, and the active factor is still the one it was meant to replace;
+//! - [`Store::swap_throttle`] is a compare-and-swap on a versioned counter.
+//!
+//! The same conformance suite (`tests/conformance/`) runs against every backend.
+
+mod memory;
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv6Addr};
+
+pub use self::memory::MemoryStore;
+use crate::clock::Timestamp;
+use crate::error::StoreError;
+use crate::ids::{FactorId, UserId};
+use crate::lockout::ThrottleState;
+use crate::secret::TotpSecret;
+use crate::totp::TotpParams;
+
+/// An active TOTP factor.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct TotpFactor {
+    /// The factor's id.
+    pub id: FactorId,
+    /// The shared secret.
+    pub secret: TotpSecret,
+    /// Hash, digits and period.
+    pub params: TotpParams,
+    /// The last accepted time step; no step at or below it is accepted again.
+    pub last_step: u64,
+    /// When the factor was confirmed.
+    pub activated_at: Timestamp,
+}
+
+/// A factor waiting for its first valid code.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct PendingTotp {
+    /// The factor's id (kept when it becomes active).
+    pub id: FactorId,
+    /// The shared secret.
+    pub secret: TotpSecret,
+    /// Hash, digits and period.
+    pub params: TotpParams,
+    /// The active factor this one replaces (re-enrolment), or `None` for a first enrolment.
+    /// Activation fails if the active factor is no longer this one.
+    pub replaces: Option<FactorId>,
+    /// When enrolment began.
+    pub created_at: Timestamp,
+    /// When the pending factor stops being confirmable.
+    pub expires_at: Timestamp,
+}
+
+/// Result of [`Store::activate_pending_totp`].
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum Activation {
+    /// The pending factor is now the active one.
+    Activated,
+    /// No pending factor with that id (never started, already confirmed, or replaced).
+    NotPending,
+    /// The pending factor expired.
+    Expired,
+    /// The active factor changed since enrolment began; the pending factor was discarded.
+    Superseded,
+}
+
+/// Result of [`Store::advance_totp_step`].
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum StepAdvance {
+    /// The step was later than the last accepted one and is now recorded.
+    Advanced,
+    /// The step is at or below the last accepted one: refused, nothing changed.
+    AlreadyUsed,
+    /// The user's active factor is not (or no longer) the given one.
+    NoSuchFactor,
+}
+
+/// What a throttle counter is attached to.
+#[derive(Clone, Debug, Eq, Hash, PartialEq)]
+#[non_exhaustive]
+pub enum ThrottleKey {
+    /// One user's account: shared by every second-factor path.
+    Account(UserId),
+    /// One client address: an IPv4 address, or an IPv6 /64 (one subscriber's allocation).
+    Address(IpAddr),
+}
+
+impl ThrottleKey {
+    /// The key for a client address, normalised: IPv4-mapped IPv6 becomes IPv4, other IPv6
+    /// addresses are cut to their /64 so one client cannot rotate through its own prefix.
+    pub fn for_address(addr: IpAddr) -> Self {
+        let normalized = match addr {
+            IpAddr::V4(v4) => IpAddr::V4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                    IpAddr::V6(Ipv6Addr::from(bits))
+                }
+            },
+        };
+        Self::Address(normalized)
+    }
+
+    /// A stable text form for SQL backends: `account:<user id>` or `address:<ip>`.
+    pub fn storage_key(&self) -> String {
+        match self {
+            Self::Account(user) => format!("account:{user}"),
+            Self::Address(addr) => format!("address:{addr}"),
+        }
+    }
+}
+
+/// A throttle counter and its version, for compare-and-swap.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct ThrottleRecord {
+    /// The counter.
+    pub state: ThrottleState,
+    /// Bumped by every write; 0 when the record does not exist yet.
+    pub version: u64,
+}
+
+/// The storage operations verrou needs, each atomic.
+///
+/// Implementations must be safe to share between tasks and, for SQL backends, between
+/// processes: correctness may not depend on a lock held in this process.
+pub trait Store: Send + Sync {
+    /// Stores `pending` as the user's pending factor, replacing any earlier pending one.
+    fn put_pending_totp(
+        &self,
+        user: &UserId,
+        pending: PendingTotp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The user's pending factor, expired or not.
+    fn pending_totp(
+        &self,
+        user: &UserId,
+    ) -> impl Future<Output = Result<Option<PendingTotp>, StoreError>> + Send;
+
+    /// Atomically: if the pending factor is `factor`, unexpired at `now`, and the active factor
+    /// is still `pending.replaces`, make it the active factor with `last_step =
+    /// confirmed_step` and remove it from pending. `Superseded` discards the pending factor.
+    fn activate_pending_totp(
+        &self,
+        user: &UserId,
+        factor: FactorId,
+        confirmed_step: u64,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Activation, StoreError>> + Send;
+
+    /// The user's active factor.
+    fn active_totp(
+        &self,
+        user: &UserId,
+    ) -> impl Future<Output = Result<Option<TotpFactor>, StoreError>> + Send;
+
+    /// Atomically: if the active factor is `factor` and its last step is below `step`, set
+    /// it to `step`.
+    fn advance_totp_step(
+        &self,
+        user: &UserId,
+        factor: FactorId,
+        step: u64,
+    ) -> impl Future<Output = Result<StepAdvance, StoreError>> + Send;
+
+    /// Removes the user's active and pending factors; true if there was one.
+    fn remove_totp(&self, user: &UserId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The throttle counter for `key` (the default with version 0 if there is none).
+    fn throttle(
+        &self,
+        key: &ThrottleKey,
+    ) -> impl Future<Output = Result<ThrottleRecord, StoreError>> + Send;
+
+    /// Atomically: if the counter's version is still `expected_version`, replace its state
+    /// with `state` and bump the version. Returns whether it did.
+    fn swap_throttle(
+        &self,
+        key: &ThrottleKey,
+        expected_version: u64,
+        state: ThrottleState,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Resets the counter for `key` to no failures (and bumps its version).
+    fn clear_throttle(&self, key: &ThrottleKey)
+        -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_addresses_share_their_slash_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ThrottleKey::for_address(a), ThrottleKey::for_address(b));
+        assert_ne!(ThrottleKey::for_address(a), ThrottleKey::for_address(c));
+        assert_eq!(
+            ThrottleKey::for_address(a).storage_key(),
+            "address:2001:db8:1:2::"
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_ipv4() {
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        let plain: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(ThrottleKey::for_address(mapped), ThrottleKey::for_address(plain));
+    }
+}

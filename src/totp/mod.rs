@@ -1,0 +1,406 @@
+//! RFC 6238 TOTP: parameters, code computation (via totp-rs), the constant-time window
+//! match, strict code input, `otpauth://` URIs and QR codes.
+//!
+//! Everything here is pure and synchronous: the time is an argument.
+
+mod code;
+mod qr;
+mod uri;
+
+use std::fmt::{self, Write as _};
+
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+
+pub use self::code::{CodeInput, MalformedCode};
+pub use self::qr::{qr_png, qr_svg, QrError};
+pub use self::uri::{OtpAuthUri, UriError, MAX_URI_LEN};
+pub(crate) use self::uri::validate_label;
+use crate::clock::Timestamp;
+use crate::error::{ConfigError, CryptoError};
+use crate::secret::TotpSecret;
+
+/// The HMAC hash function of a TOTP factor.
+#[derive(Clone, Copy, Debug, Default, Eq, Hash, PartialEq)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// HMAC-SHA-1: the default, and the only one every authenticator app supports.
+    #[default]
+    Sha1,
+    /// HMAC-SHA-256.
+    Sha256,
+    /// HMAC-SHA-512.
+    Sha512,
+}
+
+impl Algorithm {
+    /// The name used in `otpauth://` URIs: `SHA1`, `SHA256`, `SHA512`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+            Self::Sha512 => "SHA512",
+        }
+    }
+
+    /// Parses a URI algorithm name, case-insensitively.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Sha1, Self::Sha256, Self::Sha512]
+            .into_iter()
+            .find(|alg| alg.as_str().eq_ignore_ascii_case(name))
+    }
+
+    fn to_totp_rs(self) -> totp_rs::Algorithm {
+        match self {
+            Self::Sha1 => totp_rs::Algorithm::SHA1,
+            Self::Sha256 => totp_rs::Algorithm::SHA256,
+            Self::Sha512 => totp_rs::Algorithm::SHA512,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the server and the authenticator app share besides the secret: hash, digits, period.
+///
+/// Construction validates every field, so a `TotpParams` value can always compute codes.
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+pub struct TotpParams {
+    algorithm: Algorithm,
+    digits: u8,
+    period: u64,
+}
+
+impl Default for TotpParams {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl TotpParams {
+    /// SHA-1, 6 digits, 30 seconds: what every authenticator app supports.
+    pub const DEFAULT: Self = Self {
+        algorithm: Algorithm::Sha1,
+        digits: 6,
+        period: 30,
+    };
+    /// Shortest accepted period in seconds.
+    pub const MIN_PERIOD: u64 = 10;
+    /// Longest accepted period in seconds.
+    pub const MAX_PERIOD: u64 = 300;
+
+    /// Validated parameters.
+    ///
+    /// # Errors
+    /// [`ConfigError::Digits`] outside 6–8, [`ConfigError::Period`] outside
+    /// [`TotpParams::MIN_PERIOD`]`..=`[`TotpParams::MAX_PERIOD`].
+    pub fn new(algorithm: Algorithm, digits: u8, period_seconds: u64) -> Result<Self, ConfigError> {
+        if !(6..=8).contains(&digits) {
+            return Err(ConfigError::Digits);
+        }
+        if !(Self::MIN_PERIOD..=Self::MAX_PERIOD).contains(&period_seconds) {
+            return Err(ConfigError::Period {
+                min: Self::MIN_PERIOD,
+                max: Self::MAX_PERIOD,
+            });
+        }
+        Ok(Self {
+            algorithm,
+            digits,
+            period: period_seconds,
+        })
+    }
+
+    /// The hash function.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Digits per code (6, 7 or 8).
+    pub fn digits(&self) -> u8 {
+        self.digits
+    }
+
+    /// Seconds per time step.
+    pub fn period(&self) -> u64 {
+        self.period
+    }
+
+    /// The time step that contains `time`.
+    pub fn step_at(&self, time: Timestamp) -> u64 {
+        time.unix_seconds() / self.period
+    }
+}
+
+/// The largest accepted skew window, in steps either side of the current one.
+pub const MAX_SKEW: u8 = 2;
+
+/// A one-time code: `digits` ASCII digits on the stack, wiped on drop, never printed.
+#[derive(Clone)]
+pub struct Code {
+    bytes: [u8; 8],
+    len: usize,
+}
+
+impl Code {
+    /// The digits as text.
+    pub fn expose_secret(&self) -> &str {
+        // The buffer only ever holds ASCII digits written by `fmt::Write` below.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for Code {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(fmt::Error)?;
+        self.bytes
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl Drop for Code {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.bytes);
+    }
+}
+
+impl fmt::Debug for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Code([REDACTED])")
+    }
+}
+
+/// Computes codes for one secret. Holds a totp-rs instance that wipes its copy on drop.
+pub(crate) struct CodeGenerator {
+    totp: totp_rs::Totp,
+    params: TotpParams,
+}
+
+impl CodeGenerator {
+    pub(crate) fn new(secret: &TotpSecret, params: TotpParams) -> Result<Self, CryptoError> {
+        let totp = totp_rs::Builder::new()
+            .with_algorithm(params.algorithm.to_totp_rs())
+            .with_digits(params.digits)
+            .with_step_duration(params.period)
+            .with_skew(0)
+            .with_secret(secret.expose_bytes())
+            .build()
+            .map_err(|_| CryptoError::UnusableSecret)?;
+        Ok(Self { totp, params })
+    }
+
+    /// The code of time step `step`.
+    pub(crate) fn code_at_step(&self, step: u64) -> Result<Code, CryptoError> {
+        let time = step
+            .checked_mul(self.params.period)
+            .ok_or(CryptoError::UnusableSecret)?;
+        let token = self.totp.generate(time);
+        let mut code = Code {
+            bytes: [0; 8],
+            len: 0,
+        };
+        write!(code, "{token}").map_err(|_| CryptoError::UnusableSecret)?;
+        if code.len != usize::from(self.params.digits) {
+            return Err(CryptoError::UnusableSecret);
+        }
+        Ok(code)
+    }
+}
+
+/// The result of comparing a code with every step of the window.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(crate) enum WindowMatch {
+    /// The code matches a step after `last_step`: the lowest such step, and its drift.
+    Fresh { step: u64, drift: i8 },
+    /// The code matches only steps at or before `last_step`.
+    Used,
+    /// The code matches no step of the window.
+    NoMatch,
+}
+
+/// Compares `input` with the code of every step in `now ± skew`, in constant time with
+/// respect to the secret and the input: every candidate is computed and compared, and the
+/// result is selected without data-dependent branches, so timing reveals neither whether
+/// nor where in the window the code matched.
+///
+/// `last_step` (public: it is derived from a past time) marks steps that were already used.
+pub(crate) fn match_window(
+    generator: &CodeGenerator,
+    input: &CodeInput,
+    now: Timestamp,
+    skew: u8,
+    last_step: Option<u64>,
+) -> Result<WindowMatch, CryptoError> {
+    let current = generator.params.step_at(now);
+    let first = current.saturating_sub(u64::from(skew));
+    let last = current.saturating_add(u64::from(skew));
+    let mut fresh_step = 0u64;
+    let mut fresh_found = Choice::from(0);
+    let mut used_found = Choice::from(0);
+    for step in first..=last {
+        let code = generator.code_at_step(step)?;
+        let equal = code.as_bytes().ct_eq(input.as_bytes());
+        let unused = Choice::from(u8::from(last_step.is_none_or(|used| step > used)));
+        let take = equal & unused & !fresh_found;
+        fresh_step.conditional_assign(&step, take);
+        fresh_found |= equal & unused;
+        used_found |= equal & !unused;
+    }
+    if bool::from(fresh_found) {
+        let drift = i8::try_from(i128::from(fresh_step) - i128::from(current))
+            .map_err(|_| CryptoError::UnusableSecret)?;
+        Ok(WindowMatch::Fresh {
+            step: fresh_step,
+            drift,
+        })
+    } else if bool::from(used_found) {
+        Ok(WindowMatch::Used)
+    } else {
+        Ok(WindowMatch::NoMatch)
+    }
+}
+
+/// The code an authenticator app shows at `time`, for tests and demos.
+#[cfg(any(test, feature = "insecure-test-utils"))]
+pub(crate) fn code_at(
+    secret: &TotpSecret,
+    params: TotpParams,
+    time: Timestamp,
+) -> Result<Code, CryptoError> {
+    CodeGenerator::new(secret, params)?.code_at_step(params.step_at(time))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: u64) -> Timestamp {
+        Timestamp::from_unix_seconds(seconds).unwrap()
+    }
+
+    /// RFC 6238 Appendix B: all 18 vectors (8 digits, 30 s period).
+    #[test]
+    fn rfc6238_appendix_b_vectors() {
+        let sha1 = TotpSecret::from_bytes(b"12345678901234567890").unwrap();
+        let sha256 = TotpSecret::from_bytes(b"12345678901234567890123456789012").unwrap();
+        let sha512 = TotpSecret::from_bytes(
+            b"1234567890123456789012345678901234567890123456789012345678901234",
+        )
+        .unwrap();
+        let vectors: [(u64, &str, &str, &str); 6] = [
+            (59, "94287082", "46119246", "90693936"),
+            (1_111_111_109, "07081804", "68084774", "25091201"),
+            (1_111_111_111, "14050471", "67062674", "99943326"),
+            (1_234_567_890, "89005924", "91819424", "93441116"),
+            (2_000_000_000, "69279037", "90698825", "38618901"),
+            (20_000_000_000, "65353130", "77737706", "47863826"),
+        ];
+        for (time, want1, want256, want512) in vectors {
+            for (secret, algorithm, want) in [
+                (&sha1, Algorithm::Sha1, want1),
+                (&sha256, Algorithm::Sha256, want256),
+                (&sha512, Algorithm::Sha512, want512),
+            ] {
+                let params = TotpParams::new(algorithm, 8, 30).unwrap();
+                let code = code_at(secret, params, at(time)).unwrap();
+                assert_eq!(code.expose_secret(), want, "{algorithm} at {time}");
+            }
+        }
+    }
+
+    /// RFC 4226 Appendix D: HOTP counters 0–9 are TOTP steps 0–9.
+    #[test]
+    fn rfc4226_appendix_d_vectors() {
+        let secret = TotpSecret::from_bytes(b"12345678901234567890").unwrap();
+        let generator = CodeGenerator::new(&secret, TotpParams::DEFAULT).unwrap();
+        let expected = [
+            "755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583",
+            "399871", "520489",
+        ];
+        for (counter, want) in expected.iter().enumerate() {
+            let code = generator.code_at_step(counter as u64).unwrap();
+            assert_eq!(code.expose_secret(), *want, "counter {counter}");
+        }
+    }
+
+    #[test]
+    fn params_reject_impossible_settings() {
+        assert_eq!(TotpParams::new(Algorithm::Sha1, 5, 30), Err(ConfigError::Digits));
+        assert_eq!(TotpParams::new(Algorithm::Sha1, 9, 30), Err(ConfigError::Digits));
+        assert_eq!(TotpParams::new(Algorithm::Sha1, 0, 30), Err(ConfigError::Digits));
+        assert!(matches!(
+            TotpParams::new(Algorithm::Sha1, 6, 0),
+            Err(ConfigError::Period { .. })
+        ));
+        assert!(matches!(
+            TotpParams::new(Algorithm::Sha1, 6, 301),
+            Err(ConfigError::Period { .. })
+        ));
+        assert!(TotpParams::new(Algorithm::Sha512, 8, 60).is_ok());
+    }
+
+    #[test]
+    fn window_reports_step_and_drift() {
+        let secret = TotpSecret::from_bytes(b"12345678901234567890").unwrap();
+        let params = TotpParams::DEFAULT;
+        let generator = CodeGenerator::new(&secret, params).unwrap();
+        let now = at(1_700_000_000);
+        let current = params.step_at(now);
+        for (offset, drift) in [(-1i64, -1i8), (0, 0), (1, 1)] {
+            let step = current.checked_add_signed(offset).unwrap();
+            let code = generator.code_at_step(step).unwrap();
+            let input = CodeInput::parse(code.expose_secret(), 6).unwrap();
+            assert_eq!(
+                match_window(&generator, &input, now, 1, None).unwrap(),
+                WindowMatch::Fresh { step, drift }
+            );
+            assert_eq!(
+                match_window(&generator, &input, now, 1, Some(step)).unwrap(),
+                WindowMatch::Used
+            );
+        }
+        let outside = generator.code_at_step(current + 2).unwrap();
+        let input = CodeInput::parse(outside.expose_secret(), 6).unwrap();
+        assert_eq!(
+            match_window(&generator, &input, now, 1, None).unwrap(),
+            WindowMatch::NoMatch
+        );
+        assert!(matches!(
+            match_window(&generator, &input, now, 2, None).unwrap(),
+            WindowMatch::Fresh { drift: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn window_near_the_epoch_does_not_underflow() {
+        let secret = TotpSecret::from_bytes(b"12345678901234567890").unwrap();
+        let generator = CodeGenerator::new(&secret, TotpParams::DEFAULT).unwrap();
+        let code = generator.code_at_step(0).unwrap();
+        let input = CodeInput::parse(code.expose_secret(), 6).unwrap();
+        assert_eq!(
+            match_window(&generator, &input, Timestamp::EPOCH, 2, None).unwrap(),
+            WindowMatch::Fresh { step: 0, drift: 0 }
+        );
+        // And at the far end of time.
+        let end = match_window(&generator, &input, Timestamp::MAX, 2, None).unwrap();
+        assert_eq!(end, WindowMatch::NoMatch);
+    }
+
+    #[test]
+    fn code_debug_is_redacted() {
+        let secret = TotpSecret::from_bytes(b"12345678901234567890").unwrap();
+        let code = code_at(&secret, TotpParams::DEFAULT, at(59)).unwrap();
+        assert_eq!(format!("{code:?}"), "Code([REDACTED])");
+    }
+}
