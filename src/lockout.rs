@@ -47,8 +47,9 @@ pub struct ThrottlePolicy {
     pub max_lock_duration: Duration,
     /// Failures after which only an operator can unlock. Required for accounts.
     pub permanent_lock_after: Option<u32>,
-    /// Forget the failures after this much quiet time. Only for client addresses: an account's
-    /// count is reset by a success or an operator, never by waiting.
+    /// Forget the failures after this much quiet time (at least `max_lock_duration`, so no
+    /// lock ends early). Only for client addresses: an account's count is reset by a success
+    /// or an operator, never by waiting.
     pub forget_after: Option<Duration>,
 }
 
@@ -107,8 +108,16 @@ impl ThrottlePolicy {
         if self.max_lock_duration < self.lock_duration {
             return Err(ConfigError::Throttle("max_lock_duration must be at least lock_duration"));
         }
-        if self.forget_after.is_some_and(|d| d.as_secs() == 0 || d > MAX_SETTING) {
-            return Err(ConfigError::Throttle("forget_after must be between 1 s and 30 days"));
+        if self.forget_after.is_some() && self.permanent_lock_after.is_some() {
+            return Err(ConfigError::Throttle(
+                "a permanent lock cannot be forgotten: set forget_after or permanent_lock_after, not both",
+            ));
+        }
+        if self.forget_after.is_some_and(|d| d < self.max_lock_duration || d > MAX_SETTING) {
+            // Shorter would end a lock (or backoff) early by forgetting the failures behind it.
+            return Err(ConfigError::Throttle(
+                "forget_after must be between max_lock_duration and 30 days",
+            ));
         }
         Ok(())
     }
@@ -305,13 +314,15 @@ mod tests {
             ThrottlePolicy { base_delay: Duration::ZERO, ..base },
             ThrottlePolicy { lock_duration: Duration::from_secs(31 * 24 * 3600), ..base },
             ThrottlePolicy { max_lock_duration: Duration::from_secs(60), ..base },
-            ThrottlePolicy { forget_after: Some(Duration::ZERO), ..base },
+            ThrottlePolicy { forget_after: Some(Duration::ZERO), permanent_lock_after: None, ..base },
+            // Waiting must not undo a permanent lock.
+            ThrottlePolicy { forget_after: Some(Duration::from_secs(60)), ..base },
         ];
         for policy in cases {
             assert!(policy.validate().is_err(), "{policy:?}");
         }
         assert!(ThrottlePolicy { permanent_lock_after: None, ..base }.validate_for_account().is_err());
-        assert!(ThrottlePolicy { forget_after: Some(Duration::from_secs(60)), ..base }
+        assert!(ThrottlePolicy { forget_after: Some(Duration::from_secs(60)), permanent_lock_after: None, ..base }
             .validate_for_account()
             .is_err());
     }
@@ -330,5 +341,66 @@ mod tests {
         let p_day = day as f64 * 3.0 / 1e6;
         let p_ever = ever as f64 * 3.0 / 1e6;
         assert!(p_day <= 4.8e-5 && p_ever <= 1.5e-4, "{p_day} {p_ever}");
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn policy() -> impl Strategy<Value = ThrottlePolicy> {
+            (0u32..5, 1u64..10, 1u32..20, 1u64..4000, 1u64..8, proptest::option::of(0u32..50), proptest::option::of(1u64..100_000))
+                .prop_map(|(free, base, extra, lock, cap, permanent, forget)| ThrottlePolicy {
+                    free_failures: free,
+                    base_delay: Duration::from_secs(base),
+                    lock_after: free + extra,
+                    lock_duration: Duration::from_secs(lock),
+                    max_lock_duration: Duration::from_secs(lock * cap),
+                    permanent_lock_after: permanent.map(|p| (free + extra + p).min(100)),
+                    forget_after: forget.map(Duration::from_secs),
+                })
+                .prop_filter("valid", |p| p.validate().is_ok())
+        }
+
+        proptest! {
+            /// Once the gate says "wait until T", it stays closed at every instant before T,
+            /// and a further failure never makes the wait shorter.
+            #[test]
+            fn lockout_never_ends_early(
+                policy in policy(),
+                failures in 0u32..120,
+                last in 0u64..1_000_000,
+                offset in 0u64..200_000,
+                probe in 0u64..200_000,
+            ) {
+                let state = ThrottleState { failures, last_failure: Timestamp::from_unix_seconds(last).unwrap() };
+                let now = Timestamp::from_unix_seconds(last + offset).unwrap();
+                let until = match policy.gate(&state, now) {
+                    Gate::Open => return Ok(()),
+                    Gate::Locked { until: None } => {
+                        let later = Timestamp::from_unix_seconds(last + offset + probe).unwrap();
+                        prop_assert_eq!(policy.gate(&state, later), Gate::Locked { until: None });
+                        return Ok(());
+                    }
+                    Gate::Backoff { until } | Gate::Locked { until: Some(until) } => until,
+                };
+                prop_assert!(until > now);
+                let probe_time = Timestamp::from_unix_seconds(
+                    now.unix_seconds() + probe % until.duration_since(now).as_secs(),
+                ).unwrap();
+                prop_assert_ne!(policy.gate(&state, probe_time), Gate::Open);
+            }
+
+            /// More failures never open a gate that fewer failures kept closed.
+            #[test]
+            fn more_failures_never_shorten_the_wait(policy in policy(), failures in 0u32..120, elapsed in 0u64..500_000) {
+                let now = Timestamp::from_unix_seconds(elapsed).unwrap();
+                let fewer = ThrottleState { failures, last_failure: Timestamp::EPOCH };
+                let more = ThrottleState { failures: failures + 1, last_failure: Timestamp::EPOCH };
+                if policy.forget_after.is_none() && policy.gate(&fewer, now) != Gate::Open {
+                    prop_assert_ne!(policy.gate(&more, now), Gate::Open);
+                }
+            }
+        }
     }
 }

@@ -403,4 +403,63 @@ mod tests {
         let code = code_at(&secret, TotpParams::DEFAULT, at(59)).unwrap();
         assert_eq!(format!("{code:?}"), "Code([REDACTED])");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn params() -> impl Strategy<Value = TotpParams> {
+            (
+                prop_oneof![Just(Algorithm::Sha1), Just(Algorithm::Sha256), Just(Algorithm::Sha512)],
+                6u8..=8,
+                prop_oneof![Just(30u64), Just(60), 10u64..=300],
+            )
+                .prop_map(|(algorithm, digits, period)| TotpParams::new(algorithm, digits, period).unwrap())
+        }
+
+        proptest! {
+            /// A code generated at `t` verifies at `t`, and at neighbouring steps with the
+            /// matching drift, across algorithms, digit counts and periods.
+            #[test]
+            fn generated_code_verifies_at_its_time(
+                bytes in proptest::collection::vec(any::<u8>(), 16..=64),
+                params in params(),
+                time in 0u64..=Timestamp::MAX.unix_seconds(),
+                skew in 0u8..=MAX_SKEW,
+            ) {
+                let secret = TotpSecret::from_bytes(&bytes).unwrap();
+                let generator = CodeGenerator::new(&secret, params).unwrap();
+                let now = Timestamp::from_unix_seconds(time).unwrap();
+                let code = code_at(&secret, params, now).unwrap();
+                prop_assert_eq!(code.expose_secret().len(), usize::from(params.digits()));
+                let input = CodeInput::parse(code.expose_secret(), params.digits()).unwrap();
+                let step = params.step_at(now);
+                let got = match_window(&generator, &input, now, skew, None).unwrap();
+                // A collision with an earlier step of the window is possible (1 in 10^digits);
+                // the lowest matching step wins, so the drift is at most 0.
+                match got {
+                    WindowMatch::Fresh { step: matched, drift } => {
+                        prop_assert!(matched <= step && drift <= 0);
+                    }
+                    other => prop_assert!(false, "{:?}", other),
+                }
+                // A step at or after this one already used: never fresh.
+                let used = match_window(&generator, &input, now, skew, Some(step + u64::from(skew))).unwrap();
+                prop_assert_ne!(matches!(used, WindowMatch::Fresh { .. }), true);
+            }
+
+            /// Whatever the input, parsing never panics, and what it accepts is exactly
+            /// `digits` ASCII digits once spaces are removed.
+            #[test]
+            fn code_parsing_is_total_and_strict(input in "\\PC{0,40}|[0-9 ]{0,12}", digits in 0u8..=10) {
+                if let Ok(code) = CodeInput::parse(&input, digits) {
+                    let expected: Vec<u8> = input.bytes().filter(|b| *b != b' ').collect();
+                    prop_assert_eq!(code.as_bytes(), expected.as_slice());
+                    prop_assert_eq!(expected.len(), usize::from(digits));
+                    prop_assert!(expected.iter().all(u8::is_ascii_digit));
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,105 @@
+//! No secret, code, URI or token ever appears in `Debug`, `Display`, an error, an audit event
+//! or the `tracing` log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, unreachable_pub)]
+
+mod conformance;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use conformance::{config, enrolled, user};
+use secrecy::ExposeSecret;
+use verrou::audit::MemoryAuditSink;
+use verrou::store::MemoryStore;
+use verrou::{ClientContext, TotpOutcome, TotpSecret, Verrou};
+
+/// A `tracing` writer that keeps everything in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn attack_secret_in_debug_or_logs() {
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let sink = Arc::new(MemoryAuditSink::new());
+    let e = enrolled(MemoryStore::new(), config()).await;
+    let verrou = Verrou::new(e.verrou.store().clone(), config())
+        .with_clock(e.clock.clone())
+        .with_audit_sink(sink.clone());
+    let ctx = ClientContext::from_addr("192.0.2.9".parse().unwrap());
+
+    // A new enrolment for bob: everything the offer holds is secret.
+    let bob = user("bob");
+    let offer = verrou.start_totp_enrollment(&bob, "bob@partner.example", &ctx).await.unwrap();
+    let bob_secret = offer.secret_base32().expose_secret().to_owned();
+    let bob_uri = offer.otpauth_uri().expose_secret().to_owned();
+    let bob_raw = TotpSecret::from_base32(&bob_secret).unwrap();
+
+    // Alice logs in, replays, fails.
+    let code = e.code(0);
+    let accepted = verrou.verify_totp(&e.user, &code, &ctx).await.unwrap();
+    let replayed = verrou.verify_totp(&e.user, &code, &ctx).await.unwrap();
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let invalid = verrou.verify_totp(&e.user, &wrong, &ctx).await.unwrap();
+    assert!(matches!(accepted, TotpOutcome::Accepted(_)));
+    let alice_secret = e.secret.to_base32().expose_secret().to_owned();
+
+    let mut shown = String::new();
+    for text in [
+        format!("{offer:?}"),
+        format!("{bob_raw:?}"),
+        format!("{:?}", offer.qr_svg().unwrap()),
+        format!("{:?}", offer.qr_png().unwrap()),
+        format!("{accepted:?} {replayed:?} {invalid:?}"),
+        format!("{:?}", sink.events()),
+        format!("{verrou:?}"),
+        format!("{:?}", verrou.store()),
+        format!("{:?}", verrou::totp::OtpAuthUri::parse(&bob_uri).unwrap()),
+        String::from_utf8(log.0.lock().unwrap().clone()).unwrap(),
+    ] {
+        shown.push_str(&text);
+        shown.push('\n');
+    }
+    assert!(sink.events().len() >= 4, "events were recorded");
+    assert!(shown.contains("totp_accepted") && shown.contains("totp_replayed"), "the log has the events:\n{shown}");
+    for secret in [&bob_secret, &alice_secret, &bob_uri, &code, &wrong] {
+        assert!(!shown.contains(secret.as_str()), "{secret} leaked in:\n{shown}");
+    }
+    // Not even a fragment of a secret (8 Base32 characters).
+    for secret in [&bob_secret, &alice_secret] {
+        for window in secret.as_bytes().windows(8) {
+            let fragment = std::str::from_utf8(window).unwrap();
+            assert!(!shown.contains(fragment), "fragment {fragment} leaked");
+        }
+    }
+}
+
+#[test]
+fn errors_never_echo_input() {
+    let secretish = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJ0";
+    let err = TotpSecret::from_base32(secretish).unwrap_err();
+    let err: verrou::Error = verrou::InputError::from(err).into();
+    assert!(!format!("{err} {err:?}").contains("GEZDGNBV"));
+    let uri = format!("otpauth://totp/x?secret={secretish}");
+    let err = verrou::totp::OtpAuthUri::parse(&uri).unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("GEZDGNBV"));
+    let err = verrou::totp::CodeInput::parse("12345x", 6).unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("12345"));
+}
