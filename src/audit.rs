@@ -141,19 +141,19 @@ impl AuditSink for MemoryAuditSink {
     }
 }
 
-/// Emits the event on `tracing`.
-pub(crate) fn trace(event: &AuditEvent) {
-    let kind = event.kind.name();
-    let at = event.at.unix_seconds();
-    let user = event.user.as_str();
-    let client = event.client.map(tracing::field::display);
-    match &event.kind {
+/// Emits an event on `tracing` (target `verrou::audit`).
+pub(crate) fn trace(at: Timestamp, user: &UserId, client: Option<IpAddr>, kind: &AuditKind) {
+    let name = kind.name();
+    let at = at.unix_seconds();
+    let user = user.as_str();
+    let client = client.map(tracing::field::display);
+    match kind {
         AuditKind::TotpReplayed { .. }
         | AuditKind::Locked { .. }
         | AuditKind::LockEngaged { .. }
         | AuditKind::Throttled { .. } => {
-            tracing::warn!(target: "verrou::audit", kind, at, user, client, detail = ?event.kind);
+            tracing::warn!(target: "verrou::audit", kind = name, at, user, client, detail = ?kind);
         }
-        _ => tracing::info!(target: "verrou::audit", kind, at, user, client, detail = ?event.kind),
+        _ => tracing::info!(target: "verrou::audit", kind = name, at, user, client, detail = ?kind),
     }
 }

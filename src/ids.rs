@@ -1,18 +1,20 @@
 //! Identifiers: the portal's user id and verrou's factor id.
 
 use std::fmt;
+use std::sync::Arc;
 
 use rand::rngs::SysRng;
 use rand::TryRng;
 
 use crate::error::{CryptoError, InputError};
 
-/// The portal's identifier for a user: 1 to 256 bytes, no control characters.
+/// The portal's identifier for a user: 1 to 256 bytes, no control characters. Cheap to
+/// clone (shared).
 ///
 /// It is not secret and appears in audit events. Use a stable internal id rather than an
 /// e-mail address where the audit trail should not hold personal data.
 #[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-pub struct UserId(Box<str>);
+pub struct UserId(Arc<str>);
 
 impl UserId {
     /// Longest accepted user id, in bytes.
@@ -133,7 +135,14 @@ mod tests {
 
     #[test]
     fn factor_id_rejects_malformed() {
-        for bad in ["", "00", &"g".repeat(32), &"A".repeat(32), &"0".repeat(33), "ü"] {
+        for bad in [
+            "",
+            "00",
+            &"g".repeat(32),
+            &"A".repeat(32),
+            &"0".repeat(33),
+            "ü",
+        ] {
             assert_eq!(FactorId::parse(bad), Err(InputError::FactorId), "{bad:?}");
         }
     }

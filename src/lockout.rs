@@ -89,10 +89,14 @@ impl ThrottlePolicy {
     /// [`ConfigError::Throttle`] with the broken rule.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.lock_after == 0 || self.lock_after <= self.free_failures {
-            return Err(ConfigError::Throttle("lock_after must exceed free_failures"));
+            return Err(ConfigError::Throttle(
+                "lock_after must exceed free_failures",
+            ));
         }
         if self.lock_after > NIST_MAX_CONSECUTIVE_FAILURES {
-            return Err(ConfigError::Throttle("lock_after must be at most 100 (NIST SP 800-63B)"));
+            return Err(ConfigError::Throttle(
+                "lock_after must be at most 100 (NIST SP 800-63B)",
+            ));
         }
         if let Some(permanent) = self.permanent_lock_after {
             if permanent < self.lock_after || permanent > NIST_MAX_CONSECUTIVE_FAILURES {
@@ -102,18 +106,28 @@ impl ThrottlePolicy {
             }
         }
         let durations = [self.base_delay, self.lock_duration, self.max_lock_duration];
-        if durations.iter().any(|d| d.as_secs() == 0 || *d > MAX_SETTING) {
-            return Err(ConfigError::Throttle("delays must be between 1 s and 30 days"));
+        if durations
+            .iter()
+            .any(|d| d.as_secs() == 0 || *d > MAX_SETTING)
+        {
+            return Err(ConfigError::Throttle(
+                "delays must be between 1 s and 30 days",
+            ));
         }
         if self.max_lock_duration < self.lock_duration {
-            return Err(ConfigError::Throttle("max_lock_duration must be at least lock_duration"));
+            return Err(ConfigError::Throttle(
+                "max_lock_duration must be at least lock_duration",
+            ));
         }
         if self.forget_after.is_some() && self.permanent_lock_after.is_some() {
             return Err(ConfigError::Throttle(
                 "a permanent lock cannot be forgotten: set forget_after or permanent_lock_after, not both",
             ));
         }
-        if self.forget_after.is_some_and(|d| d < self.max_lock_duration || d > MAX_SETTING) {
+        if self
+            .forget_after
+            .is_some_and(|d| d < self.max_lock_duration || d > MAX_SETTING)
+        {
             // Shorter would end a lock (or backoff) early by forgetting the failures behind it.
             return Err(ConfigError::Throttle(
                 "forget_after must be between max_lock_duration and 30 days",
@@ -151,7 +165,10 @@ impl ThrottlePolicy {
     /// Whether an attempt may proceed at `now`.
     pub fn gate(&self, state: &ThrottleState, now: Timestamp) -> Gate {
         let failures = self.effective_failures(state, now);
-        if self.permanent_lock_after.is_some_and(|limit| failures >= limit) {
+        if self
+            .permanent_lock_after
+            .is_some_and(|limit| failures >= limit)
+        {
             return Gate::Locked { until: None };
         }
         if failures >= self.lock_after {
@@ -251,14 +268,20 @@ mod tests {
     }
 
     fn after_failures(policy: &ThrottlePolicy, count: u32, now: Timestamp) -> ThrottleState {
-        (0..count).fold(ThrottleState::default(), |state, _| policy.record_failure(&state, now))
+        (0..count).fold(ThrottleState::default(), |state, _| {
+            policy.record_failure(&state, now)
+        })
     }
 
     #[test]
     fn defaults_are_valid() {
-        ThrottlePolicy::ACCOUNT_DEFAULT.validate_for_account().unwrap();
+        ThrottlePolicy::ACCOUNT_DEFAULT
+            .validate_for_account()
+            .unwrap();
         ThrottlePolicy::ADDRESS_DEFAULT.validate().unwrap();
-        assert!(ThrottlePolicy::ADDRESS_DEFAULT.validate_for_account().is_err());
+        assert!(ThrottlePolicy::ADDRESS_DEFAULT
+            .validate_for_account()
+            .is_err());
     }
 
     #[test]
@@ -266,22 +289,47 @@ mod tests {
         let policy = ThrottlePolicy::ACCOUNT_DEFAULT;
         let t = at(1_000_000);
         for failures in 0..3 {
-            assert_eq!(policy.gate(&after_failures(&policy, failures, t), t), Gate::Open);
+            assert_eq!(
+                policy.gate(&after_failures(&policy, failures, t), t),
+                Gate::Open
+            );
         }
         for (failures, delay) in [(3, 1), (4, 2), (5, 4), (9, 64)] {
             let state = after_failures(&policy, failures, t);
-            assert_eq!(policy.gate(&state, t), Gate::Backoff { until: at(1_000_000 + delay) });
+            assert_eq!(
+                policy.gate(&state, t),
+                Gate::Backoff {
+                    until: at(1_000_000 + delay)
+                }
+            );
             assert_eq!(policy.gate(&state, at(1_000_000 + delay)), Gate::Open);
         }
-        for (failures, lock) in [(10, 900), (11, 1800), (12, 3600), (16, 57_600), (17, 86_400), (49, 86_400)] {
+        for (failures, lock) in [
+            (10, 900),
+            (11, 1800),
+            (12, 3600),
+            (16, 57_600),
+            (17, 86_400),
+            (49, 86_400),
+        ] {
             let state = after_failures(&policy, failures, t);
             let until = at(1_000_000 + lock);
             assert_eq!(policy.gate(&state, t), Gate::Locked { until: Some(until) });
-            assert_eq!(policy.gate(&state, at(1_000_000 + lock - 1)), Gate::Locked { until: Some(until) });
-            assert_eq!(policy.gate(&state, until), Gate::Open, "lock of {failures} expires");
+            assert_eq!(
+                policy.gate(&state, at(1_000_000 + lock - 1)),
+                Gate::Locked { until: Some(until) }
+            );
+            assert_eq!(
+                policy.gate(&state, until),
+                Gate::Open,
+                "lock of {failures} expires"
+            );
         }
         let state = after_failures(&policy, 50, t);
-        assert_eq!(policy.gate(&state, Timestamp::MAX), Gate::Locked { until: None });
+        assert_eq!(
+            policy.gate(&state, Timestamp::MAX),
+            Gate::Locked { until: None }
+        );
     }
 
     #[test]
@@ -306,25 +354,67 @@ mod tests {
     fn invalid_policies_are_refused() {
         let base = ThrottlePolicy::ACCOUNT_DEFAULT;
         let cases = [
-            ThrottlePolicy { lock_after: 0, free_failures: 0, ..base },
-            ThrottlePolicy { lock_after: 3, ..base },
-            ThrottlePolicy { lock_after: 101, permanent_lock_after: Some(101), ..base },
-            ThrottlePolicy { permanent_lock_after: Some(101), ..base },
-            ThrottlePolicy { permanent_lock_after: Some(5), ..base },
-            ThrottlePolicy { base_delay: Duration::ZERO, ..base },
-            ThrottlePolicy { lock_duration: Duration::from_secs(31 * 24 * 3600), ..base },
-            ThrottlePolicy { max_lock_duration: Duration::from_secs(60), ..base },
-            ThrottlePolicy { forget_after: Some(Duration::ZERO), permanent_lock_after: None, ..base },
+            ThrottlePolicy {
+                lock_after: 0,
+                free_failures: 0,
+                ..base
+            },
+            ThrottlePolicy {
+                lock_after: 3,
+                ..base
+            },
+            ThrottlePolicy {
+                lock_after: 101,
+                permanent_lock_after: Some(101),
+                ..base
+            },
+            ThrottlePolicy {
+                permanent_lock_after: Some(101),
+                ..base
+            },
+            ThrottlePolicy {
+                permanent_lock_after: Some(5),
+                ..base
+            },
+            ThrottlePolicy {
+                base_delay: Duration::ZERO,
+                ..base
+            },
+            ThrottlePolicy {
+                lock_duration: Duration::from_secs(31 * 24 * 3600),
+                ..base
+            },
+            ThrottlePolicy {
+                max_lock_duration: Duration::from_secs(60),
+                ..base
+            },
+            ThrottlePolicy {
+                forget_after: Some(Duration::ZERO),
+                permanent_lock_after: None,
+                ..base
+            },
             // Waiting must not undo a permanent lock.
-            ThrottlePolicy { forget_after: Some(Duration::from_secs(60)), ..base },
+            ThrottlePolicy {
+                forget_after: Some(Duration::from_secs(60)),
+                ..base
+            },
         ];
         for policy in cases {
             assert!(policy.validate().is_err(), "{policy:?}");
         }
-        assert!(ThrottlePolicy { permanent_lock_after: None, ..base }.validate_for_account().is_err());
-        assert!(ThrottlePolicy { forget_after: Some(Duration::from_secs(60)), permanent_lock_after: None, ..base }
-            .validate_for_account()
-            .is_err());
+        assert!(ThrottlePolicy {
+            permanent_lock_after: None,
+            ..base
+        }
+        .validate_for_account()
+        .is_err());
+        assert!(ThrottlePolicy {
+            forget_after: Some(Duration::from_secs(60)),
+            permanent_lock_after: None,
+            ..base
+        }
+        .validate_for_account()
+        .is_err());
     }
 
     /// The figures in the README: guesses an attacker with the password can make.
@@ -349,16 +439,26 @@ mod tests {
         use super::*;
 
         fn policy() -> impl Strategy<Value = ThrottlePolicy> {
-            (0u32..5, 1u64..10, 1u32..20, 1u64..4000, 1u64..8, proptest::option::of(0u32..50), proptest::option::of(1u64..100_000))
-                .prop_map(|(free, base, extra, lock, cap, permanent, forget)| ThrottlePolicy {
-                    free_failures: free,
-                    base_delay: Duration::from_secs(base),
-                    lock_after: free + extra,
-                    lock_duration: Duration::from_secs(lock),
-                    max_lock_duration: Duration::from_secs(lock * cap),
-                    permanent_lock_after: permanent.map(|p| (free + extra + p).min(100)),
-                    forget_after: forget.map(Duration::from_secs),
-                })
+            (
+                0u32..5,
+                1u64..10,
+                1u32..20,
+                1u64..4000,
+                1u64..8,
+                proptest::option::of(0u32..50),
+                proptest::option::of(1u64..100_000),
+            )
+                .prop_map(
+                    |(free, base, extra, lock, cap, permanent, forget)| ThrottlePolicy {
+                        free_failures: free,
+                        base_delay: Duration::from_secs(base),
+                        lock_after: free + extra,
+                        lock_duration: Duration::from_secs(lock),
+                        max_lock_duration: Duration::from_secs(lock * cap),
+                        permanent_lock_after: permanent.map(|p| (free + extra + p).min(100)),
+                        forget_after: forget.map(Duration::from_secs),
+                    },
+                )
                 .prop_filter("valid", |p| p.validate().is_ok())
         }
 

@@ -8,6 +8,7 @@
 //! of a bad character, never the character or the secret.
 
 use std::fmt;
+use std::sync::Arc;
 
 use rand::rngs::SysRng;
 use rand::TryRng;
@@ -21,9 +22,9 @@ const ALPHABET: base32::Alphabet = base32::Alphabet::Rfc4648 { padding: false };
 
 /// A TOTP shared secret.
 ///
-/// `Debug` prints `TotpSecret([REDACTED])`; there is no `Display`, no `Serialize`. The bytes
-/// are wiped when the value is dropped.
-pub struct TotpSecret(SecretSlice<u8>);
+/// `Debug` prints `TotpSecret([REDACTED])`; there is no `Display`, no `Serialize`. Clones
+/// share one allocation, whose bytes are wiped when the last clone is dropped.
+pub struct TotpSecret(Arc<SecretSlice<u8>>);
 
 impl TotpSecret {
     /// The minimum length in bytes (128 bits, RFC 4226 §4 R6).
@@ -66,7 +67,7 @@ impl TotpSecret {
         SysRng
             .try_fill_bytes(&mut bytes)
             .map_err(|_| CryptoError::Rng)?;
-        Ok(Self(SecretSlice::from(bytes.to_vec())))
+        Ok(Self(Arc::new(SecretSlice::from(bytes.to_vec()))))
     }
 
     /// Wraps raw secret bytes (for stores and key-ring decryption).
@@ -75,7 +76,7 @@ impl TotpSecret {
     /// [`SecretParseError::TooShort`] / [`SecretParseError::TooLong`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SecretParseError> {
         check_len(bytes.len())?;
-        Ok(Self(SecretSlice::from(bytes.to_vec())))
+        Ok(Self(Arc::new(SecretSlice::from(bytes.to_vec()))))
     }
 
     /// Imports a Base32 secret typed or pasted by a person; see the module docs for the rules.
@@ -148,7 +149,7 @@ fn check_len(len: usize) -> Result<(), SecretParseError> {
 
 impl Clone for TotpSecret {
     fn clone(&self) -> Self {
-        Self(self.0.clone())
+        Self(Arc::clone(&self.0))
     }
 }
 
@@ -221,7 +222,10 @@ mod tests {
         let text = secret.to_base32();
         assert_eq!(text.expose_secret().len(), 32);
         assert!(!text.expose_secret().contains('='));
-        assert_eq!(TotpSecret::from_base32(text.expose_secret()).unwrap(), secret);
+        assert_eq!(
+            TotpSecret::from_base32(text.expose_secret()).unwrap(),
+            secret
+        );
     }
 
     #[test]
@@ -275,7 +279,10 @@ mod tests {
             Err(SecretParseError::TooShort { bits: 80 })
         );
         assert_eq!(TotpSecret::from_base32(""), Err(SecretParseError::Empty));
-        assert_eq!(TotpSecret::from_base32("  == "), Err(SecretParseError::Empty));
+        assert_eq!(
+            TotpSecret::from_base32("  == "),
+            Err(SecretParseError::Empty)
+        );
         assert_eq!(
             TotpSecret::from_base32(&"A".repeat(257)),
             Err(SecretParseError::TooLong)

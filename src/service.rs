@@ -14,12 +14,11 @@ use crate::error::{ApiMisuse, ConfigError, Error, InputError};
 use crate::ids::{FactorId, UserId};
 use crate::lockout::{Gate, ThrottlePolicy, ThrottleState};
 use crate::secret::TotpSecret;
-use crate::store::{Activation, PendingTotp, StepAdvance, Store, ThrottleKey};
-use crate::totp::{self, CodeGenerator, CodeInput, MalformedCode, OtpAuthUri, TotpParams, WindowMatch};
+use crate::store::{Activation, PendingTotp, Reservation, StepAdvance, Store, ThrottleKey};
+use crate::totp::{
+    self, CodeGenerator, CodeInput, MalformedCode, OtpAuthUri, TotpParams, WindowMatch,
+};
 
-/// How many times a throttle compare-and-swap is retried before the attempt is refused as
-/// throttled (fail closed under a burst).
-const MAX_THROTTLE_RETRIES: usize = 16;
 const MAX_ISSUER_LEN: usize = 128;
 
 /// Settings of a [`Verrou`] service. Every setter validates, so a config is always usable.
@@ -70,7 +69,9 @@ impl VerrouConfig {
     /// chance per guess.
     pub fn with_skew(mut self, skew: u8) -> Result<Self, ConfigError> {
         if skew > totp::MAX_SKEW {
-            return Err(ConfigError::Skew { max: totp::MAX_SKEW });
+            return Err(ConfigError::Skew {
+                max: totp::MAX_SKEW,
+            });
         }
         self.skew = skew;
         Ok(self)
@@ -349,8 +350,8 @@ enum Refusal {
     Locked(Option<Timestamp>),
 }
 
-/// A counted attempt: which counters were incremented, to reset or report after the check.
-struct Reservation {
+/// A counted attempt: the account counter after counting, to report a lock it started.
+struct Counted {
     account: ThrottleState,
 }
 
@@ -430,7 +431,8 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         if self.store.active_totp(user).await?.is_some() {
             return Err(ApiMisuse::FactorAlreadyActive.into());
         }
-        self.begin_enrollment(user, account_name, None, ctx, now).await
+        self.begin_enrollment(user, account_name, None, ctx, now)
+            .await
     }
 
     /// Begins replacing the user's active factor. The old factor keeps working until the new
@@ -473,7 +475,12 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     ) -> Result<EnrollmentOffer, Error> {
         let params = self.config.totp_params;
         let secret = TotpSecret::generate()?;
-        let uri = OtpAuthUri::new(Some(&self.config.issuer), account_name, secret.clone(), params)?;
+        let uri = OtpAuthUri::new(
+            Some(&self.config.issuer),
+            account_name,
+            secret.clone(),
+            params,
+        )?;
         let factor = FactorId::generate()?;
         let expires_at = now.saturating_add(self.config.pending_enrollment_ttl);
         let offer = EnrollmentOffer {
@@ -541,7 +548,12 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         let step = match totp::match_window(&generator, &input, now, self.config.skew, None)? {
             WindowMatch::Fresh { step, .. } => step,
             WindowMatch::Used | WindowMatch::NoMatch => {
-                self.emit(user, ctx, now, AuditKind::TotpEnrollmentInvalid { factor: pending.id });
+                self.emit(
+                    user,
+                    ctx,
+                    now,
+                    AuditKind::TotpEnrollmentInvalid { factor: pending.id },
+                );
                 self.report_lock(user, ctx, now, &reservation);
                 return Ok(EnrollmentOutcome::Invalid);
             }
@@ -553,9 +565,14 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         {
             Activation::Activated => {
                 self.store
-                    .clear_throttle(&ThrottleKey::Account(user.clone()))
+                    .clear_throttle(&ThrottleKey::Account(user))
                     .await?;
-                self.emit(user, ctx, now, AuditKind::TotpEnrollmentConfirmed { factor: pending.id });
+                self.emit(
+                    user,
+                    ctx,
+                    now,
+                    AuditKind::TotpEnrollmentConfirmed { factor: pending.id },
+                );
                 Ok(EnrollmentOutcome::Confirmed {
                     factor: pending.id,
                     proof: SecondFactorProof {
@@ -598,7 +615,9 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         };
         let reservation = match self.reserve_attempt(user, ctx, now).await? {
             Ok(reservation) => reservation,
-            Err(Refusal::Throttled(retry_after)) => return Ok(TotpOutcome::Throttled { retry_after }),
+            Err(Refusal::Throttled(retry_after)) => {
+                return Ok(TotpOutcome::Throttled { retry_after })
+            }
             Err(Refusal::Locked(until)) => return Ok(TotpOutcome::Locked { until }),
         };
         let generator = CodeGenerator::new(&factor.secret, factor.params)?;
@@ -618,7 +637,8 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 return Ok(TotpOutcome::Invalid);
             }
         };
-        match self.store.advance_totp_step(user, factor.id, step).await? {
+        // Records the step and resets the account's failure count, atomically.
+        match self.store.accept_totp_step(user, factor.id, step).await? {
             StepAdvance::Advanced => {}
             StepAdvance::AlreadyUsed => {
                 return Ok(self.replayed(user, ctx, now, factor.id, &reservation))
@@ -629,9 +649,6 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 return Ok(TotpOutcome::Invalid);
             }
         }
-        self.store
-            .clear_throttle(&ThrottleKey::Account(user.clone()))
-            .await?;
         self.emit(
             user,
             ctx,
@@ -659,7 +676,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     pub async fn lift_lock(&self, user: &UserId) -> Result<(), Error> {
         let now = self.clock.now()?;
         self.store
-            .clear_throttle(&ThrottleKey::Account(user.clone()))
+            .clear_throttle(&ThrottleKey::Account(user))
             .await?;
         self.emit(user, &ClientContext::unknown(), now, AuditKind::LockLifted);
         Ok(())
@@ -678,7 +695,12 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         let now = self.clock.now()?;
         let removed = self.store.remove_totp(user).await?;
         if removed {
-            self.emit(user, &ClientContext::unknown(), now, AuditKind::TotpFactorRemoved);
+            self.emit(
+                user,
+                &ClientContext::unknown(),
+                now,
+                AuditKind::TotpFactorRemoved,
+            );
         }
         Ok(removed)
     }
@@ -692,13 +714,14 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     }
 
     /// Counts the attempt against the client address (if configured and known), then the
-    /// account. A refusal by either means the code is not checked.
+    /// account, *before* the code is compared: a success resets the account's count. A
+    /// refusal by either means the code is not checked.
     async fn reserve_attempt(
         &self,
         user: &UserId,
         ctx: &ClientContext,
         now: Timestamp,
-    ) -> Result<Result<Reservation, Refusal>, Error> {
+    ) -> Result<Result<Counted, Refusal>, Error> {
         if let (Some(policy), Some(addr)) = (&self.config.address_throttle, ctx.addr) {
             let key = ThrottleKey::for_address(addr);
             if let Err(refusal) = self.reserve(&key, policy, now).await? {
@@ -706,9 +729,12 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 return Ok(Err(refusal));
             }
         }
-        let key = ThrottleKey::Account(user.clone());
-        match self.reserve(&key, &self.config.account_throttle, now).await? {
-            Ok(account) => Ok(Ok(Reservation { account })),
+        let key = ThrottleKey::Account(user);
+        match self
+            .reserve(&key, &self.config.account_throttle, now)
+            .await?
+        {
+            Ok(account) => Ok(Ok(Counted { account })),
             Err(refusal) => {
                 self.report_refusal(user, ctx, now, &refusal);
                 Ok(Err(refusal))
@@ -716,32 +742,31 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         }
     }
 
-    /// Compare-and-swap loop: count one failure if the gate is open.
+    /// Counts one failure on `key` if its gate is open (atomically, in the store).
     async fn reserve(
         &self,
-        key: &ThrottleKey,
+        key: &ThrottleKey<'_>,
         policy: &ThrottlePolicy,
         now: Timestamp,
     ) -> Result<Result<ThrottleState, Refusal>, Error> {
-        for _ in 0..MAX_THROTTLE_RETRIES {
-            let record = self.store.throttle(key).await?;
-            match policy.gate(&record.state, now) {
-                Gate::Open => {}
-                Gate::Backoff { until } => {
-                    return Ok(Err(Refusal::Throttled(until.duration_since(now))))
-                }
-                Gate::Locked { until } => return Ok(Err(Refusal::Locked(until))),
+        Ok(match self.store.reserve_attempt(key, policy, now).await? {
+            Reservation::Counted(state) => Ok(state),
+            Reservation::Refused(Gate::Backoff { until }) => {
+                Err(Refusal::Throttled(until.duration_since(now)))
             }
-            let next = policy.record_failure(&record.state, now);
-            if self.store.swap_throttle(key, record.version, next).await? {
-                return Ok(Ok(next));
-            }
-        }
-        // A burst kept changing the counter: refuse rather than check unthrottled.
-        Ok(Err(Refusal::Throttled(Duration::from_secs(1))))
+            Reservation::Refused(Gate::Locked { until }) => Err(Refusal::Locked(until)),
+            // A store that refuses with an open gate is broken: fail closed.
+            Reservation::Refused(_) => Err(Refusal::Throttled(Duration::from_secs(1))),
+        })
     }
 
-    fn report_refusal(&self, user: &UserId, ctx: &ClientContext, now: Timestamp, refusal: &Refusal) {
+    fn report_refusal(
+        &self,
+        user: &UserId,
+        ctx: &ClientContext,
+        now: Timestamp,
+        refusal: &Refusal,
+    ) {
         let kind = match *refusal {
             Refusal::Throttled(retry_after) => AuditKind::Throttled { retry_after },
             Refusal::Locked(until) => AuditKind::Locked { until },
@@ -750,8 +775,15 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     }
 
     /// After a failed check: if the counted failure started a lock, say so.
-    fn report_lock(&self, user: &UserId, ctx: &ClientContext, now: Timestamp, reservation: &Reservation) {
-        if let Gate::Locked { until } = self.config.account_throttle.gate(&reservation.account, now) {
+    fn report_lock(
+        &self,
+        user: &UserId,
+        ctx: &ClientContext,
+        now: Timestamp,
+        reservation: &Counted,
+    ) {
+        if let Gate::Locked { until } = self.config.account_throttle.gate(&reservation.account, now)
+        {
             self.emit(user, ctx, now, AuditKind::LockEngaged { until });
         }
     }
@@ -762,7 +794,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         ctx: &ClientContext,
         now: Timestamp,
         factor: FactorId,
-        reservation: &Reservation,
+        reservation: &Counted,
     ) -> TotpOutcome {
         self.emit(user, ctx, now, AuditKind::TotpReplayed { factor });
         self.report_lock(user, ctx, now, reservation);
@@ -770,15 +802,14 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     }
 
     fn emit(&self, user: &UserId, ctx: &ClientContext, now: Timestamp, kind: AuditKind) {
-        let event = AuditEvent {
-            at: now,
-            user: user.clone(),
-            client: ctx.addr,
-            kind,
-        };
-        audit::trace(&event);
+        audit::trace(now, user, ctx.addr, &kind);
         if let Some(sink) = &self.sink {
-            sink.record(&event);
+            sink.record(&AuditEvent {
+                at: now,
+                user: user.clone(),
+                client: ctx.addr,
+                kind,
+            });
         }
     }
 }

@@ -1,7 +1,13 @@
 //! Attacks written as tests, on the service over the in-memory store. (The store-generic
 //! races live in the conformance suite and run on every backend.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    unreachable_pub
+)]
 
 mod conformance;
 
@@ -26,20 +32,35 @@ fn ctx() -> ClientContext {
 }
 
 fn wrong(code: &str) -> String {
-    format!("{:06}", (code.parse::<u32>().unwrap() + 500_000) % 1_000_000)
+    format!(
+        "{:06}",
+        (code.parse::<u32>().unwrap() + 500_000) % 1_000_000
+    )
 }
 
 #[tokio::test]
 async fn attack_totp_replay_same_step() {
     let e = enrolled(MemoryStore::new(), config()).await;
     let code = e.code(0);
-    assert!(matches!(e.verrou.verify_totp(&e.user, &code, &ctx()).await.unwrap(), TotpOutcome::Accepted(_)));
+    assert!(matches!(
+        e.verrou.verify_totp(&e.user, &code, &ctx()).await.unwrap(),
+        TotpOutcome::Accepted(_)
+    ));
     // The shoulder-surfer types the same code a few seconds later, still inside the window.
     e.clock.advance(Duration::from_secs(20));
-    assert_eq!(e.verrou.verify_totp(&e.user, &code, &ctx()).await.unwrap(), TotpOutcome::Replayed);
+    assert_eq!(
+        e.verrou.verify_totp(&e.user, &code, &ctx()).await.unwrap(),
+        TotpOutcome::Replayed
+    );
     // And the next step's code still works for the user.
     e.advance_steps(1);
-    assert!(matches!(e.verrou.verify_totp(&e.user, &e.code(0), &ctx()).await.unwrap(), TotpOutcome::Accepted(_)));
+    assert!(matches!(
+        e.verrou
+            .verify_totp(&e.user, &e.code(0), &ctx())
+            .await
+            .unwrap(),
+        TotpOutcome::Accepted(_)
+    ));
 }
 
 #[tokio::test]
@@ -47,13 +68,22 @@ async fn attack_totp_replay_of_the_enrolment_code() {
     let clock = InsecureManualClock::new(at(START));
     let verrou = Verrou::new(MemoryStore::new(), config()).with_clock(clock.clone());
     let alice = user("alice");
-    let offer = verrou.start_totp_enrollment(&alice, "alice", &ctx()).await.unwrap();
+    let offer = verrou
+        .start_totp_enrollment(&alice, "alice", &ctx())
+        .await
+        .unwrap();
     let secret = TotpSecret::from_base32(offer.secret_base32().expose_secret()).unwrap();
     let code = insecure_code_at(&secret, TotpParams::DEFAULT, at(START));
-    let confirmed = verrou.finish_totp_enrollment(&alice, &code, &ctx()).await.unwrap();
+    let confirmed = verrou
+        .finish_totp_enrollment(&alice, &code, &ctx())
+        .await
+        .unwrap();
     assert!(matches!(confirmed, EnrollmentOutcome::Confirmed { .. }));
     clock.advance(Duration::from_secs(10));
-    assert_eq!(verrou.verify_totp(&alice, &code, &ctx()).await.unwrap(), TotpOutcome::Replayed);
+    assert_eq!(
+        verrou.verify_totp(&alice, &code, &ctx()).await.unwrap(),
+        TotpOutcome::Replayed
+    );
 }
 
 #[tokio::test]
@@ -63,33 +93,63 @@ async fn attack_guessing_hits_backoff_then_lock_then_expiry() {
     let verrou = &e.verrou;
     let bad = wrong(&e.code(0));
     for _ in 0..3 {
-        assert_eq!(verrou.verify_totp(&e.user, &bad, &ctx()).await.unwrap(), TotpOutcome::Invalid);
+        assert_eq!(
+            verrou.verify_totp(&e.user, &bad, &ctx()).await.unwrap(),
+            TotpOutcome::Invalid
+        );
     }
     // 3 failures: 1 s backoff. Even the right code is not checked.
     assert_eq!(
-        verrou.verify_totp(&e.user, &e.code(0), &ctx()).await.unwrap(),
-        TotpOutcome::Throttled { retry_after: Duration::from_secs(1) }
+        verrou
+            .verify_totp(&e.user, &e.code(0), &ctx())
+            .await
+            .unwrap(),
+        TotpOutcome::Throttled {
+            retry_after: Duration::from_secs(1)
+        }
     );
     // Keep guessing as fast as allowed up to the lock.
     let mut delay = 1;
     for _ in 3..10 {
         e.clock.advance(Duration::from_secs(delay));
-        assert_eq!(verrou.verify_totp(&e.user, &bad, &ctx()).await.unwrap(), TotpOutcome::Invalid);
+        assert_eq!(
+            verrou.verify_totp(&e.user, &bad, &ctx()).await.unwrap(),
+            TotpOutcome::Invalid
+        );
         delay *= 2;
     }
     let now = verrou::Clock::now(&e.clock).unwrap();
     let until = now.saturating_add(Duration::from_secs(900));
     assert_eq!(
-        verrou.verify_totp(&e.user, &e.code(0), &ctx()).await.unwrap(),
+        verrou
+            .verify_totp(&e.user, &e.code(0), &ctx())
+            .await
+            .unwrap(),
         TotpOutcome::Locked { until: Some(until) }
     );
     e.clock.advance(Duration::from_secs(899));
-    assert!(matches!(verrou.verify_totp(&e.user, &e.code(0), &ctx()).await.unwrap(), TotpOutcome::Locked { .. }));
+    assert!(matches!(
+        verrou
+            .verify_totp(&e.user, &e.code(0), &ctx())
+            .await
+            .unwrap(),
+        TotpOutcome::Locked { .. }
+    ));
     // The lock expires; a success resets the count.
     e.clock.advance(Duration::from_secs(1));
-    assert!(matches!(verrou.verify_totp(&e.user, &e.code(0), &ctx()).await.unwrap(), TotpOutcome::Accepted(_)));
-    let record = verrou.store().throttle(&ThrottleKey::Account(e.user.clone())).await.unwrap();
-    assert_eq!(record.state.failures, 0);
+    assert!(matches!(
+        verrou
+            .verify_totp(&e.user, &e.code(0), &ctx())
+            .await
+            .unwrap(),
+        TotpOutcome::Accepted(_)
+    ));
+    let record = verrou
+        .store()
+        .throttle(&ThrottleKey::Account(&e.user))
+        .await
+        .unwrap();
+    assert_eq!(record.failures, 0);
     drop(sink);
 }
 
@@ -103,9 +163,12 @@ async fn attack_lock_is_permanent_at_the_cap_until_an_operator_lifts_it() {
     policy.permanent_lock_after = Some(4);
     let cfg = config().with_account_throttle(policy).unwrap();
     let e = enrolled(MemoryStore::new(), cfg).await;
-    let verrou = Verrou::new(e.verrou.store().clone(), config().with_account_throttle(policy).unwrap())
-        .with_clock(clock.clone())
-        .with_audit_sink(sink.clone());
+    let verrou = Verrou::new(
+        e.verrou.store().clone(),
+        config().with_account_throttle(policy).unwrap(),
+    )
+    .with_clock(clock.clone())
+    .with_audit_sink(sink.clone());
     clock.set_unix_seconds(START + 60);
     let bad = "000000";
     let mut checked = 0;
@@ -117,13 +180,30 @@ async fn attack_lock_is_permanent_at_the_cap_until_an_operator_lifts_it() {
         }
         clock.advance(Duration::from_secs(24 * 3600));
     }
-    assert_eq!(checked, 4, "exactly permanent_lock_after guesses, then the lock holds");
+    assert_eq!(
+        checked, 4,
+        "exactly permanent_lock_after guesses, then the lock holds"
+    );
     clock.advance(Duration::from_secs(365 * 24 * 3600));
-    assert_eq!(verrou.verify_totp(&e.user, bad, &ctx()).await.unwrap(), TotpOutcome::Locked { until: None });
+    assert_eq!(
+        verrou.verify_totp(&e.user, bad, &ctx()).await.unwrap(),
+        TotpOutcome::Locked { until: None }
+    );
     verrou.lift_lock(&e.user).await.unwrap();
-    let code = insecure_code_at(&e.secret, TotpParams::DEFAULT, verrou::Clock::now(&clock).unwrap());
-    assert!(matches!(verrou.verify_totp(&e.user, &code, &ctx()).await.unwrap(), TotpOutcome::Accepted(_)));
-    let kinds: Vec<_> = sink.events().into_iter().map(|event| event.kind.name()).collect();
+    let code = insecure_code_at(
+        &e.secret,
+        TotpParams::DEFAULT,
+        verrou::Clock::now(&clock).unwrap(),
+    );
+    assert!(matches!(
+        verrou.verify_totp(&e.user, &code, &ctx()).await.unwrap(),
+        TotpOutcome::Accepted(_)
+    ));
+    let kinds: Vec<_> = sink
+        .events()
+        .into_iter()
+        .map(|event| event.kind.name())
+        .collect();
     assert!(kinds.contains(&"lock_engaged"), "{kinds:?}");
     assert!(kinds.contains(&"lock_lifted"), "{kinds:?}");
 }
@@ -131,7 +211,7 @@ async fn attack_lock_is_permanent_at_the_cap_until_an_operator_lifts_it() {
 #[tokio::test]
 async fn malformed_input_changes_nothing_and_is_not_counted() {
     let e = enrolled(MemoryStore::new(), config()).await;
-    let key = ThrottleKey::Account(e.user.clone());
+    let key = ThrottleKey::Account(&e.user);
     let before = e.verrou.store().throttle(&key).await.unwrap();
     let factor_before = e.verrou.store().active_totp(&e.user).await.unwrap();
     let long = "9".repeat(1 << 16);
@@ -156,8 +236,17 @@ async fn malformed_input_changes_nothing_and_is_not_counted() {
         }
     }
     assert_eq!(e.verrou.store().throttle(&key).await.unwrap(), before);
-    assert_eq!(e.verrou.store().active_totp(&e.user).await.unwrap(), factor_before);
-    assert!(matches!(e.verrou.verify_totp(&e.user, &e.code(0), &ctx()).await.unwrap(), TotpOutcome::Accepted(_)));
+    assert_eq!(
+        e.verrou.store().active_totp(&e.user).await.unwrap(),
+        factor_before
+    );
+    assert!(matches!(
+        e.verrou
+            .verify_totp(&e.user, &e.code(0), &ctx())
+            .await
+            .unwrap(),
+        TotpOutcome::Accepted(_)
+    ));
 }
 
 #[tokio::test]
@@ -165,7 +254,13 @@ async fn spaces_in_a_code_are_accepted() {
     let e = enrolled(MemoryStore::new(), config()).await;
     let code = e.code(0);
     let spaced = format!(" {} {} ", &code[..3], &code[3..]);
-    assert!(matches!(e.verrou.verify_totp(&e.user, &spaced, &ctx()).await.unwrap(), TotpOutcome::Accepted(_)));
+    assert!(matches!(
+        e.verrou
+            .verify_totp(&e.user, &spaced, &ctx())
+            .await
+            .unwrap(),
+        TotpOutcome::Accepted(_)
+    ));
 }
 
 #[tokio::test]
@@ -173,13 +268,29 @@ async fn drift_is_reported_and_the_window_is_bounded() {
     let e = enrolled(MemoryStore::new(), config()).await;
     // One step past the confirming code, so the previous step is unused.
     e.advance_steps(1);
-    assert_eq!(e.verrou.verify_totp(&e.user, &e.code(2), &ctx()).await.unwrap(), TotpOutcome::Invalid);
-    match e.verrou.verify_totp(&e.user, &e.code(-1), &ctx()).await.unwrap() {
+    assert_eq!(
+        e.verrou
+            .verify_totp(&e.user, &e.code(2), &ctx())
+            .await
+            .unwrap(),
+        TotpOutcome::Invalid
+    );
+    match e
+        .verrou
+        .verify_totp(&e.user, &e.code(-1), &ctx())
+        .await
+        .unwrap()
+    {
         TotpOutcome::Accepted(accepted) => assert_eq!(accepted.drift, -1),
         other => panic!("{other:?}"),
     }
     e.advance_steps(3);
-    match e.verrou.verify_totp(&e.user, &e.code(1), &ctx()).await.unwrap() {
+    match e
+        .verrou
+        .verify_totp(&e.user, &e.code(1), &ctx())
+        .await
+        .unwrap()
+    {
         TotpOutcome::Accepted(accepted) => assert_eq!(accepted.drift, 1),
         other => panic!("{other:?}"),
     }
@@ -191,7 +302,9 @@ async fn attack_guessing_from_one_address_across_accounts() {
     let mut address_policy = ThrottlePolicy::ADDRESS_DEFAULT;
     address_policy.free_failures = 2;
     address_policy.lock_after = 5;
-    let cfg = config().with_address_throttle(Some(address_policy)).unwrap();
+    let cfg = config()
+        .with_address_throttle(Some(address_policy))
+        .unwrap();
     let clock = InsecureManualClock::new(at(START));
     let verrou = Verrou::new(store, cfg).with_clock(clock.clone());
     let attacker = ClientContext::from_addr("2001:db8:aa:bb::1".parse::<IpAddr>().unwrap());
@@ -199,23 +312,62 @@ async fn attack_guessing_from_one_address_across_accounts() {
     let mut users = Vec::new();
     for name in ["u1", "u2", "u3", "u4"] {
         let who = user(name);
-        let offer = verrou.start_totp_enrollment(&who, name, &ctx()).await.unwrap();
+        let offer = verrou
+            .start_totp_enrollment(&who, name, &ctx())
+            .await
+            .unwrap();
         let secret = TotpSecret::from_base32(offer.secret_base32().expose_secret()).unwrap();
         let code = insecure_code_at(&secret, TotpParams::DEFAULT, at(START));
-        assert!(matches!(verrou.finish_totp_enrollment(&who, &code, &ctx()).await.unwrap(), EnrollmentOutcome::Confirmed { .. }));
+        assert!(matches!(
+            verrou
+                .finish_totp_enrollment(&who, &code, &ctx())
+                .await
+                .unwrap(),
+            EnrollmentOutcome::Confirmed { .. }
+        ));
         users.push(who);
     }
     clock.advance(Duration::from_secs(30));
     // One wrong guess per account, rotating accounts: each account sees only one failure,
     // but the address counter stops the third.
-    assert_eq!(verrou.verify_totp(&users[0], "000000", &attacker).await.unwrap(), TotpOutcome::Invalid);
-    assert_eq!(verrou.verify_totp(&users[1], "000000", &attacker).await.unwrap(), TotpOutcome::Invalid);
-    assert!(matches!(verrou.verify_totp(&users[2], "000000", &attacker).await.unwrap(), TotpOutcome::Throttled { .. }));
+    assert_eq!(
+        verrou
+            .verify_totp(&users[0], "000000", &attacker)
+            .await
+            .unwrap(),
+        TotpOutcome::Invalid
+    );
+    assert_eq!(
+        verrou
+            .verify_totp(&users[1], "000000", &attacker)
+            .await
+            .unwrap(),
+        TotpOutcome::Invalid
+    );
+    assert!(matches!(
+        verrou
+            .verify_totp(&users[2], "000000", &attacker)
+            .await
+            .unwrap(),
+        TotpOutcome::Throttled { .. }
+    ));
     // Another address in the same IPv6 /64 shares the counter.
-    assert!(matches!(verrou.verify_totp(&users[3], "000000", &neighbour).await.unwrap(), TotpOutcome::Throttled { .. }));
+    assert!(matches!(
+        verrou
+            .verify_totp(&users[3], "000000", &neighbour)
+            .await
+            .unwrap(),
+        TotpOutcome::Throttled { .. }
+    ));
     // Another client elsewhere is unaffected.
     let elsewhere = ClientContext::from_addr("192.0.2.50".parse::<IpAddr>().unwrap());
-    assert_eq!(verrou.verify_totp(&users[3], "000000", &elsewhere).await.unwrap(), TotpOutcome::Invalid);
+    assert_eq!(
+        verrou
+            .verify_totp(&users[3], "000000", &elsewhere)
+            .await
+            .unwrap(),
+        TotpOutcome::Invalid
+    );
 }
 
 #[tokio::test]
@@ -223,46 +375,97 @@ async fn enrolment_is_pending_until_confirmed_and_expires() {
     let clock = InsecureManualClock::new(at(START));
     let verrou = Verrou::new(MemoryStore::new(), config()).with_clock(clock.clone());
     let alice = user("alice");
-    let offer = verrou.start_totp_enrollment(&alice, "alice@partner.example", &ctx()).await.unwrap();
+    let offer = verrou
+        .start_totp_enrollment(&alice, "alice@partner.example", &ctx())
+        .await
+        .unwrap();
     assert_eq!(offer.expires_at(), at(START + 600));
-    assert!(offer.otpauth_uri().expose_secret().starts_with("otpauth://totp/Portail%20Partenaires:alice%40partner.example?secret="));
+    assert!(offer
+        .otpauth_uri()
+        .expose_secret()
+        .starts_with("otpauth://totp/Portail%20Partenaires:alice%40partner.example?secret="));
     let secret = TotpSecret::from_base32(offer.secret_base32().expose_secret()).unwrap();
     assert_eq!(secret.len(), 20, "160-bit secret by default");
     // Pending: verification knows no factor yet.
     let code = insecure_code_at(&secret, TotpParams::DEFAULT, at(START));
-    assert_eq!(verrou.verify_totp(&alice, &code, &ctx()).await.unwrap(), TotpOutcome::NotEnrolled);
+    assert_eq!(
+        verrou.verify_totp(&alice, &code, &ctx()).await.unwrap(),
+        TotpOutcome::NotEnrolled
+    );
     assert!(!verrou.has_active_totp(&alice).await.unwrap());
-    assert_eq!(verrou.finish_totp_enrollment(&alice, &wrong(&code), &ctx()).await.unwrap(), EnrollmentOutcome::Invalid);
+    assert_eq!(
+        verrou
+            .finish_totp_enrollment(&alice, &wrong(&code), &ctx())
+            .await
+            .unwrap(),
+        EnrollmentOutcome::Invalid
+    );
     clock.advance(Duration::from_secs(600));
     let late = insecure_code_at(&secret, TotpParams::DEFAULT, at(START + 600));
-    assert_eq!(verrou.finish_totp_enrollment(&alice, &late, &ctx()).await.unwrap(), EnrollmentOutcome::Expired);
+    assert_eq!(
+        verrou
+            .finish_totp_enrollment(&alice, &late, &ctx())
+            .await
+            .unwrap(),
+        EnrollmentOutcome::Expired
+    );
     assert!(!verrou.has_active_totp(&alice).await.unwrap());
-    assert_eq!(verrou.finish_totp_enrollment(&user("bob"), &late, &ctx()).await.unwrap(), EnrollmentOutcome::NotPending);
+    assert_eq!(
+        verrou
+            .finish_totp_enrollment(&user("bob"), &late, &ctx())
+            .await
+            .unwrap(),
+        EnrollmentOutcome::NotPending
+    );
 }
 
 #[tokio::test]
 async fn attack_reenrolment_without_a_fresh_second_factor() {
     let e = enrolled(MemoryStore::new(), config()).await;
     // A password-only attacker tries the first-enrolment path: refused with a typed error.
-    let err = e.verrou.start_totp_enrollment(&e.user, "attacker", &ctx()).await.unwrap_err();
-    assert!(matches!(err, Error::Misuse(ApiMisuse::FactorAlreadyActive)), "{err:?}");
+    let err = e
+        .verrou
+        .start_totp_enrollment(&e.user, "attacker", &ctx())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Misuse(ApiMisuse::FactorAlreadyActive)),
+        "{err:?}"
+    );
     // A proof older than 5 minutes is not enough.
-    let TotpOutcome::Accepted(accepted) = e.verrou.verify_totp(&e.user, &e.code(0), &ctx()).await.unwrap() else {
+    let TotpOutcome::Accepted(accepted) = e
+        .verrou
+        .verify_totp(&e.user, &e.code(0), &ctx())
+        .await
+        .unwrap()
+    else {
         panic!("code refused")
     };
     e.clock.advance(Duration::from_secs(301));
-    let stale = e.verrou.start_totp_reenrollment(&accepted.proof, "alice", &ctx()).await.unwrap();
+    let stale = e
+        .verrou
+        .start_totp_reenrollment(&accepted.proof, "alice", &ctx())
+        .await
+        .unwrap();
     assert!(matches!(stale, ReenrollmentOutcome::StepUpRequired));
 }
 
 #[tokio::test]
 async fn reenrolment_keeps_the_old_factor_until_the_new_one_is_confirmed() {
     let e = enrolled(MemoryStore::new(), config()).await;
-    let TotpOutcome::Accepted(accepted) = e.verrou.verify_totp(&e.user, &e.code(0), &ctx()).await.unwrap() else {
+    let TotpOutcome::Accepted(accepted) = e
+        .verrou
+        .verify_totp(&e.user, &e.code(0), &ctx())
+        .await
+        .unwrap()
+    else {
         panic!("code refused")
     };
-    let ReenrollmentOutcome::Started(offer) =
-        e.verrou.start_totp_reenrollment(&accepted.proof, "alice (new phone)", &ctx()).await.unwrap()
+    let ReenrollmentOutcome::Started(offer) = e
+        .verrou
+        .start_totp_reenrollment(&accepted.proof, "alice (new phone)", &ctx())
+        .await
+        .unwrap()
     else {
         panic!("fresh proof refused")
     };
@@ -270,17 +473,41 @@ async fn reenrolment_keeps_the_old_factor_until_the_new_one_is_confirmed() {
     assert_ne!(new_secret, e.secret);
     // The old factor still works while the new one is pending.
     e.advance_steps(1);
-    assert!(matches!(e.verrou.verify_totp(&e.user, &e.code(0), &ctx()).await.unwrap(), TotpOutcome::Accepted(_)));
+    assert!(matches!(
+        e.verrou
+            .verify_totp(&e.user, &e.code(0), &ctx())
+            .await
+            .unwrap(),
+        TotpOutcome::Accepted(_)
+    ));
     // Confirm the new one: from now on only the new secret works.
     e.advance_steps(1);
     let now = verrou::Clock::now(&e.clock).unwrap();
     let new_code = insecure_code_at(&new_secret, TotpParams::DEFAULT, now);
-    assert!(matches!(e.verrou.finish_totp_enrollment(&e.user, &new_code, &ctx()).await.unwrap(), EnrollmentOutcome::Confirmed { .. }));
+    assert!(matches!(
+        e.verrou
+            .finish_totp_enrollment(&e.user, &new_code, &ctx())
+            .await
+            .unwrap(),
+        EnrollmentOutcome::Confirmed { .. }
+    ));
     e.advance_steps(1);
-    assert_eq!(e.verrou.verify_totp(&e.user, &e.code(0), &ctx()).await.unwrap(), TotpOutcome::Invalid);
+    assert_eq!(
+        e.verrou
+            .verify_totp(&e.user, &e.code(0), &ctx())
+            .await
+            .unwrap(),
+        TotpOutcome::Invalid
+    );
     let now = verrou::Clock::now(&e.clock).unwrap();
     let new_code = insecure_code_at(&new_secret, TotpParams::DEFAULT, now);
-    assert!(matches!(e.verrou.verify_totp(&e.user, &new_code, &ctx()).await.unwrap(), TotpOutcome::Accepted(_)));
+    assert!(matches!(
+        e.verrou
+            .verify_totp(&e.user, &new_code, &ctx())
+            .await
+            .unwrap(),
+        TotpOutcome::Accepted(_)
+    ));
 }
 
 /// The race the store closes: a password-only attacker starts a *first* enrolment while
@@ -301,10 +528,25 @@ async fn attack_first_enrolment_cannot_replace_a_factor_confirmed_meanwhile() {
         created_at: now,
         expires_at: now.saturating_add(Duration::from_secs(600)),
     };
-    store.put_pending_totp(&e.user, attacker_pending).await.unwrap();
+    store
+        .put_pending_totp(&e.user, attacker_pending)
+        .await
+        .unwrap();
     let code = insecure_code_at(&attacker_secret, TotpParams::DEFAULT, now);
-    assert_eq!(e.verrou.finish_totp_enrollment(&e.user, &code, &ctx()).await.unwrap(), EnrollmentOutcome::NotPending);
-    assert!(matches!(e.verrou.verify_totp(&e.user, &e.code(0), &ctx()).await.unwrap(), TotpOutcome::Accepted(_)));
+    assert_eq!(
+        e.verrou
+            .finish_totp_enrollment(&e.user, &code, &ctx())
+            .await
+            .unwrap(),
+        EnrollmentOutcome::NotPending
+    );
+    assert!(matches!(
+        e.verrou
+            .verify_totp(&e.user, &e.code(0), &ctx())
+            .await
+            .unwrap(),
+        TotpOutcome::Accepted(_)
+    ));
     let _ = Activation::Superseded;
 }
 
@@ -316,21 +558,38 @@ async fn operator_removes_a_factor() {
         .with_clock(e.clock.clone())
         .with_audit_sink(sink.clone());
     assert!(verrou.remove_totp_factor(&e.user).await.unwrap());
-    assert_eq!(verrou.verify_totp(&e.user, &e.code(0), &ctx()).await.unwrap(), TotpOutcome::NotEnrolled);
+    assert_eq!(
+        verrou
+            .verify_totp(&e.user, &e.code(0), &ctx())
+            .await
+            .unwrap(),
+        TotpOutcome::NotEnrolled
+    );
     assert!(!verrou.remove_totp_factor(&e.user).await.unwrap());
     assert_eq!(sink.events().len(), 1);
     assert_eq!(sink.events()[0].kind, AuditKind::TotpFactorRemoved);
     // Now a first enrolment is allowed again.
-    assert!(verrou.start_totp_enrollment(&e.user, "alice", &ctx()).await.is_ok());
+    assert!(verrou
+        .start_totp_enrollment(&e.user, "alice", &ctx())
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
 async fn impossible_clock_is_an_error_not_a_panic() {
     let e = enrolled(MemoryStore::new(), config()).await;
     e.clock.set_unix_seconds(u64::MAX);
-    let err = e.verrou.verify_totp(&e.user, "123456", &ctx()).await.unwrap_err();
+    let err = e
+        .verrou
+        .verify_totp(&e.user, "123456", &ctx())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Clock(_)), "{err:?}");
-    let err = e.verrou.start_totp_enrollment(&user("bob"), "bob", &ctx()).await.unwrap_err();
+    let err = e
+        .verrou
+        .start_totp_enrollment(&user("bob"), "bob", &ctx())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Clock(_)), "{err:?}");
 }
 
@@ -340,8 +599,12 @@ fn impossible_settings_are_construction_errors() {
     assert!(verrou::VerrouConfig::new("Bad:Issuer").is_err());
     assert!(config().with_skew(3).is_err());
     assert!(config().with_skew(2).is_ok());
-    assert!(config().with_pending_enrollment_ttl(Duration::ZERO).is_err());
-    assert!(config().with_reenrollment_freshness(Duration::from_secs(7200)).is_err());
+    assert!(config()
+        .with_pending_enrollment_ttl(Duration::ZERO)
+        .is_err());
+    assert!(config()
+        .with_reenrollment_freshness(Duration::from_secs(7200))
+        .is_err());
     let mut loose = ThrottlePolicy::ACCOUNT_DEFAULT;
     loose.permanent_lock_after = Some(101);
     assert!(config().with_account_throttle(loose).is_err());
@@ -351,22 +614,45 @@ fn impossible_settings_are_construction_errors() {
 
 #[tokio::test]
 async fn every_algorithm_and_digit_count_verifies() {
-    for algorithm in [verrou::Algorithm::Sha1, verrou::Algorithm::Sha256, verrou::Algorithm::Sha512] {
+    for algorithm in [
+        verrou::Algorithm::Sha1,
+        verrou::Algorithm::Sha256,
+        verrou::Algorithm::Sha512,
+    ] {
         for digits in 6..=8 {
             let params = TotpParams::new(algorithm, digits, 30).unwrap();
             let clock = InsecureManualClock::new(at(START));
-            let verrou = Verrou::new(MemoryStore::new(), config().with_totp_params(params)).with_clock(clock.clone());
+            let verrou = Verrou::new(MemoryStore::new(), config().with_totp_params(params))
+                .with_clock(clock.clone());
             let who = user("alice");
-            let offer = verrou.start_totp_enrollment(&who, "alice", &ctx()).await.unwrap();
+            let offer = verrou
+                .start_totp_enrollment(&who, "alice", &ctx())
+                .await
+                .unwrap();
             let uri = offer.otpauth_uri().expose_secret().to_owned();
-            assert!(uri.contains(&format!("algorithm={algorithm}&digits={digits}&period=30")), "{uri}");
+            assert!(
+                uri.contains(&format!("algorithm={algorithm}&digits={digits}&period=30")),
+                "{uri}"
+            );
             let secret = TotpSecret::from_base32(offer.secret_base32().expose_secret()).unwrap();
             let code = insecure_code_at(&secret, params, at(START));
             assert_eq!(code.len(), usize::from(digits));
-            assert!(matches!(verrou.finish_totp_enrollment(&who, &code, &ctx()).await.unwrap(), EnrollmentOutcome::Confirmed { .. }));
+            assert!(matches!(
+                verrou
+                    .finish_totp_enrollment(&who, &code, &ctx())
+                    .await
+                    .unwrap(),
+                EnrollmentOutcome::Confirmed { .. }
+            ));
             clock.advance(Duration::from_secs(30));
             let code = insecure_code_at(&secret, params, at(START + 30));
-            assert!(matches!(verrou.verify_totp(&who, &code, &ctx()).await.unwrap(), TotpOutcome::Accepted(_)), "{algorithm} {digits}");
+            assert!(
+                matches!(
+                    verrou.verify_totp(&who, &code, &ctx()).await.unwrap(),
+                    TotpOutcome::Accepted(_)
+                ),
+                "{algorithm} {digits}"
+            );
         }
     }
 }

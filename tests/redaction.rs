@@ -1,7 +1,12 @@
 //! No secret, code, URI or token ever appears in `Debug`, `Display`, an error, an audit event
 //! or the `tracing` log.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
 
 mod conformance;
 
@@ -47,7 +52,10 @@ async fn attack_secret_in_debug_or_logs() {
 
     // A new enrolment for bob: everything the offer holds is secret.
     let bob = user("bob");
-    let offer = verrou.start_totp_enrollment(&bob, "bob@partner.example", &ctx).await.unwrap();
+    let offer = verrou
+        .start_totp_enrollment(&bob, "bob@partner.example", &ctx)
+        .await
+        .unwrap();
     let bob_secret = offer.secret_base32().expose_secret().to_owned();
     let bob_uri = offer.otpauth_uri().expose_secret().to_owned();
     let bob_raw = TotpSecret::from_base32(&bob_secret).unwrap();
@@ -78,9 +86,15 @@ async fn attack_secret_in_debug_or_logs() {
         shown.push('\n');
     }
     assert!(sink.events().len() >= 4, "events were recorded");
-    assert!(shown.contains("totp_accepted") && shown.contains("totp_replayed"), "the log has the events:\n{shown}");
+    assert!(
+        shown.contains("totp_accepted") && shown.contains("totp_replayed"),
+        "the log has the events:\n{shown}"
+    );
     for secret in [&bob_secret, &alice_secret, &bob_uri, &code, &wrong] {
-        assert!(!shown.contains(secret.as_str()), "{secret} leaked in:\n{shown}");
+        assert!(
+            !shown.contains(secret.as_str()),
+            "{secret} leaked in:\n{shown}"
+        );
     }
     // Not even a fragment of a secret (8 Base32 characters).
     for secret in [&bob_secret, &alice_secret] {

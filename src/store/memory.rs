@@ -2,15 +2,14 @@
 //! deployments that accept losing factors on restart (most do not: use SQLite).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{
-    Activation, PendingTotp, StepAdvance, Store, ThrottleKey, ThrottleRecord, TotpFactor,
-};
+use super::{Activation, PendingTotp, Reservation, StepAdvance, Store, ThrottleKey, TotpFactor};
 use crate::clock::Timestamp;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{FactorId, UserId};
-use crate::lockout::ThrottleState;
+use crate::lockout::{ThrottlePolicy, ThrottleState};
 
 /// A store in process memory. Clones share the same data, like handles to one database.
 #[derive(Clone, Debug, Default)]
@@ -18,11 +17,23 @@ pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
 }
 
+/// Keyed by portal user ids and normalised client addresses. The hasher is foldhash's
+/// quality variant with a per-map random seed: several times cheaper than SipHash on the
+/// verification path, and its random seeding keeps blind hash flooding impractical.
+type Map<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+
 #[derive(Debug, Default)]
 struct Inner {
-    pending: HashMap<UserId, PendingTotp>,
-    active: HashMap<UserId, TotpFactor>,
-    throttle: HashMap<ThrottleKey, ThrottleRecord>,
+    users: Map<UserId, UserEntry>,
+    addresses: Map<IpAddr, ThrottleState>,
+}
+
+/// Everything about one user, so each operation looks the user up once.
+#[derive(Debug, Default)]
+struct UserEntry {
+    pending: Option<PendingTotp>,
+    active: Option<TotpFactor>,
+    throttle: ThrottleState,
 }
 
 impl MemoryStore {
@@ -41,13 +52,21 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    async fn put_pending_totp(&self, user: &UserId, pending: PendingTotp) -> Result<(), StoreError> {
-        self.lock()?.pending.insert(user.clone(), pending);
+    async fn put_pending_totp(
+        &self,
+        user: &UserId,
+        pending: PendingTotp,
+    ) -> Result<(), StoreError> {
+        self.lock()?.users.entry(user.clone()).or_default().pending = Some(pending);
         Ok(())
     }
 
     async fn pending_totp(&self, user: &UserId) -> Result<Option<PendingTotp>, StoreError> {
-        Ok(self.lock()?.pending.get(user).cloned())
+        Ok(self
+            .lock()?
+            .users
+            .get(user)
+            .and_then(|entry| entry.pending.clone()))
     }
 
     async fn activate_pending_totp(
@@ -58,48 +77,52 @@ impl Store for MemoryStore {
         now: Timestamp,
     ) -> Result<Activation, StoreError> {
         let mut inner = self.lock()?;
-        let Some(pending) = inner.pending.get(user).filter(|p| p.id == factor) else {
+        let Some(entry) = inner.users.get_mut(user) else {
+            return Ok(Activation::NotPending);
+        };
+        let Some(pending) = entry.pending.take_if(|pending| pending.id == factor) else {
             return Ok(Activation::NotPending);
         };
         if pending.expires_at <= now {
+            entry.pending = Some(pending);
             return Ok(Activation::Expired);
         }
-        let current = inner.active.get(user).map(|active| active.id);
-        if current != pending.replaces {
-            inner.pending.remove(user);
+        if entry.active.as_ref().map(|active| active.id) != pending.replaces {
             return Ok(Activation::Superseded);
         }
-        let Some(pending) = inner.pending.remove(user) else {
-            return Ok(Activation::NotPending);
-        };
-        inner.active.insert(
-            user.clone(),
-            TotpFactor {
-                id: pending.id,
-                secret: pending.secret,
-                params: pending.params,
-                last_step: confirmed_step,
-                activated_at: now,
-            },
-        );
+        entry.active = Some(TotpFactor {
+            id: pending.id,
+            secret: pending.secret,
+            params: pending.params,
+            last_step: confirmed_step,
+            activated_at: now,
+        });
         Ok(Activation::Activated)
     }
 
     async fn active_totp(&self, user: &UserId) -> Result<Option<TotpFactor>, StoreError> {
-        Ok(self.lock()?.active.get(user).cloned())
+        Ok(self
+            .lock()?
+            .users
+            .get(user)
+            .and_then(|entry| entry.active.clone()))
     }
 
-    async fn advance_totp_step(
+    async fn accept_totp_step(
         &self,
         user: &UserId,
         factor: FactorId,
         step: u64,
     ) -> Result<StepAdvance, StoreError> {
         let mut inner = self.lock()?;
-        match inner.active.get_mut(user) {
+        let Some(entry) = inner.users.get_mut(user) else {
+            return Ok(StepAdvance::NoSuchFactor);
+        };
+        match &mut entry.active {
             Some(active) if active.id == factor => {
                 if step > active.last_step {
                     active.last_step = step;
+                    entry.throttle = ThrottleState::default();
                     Ok(StepAdvance::Advanced)
                 } else {
                     Ok(StepAdvance::AlreadyUsed)
@@ -111,36 +134,55 @@ impl Store for MemoryStore {
 
     async fn remove_totp(&self, user: &UserId) -> Result<bool, StoreError> {
         let mut inner = self.lock()?;
-        let had_active = inner.active.remove(user).is_some();
-        let had_pending = inner.pending.remove(user).is_some();
+        let Some(entry) = inner.users.get_mut(user) else {
+            return Ok(false);
+        };
+        let had_active = entry.active.take().is_some();
+        let had_pending = entry.pending.take().is_some();
         Ok(had_active || had_pending)
     }
 
-    async fn throttle(&self, key: &ThrottleKey) -> Result<ThrottleRecord, StoreError> {
-        Ok(self.lock()?.throttle.get(key).copied().unwrap_or_default())
+    async fn throttle(&self, key: &ThrottleKey<'_>) -> Result<ThrottleState, StoreError> {
+        let inner = self.lock()?;
+        let state = match *key {
+            ThrottleKey::Account(user) => inner.users.get(user).map(|entry| entry.throttle),
+            ThrottleKey::Address(addr) => inner.addresses.get(&addr).copied(),
+        };
+        Ok(state.unwrap_or_default())
     }
 
-    async fn swap_throttle(
+    async fn reserve_attempt(
         &self,
-        key: &ThrottleKey,
-        expected_version: u64,
-        state: ThrottleState,
-    ) -> Result<bool, StoreError> {
+        key: &ThrottleKey<'_>,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> Result<Reservation, StoreError> {
         let mut inner = self.lock()?;
-        let record = inner.throttle.entry(key.clone()).or_default();
-        if record.version != expected_version {
-            return Ok(false);
+        let counter = match *key {
+            ThrottleKey::Account(user) => match inner.users.get_mut(user) {
+                Some(entry) => &mut entry.throttle,
+                None => &mut inner.users.entry(user.clone()).or_default().throttle,
+            },
+            ThrottleKey::Address(addr) => inner.addresses.entry(addr).or_default(),
+        };
+        let (next, reservation) = Reservation::decide(policy, counter, now);
+        if let Some(next) = next {
+            *counter = next;
         }
-        record.state = state;
-        record.version = record.version.wrapping_add(1);
-        Ok(true)
+        Ok(reservation)
     }
 
-    async fn clear_throttle(&self, key: &ThrottleKey) -> Result<(), StoreError> {
+    async fn clear_throttle(&self, key: &ThrottleKey<'_>) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
-        if let Some(record) = inner.throttle.get_mut(key) {
-            record.state = ThrottleState::default();
-            record.version = record.version.wrapping_add(1);
+        match *key {
+            ThrottleKey::Account(user) => {
+                if let Some(entry) = inner.users.get_mut(user) {
+                    entry.throttle = ThrottleState::default();
+                }
+            }
+            ThrottleKey::Address(addr) => {
+                inner.addresses.remove(&addr);
+            }
         }
         Ok(())
     }

@@ -7,7 +7,10 @@
 //!   requests or instances race;
 //! - [`Store::activate_pending_totp`] promotes a pending factor only if it is still the
 //!   pending one, unexpired, and the active factor is still the one it was meant to replace;
-//! - [`Store::swap_throttle`] is a compare-and-swap on a versioned counter.
+//! - [`Store::reserve_attempt`] checks the throttle and counts the attempt in one step, so a
+//!   burst of requests cannot all pass the gate before any of them is counted;
+//! - [`Store::accept_totp_step`] records the accepted step and resets the account's failure
+//!   count together.
 //!
 //! The same conformance suite (`tests/conformance/`) runs against every backend.
 
@@ -20,7 +23,7 @@ pub use self::memory::MemoryStore;
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::ids::{FactorId, UserId};
-use crate::lockout::ThrottleState;
+use crate::lockout::{Gate, ThrottlePolicy, ThrottleState};
 use crate::secret::TotpSecret;
 use crate::totp::TotpParams;
 
@@ -83,17 +86,17 @@ pub enum StepAdvance {
     NoSuchFactor,
 }
 
-/// What a throttle counter is attached to.
-#[derive(Clone, Debug, Eq, Hash, PartialEq)]
+/// What a throttle counter is attached to (borrowed: building one costs nothing).
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
 #[non_exhaustive]
-pub enum ThrottleKey {
+pub enum ThrottleKey<'a> {
     /// One user's account: shared by every second-factor path.
-    Account(UserId),
+    Account(&'a UserId),
     /// One client address: an IPv4 address, or an IPv6 /64 (one subscriber's allocation).
     Address(IpAddr),
 }
 
-impl ThrottleKey {
+impl ThrottleKey<'_> {
     /// The key for a client address, normalised: IPv4-mapped IPv6 becomes IPv4, other IPv6
     /// addresses are cut to their /64 so one client cannot rotate through its own prefix.
     pub fn for_address(addr: IpAddr) -> Self {
@@ -119,13 +122,33 @@ impl ThrottleKey {
     }
 }
 
-/// A throttle counter and its version, for compare-and-swap.
-#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
-pub struct ThrottleRecord {
-    /// The counter.
-    pub state: ThrottleState,
-    /// Bumped by every write; 0 when the record does not exist yet.
-    pub version: u64,
+/// Result of [`Store::reserve_attempt`].
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum Reservation {
+    /// The gate was open; the attempt is counted as a failure until a success resets it.
+    /// Holds the counter after counting.
+    Counted(ThrottleState),
+    /// The gate was closed ([`Gate::Backoff`] or [`Gate::Locked`]); nothing was counted.
+    Refused(Gate),
+}
+
+impl Reservation {
+    /// What a store does atomically: evaluate `policy` on `state` at `now` and, if the gate is
+    /// open, count one failure. Returns the new state to write (if any) and the reservation.
+    pub fn decide(
+        policy: &ThrottlePolicy,
+        state: &ThrottleState,
+        now: Timestamp,
+    ) -> (Option<ThrottleState>, Self) {
+        match policy.gate(state, now) {
+            Gate::Open => {
+                let next = policy.record_failure(state, now);
+                (Some(next), Self::Counted(next))
+            }
+            closed => (None, Self::Refused(closed)),
+        }
+    }
 }
 
 /// The storage operations verrou needs, each atomic.
@@ -163,9 +186,9 @@ pub trait Store: Send + Sync {
         user: &UserId,
     ) -> impl Future<Output = Result<Option<TotpFactor>, StoreError>> + Send;
 
-    /// Atomically: if the active factor is `factor` and its last step is below `step`, set
-    /// it to `step`.
-    fn advance_totp_step(
+    /// Atomically: if the active factor is `factor` and its last step is below `step`, set it
+    /// to `step` **and** reset the user's account throttle counter (a success).
+    fn accept_totp_step(
         &self,
         user: &UserId,
         factor: FactorId,
@@ -175,24 +198,27 @@ pub trait Store: Send + Sync {
     /// Removes the user's active and pending factors; true if there was one.
     fn remove_totp(&self, user: &UserId) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// The throttle counter for `key` (the default with version 0 if there is none).
+    /// The throttle counter for `key` (no failures if there is none).
     fn throttle(
         &self,
-        key: &ThrottleKey,
-    ) -> impl Future<Output = Result<ThrottleRecord, StoreError>> + Send;
+        key: &ThrottleKey<'_>,
+    ) -> impl Future<Output = Result<ThrottleState, StoreError>> + Send;
 
-    /// Atomically: if the counter's version is still `expected_version`, replace its state
-    /// with `state` and bump the version. Returns whether it did.
-    fn swap_throttle(
+    /// Atomically evaluates `policy` on the counter for `key` at `now` and, if the gate is
+    /// open, counts one failure ([`Reservation::decide`] says what to do; the store makes it
+    /// atomic).
+    fn reserve_attempt(
         &self,
-        key: &ThrottleKey,
-        expected_version: u64,
-        state: ThrottleState,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+        key: &ThrottleKey<'_>,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Reservation, StoreError>> + Send;
 
-    /// Resets the counter for `key` to no failures (and bumps its version).
-    fn clear_throttle(&self, key: &ThrottleKey)
-        -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Resets the counter for `key` to no failures.
+    fn clear_throttle(
+        &self,
+        key: &ThrottleKey<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 #[cfg(test)]
@@ -216,6 +242,9 @@ mod tests {
     fn ipv4_mapped_addresses_are_ipv4() {
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         let plain: IpAddr = "192.0.2.7".parse().unwrap();
-        assert_eq!(ThrottleKey::for_address(mapped), ThrottleKey::for_address(plain));
+        assert_eq!(
+            ThrottleKey::for_address(mapped),
+            ThrottleKey::for_address(plain)
+        );
     }
 }

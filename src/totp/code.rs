@@ -50,24 +50,24 @@ impl CodeInput {
             digits: [0; 8],
             len: 0,
         };
+        let wanted = usize::from(digits).min(code.digits.len());
+        let mut len = 0usize;
         for byte in input.bytes() {
             match byte {
                 b' ' => {}
                 b'0'..=b'9' => {
-                    let slot = code
-                        .digits
-                        .get_mut(usize::from(code.len))
-                        .filter(|_| code.len < digits)
-                        .ok_or(MalformedCode::WrongLength)?;
-                    *slot = byte;
-                    code.len += 1;
+                    // One digit too many is already the wrong length.
+                    let slot = code.digits.get_mut(len).filter(|_| len < wanted);
+                    *slot.ok_or(MalformedCode::WrongLength)? = byte;
+                    len += 1;
                 }
                 _ => return Err(MalformedCode::InvalidCharacter),
             }
         }
-        if code.len != digits {
+        if len != usize::from(digits) {
             return Err(MalformedCode::WrongLength);
         }
+        code.len = digits;
         Ok(code)
     }
 
@@ -81,6 +81,14 @@ impl CodeInput {
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
         self.digits.get(..usize::from(self.len)).unwrap_or_default()
+    }
+
+    /// The code as a number. With the length fixed by `parse`, equal numbers mean equal codes
+    /// (leading zeros included).
+    pub(crate) fn value(&self) -> u32 {
+        self.as_bytes().iter().fold(0u32, |acc, d| {
+            acc.wrapping_mul(10).wrapping_add(u32::from(d - b'0'))
+        })
     }
 }
 
@@ -103,51 +111,79 @@ mod tests {
     #[test]
     fn accepts_digits_and_ascii_spaces() {
         assert_eq!(CodeInput::parse("123456", 6).unwrap().as_bytes(), b"123456");
-        assert_eq!(CodeInput::parse("123 456", 6).unwrap().as_bytes(), b"123456");
-        assert_eq!(CodeInput::parse(" 1 2 3 4 5 6 ", 6).unwrap().as_bytes(), b"123456");
-        assert_eq!(CodeInput::parse("12345678", 8).unwrap().as_bytes(), b"12345678");
+        assert_eq!(
+            CodeInput::parse("123 456", 6).unwrap().as_bytes(),
+            b"123456"
+        );
+        assert_eq!(
+            CodeInput::parse(" 1 2 3 4 5 6 ", 6).unwrap().as_bytes(),
+            b"123456"
+        );
+        assert_eq!(
+            CodeInput::parse("12345678", 8).unwrap().as_bytes(),
+            b"12345678"
+        );
         assert_eq!(CodeInput::parse("005924", 6).unwrap().as_bytes(), b"005924");
     }
 
     #[test]
     fn leading_zeros_matter() {
-        assert_eq!(CodeInput::parse("5924", 6).unwrap_err(), MalformedCode::WrongLength);
-        assert_eq!(CodeInput::parse("0005924", 6).unwrap_err(), MalformedCode::WrongLength);
+        assert_eq!(
+            CodeInput::parse("5924", 6).unwrap_err(),
+            MalformedCode::WrongLength
+        );
+        assert_eq!(
+            CodeInput::parse("0005924", 6).unwrap_err(),
+            MalformedCode::WrongLength
+        );
     }
 
     #[test]
     fn rejects_every_malformed_class() {
         let invalid = [
-            "+12345",             // sign
-            "-12345",             // sign
-            "12345\t6",           // tab
-            "123456\n",           // newline
-            "123456\r",           // carriage return
-            "\u{0}123456",        // NUL
-            "123\u{a0}456",       // no-break space
-            "123\u{3000}456",     // ideographic space
-            "١٢٣٤٥٦",             // Arabic-Indic digits
-            "۱۲۳۴۵۶",             // Extended Arabic-Indic digits
-            "１２３４５６",       // full-width digits
-            "१२३४५६",             // Devanagari digits
-            "12345a",             // letter
-            "12.456",             // punctuation
-            "12_456",             // underscore
-            "1e5678",             // exponent
-            "0x1234",             // hex prefix
+            "+12345",         // sign
+            "-12345",         // sign
+            "12345\t6",       // tab
+            "123456\n",       // newline
+            "123456\r",       // carriage return
+            "\u{0}123456",    // NUL
+            "123\u{a0}456",   // no-break space
+            "123\u{3000}456", // ideographic space
+            "١٢٣٤٥٦",         // Arabic-Indic digits
+            "۱۲۳۴۵۶",         // Extended Arabic-Indic digits
+            "１２３４５６",   // full-width digits
+            "१२३४५६",         // Devanagari digits
+            "12345a",         // letter
+            "12.456",         // punctuation
+            "12_456",         // underscore
+            "1e5678",         // exponent
+            "0x1234",         // hex prefix
         ];
         for input in invalid {
             let got = CodeInput::parse(input, 6).unwrap_err();
             assert!(
-                matches!(got, MalformedCode::InvalidCharacter | MalformedCode::Oversize),
+                matches!(
+                    got,
+                    MalformedCode::InvalidCharacter | MalformedCode::Oversize
+                ),
                 "{input:?} gave {got:?}"
             );
         }
         for input in ["", "     ", "12345", "1234567", "123 4567"] {
-            assert_eq!(CodeInput::parse(input, 6).unwrap_err(), MalformedCode::WrongLength, "{input:?}");
+            assert_eq!(
+                CodeInput::parse(input, 6).unwrap_err(),
+                MalformedCode::WrongLength,
+                "{input:?}"
+            );
         }
-        assert_eq!(CodeInput::parse(&"1".repeat(33), 6).unwrap_err(), MalformedCode::Oversize);
-        assert_eq!(CodeInput::parse(&" ".repeat(1 << 20), 6).unwrap_err(), MalformedCode::Oversize);
+        assert_eq!(
+            CodeInput::parse(&"1".repeat(33), 6).unwrap_err(),
+            MalformedCode::Oversize
+        );
+        assert_eq!(
+            CodeInput::parse(&" ".repeat(1 << 20), 6).unwrap_err(),
+            MalformedCode::Oversize
+        );
     }
 
     #[test]

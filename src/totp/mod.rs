@@ -7,14 +7,14 @@ mod code;
 mod qr;
 mod uri;
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 pub use self::code::{CodeInput, MalformedCode};
-pub use self::qr::{qr_png, qr_svg, QrError};
-pub use self::uri::{OtpAuthUri, UriError, MAX_URI_LEN};
+pub use self::qr::{qr_png, qr_svg, qr_terminal, QrError};
 pub(crate) use self::uri::validate_label;
+pub use self::uri::{OtpAuthUri, UriError, MAX_URI_LEN};
 use crate::clock::Timestamp;
 use crate::error::{ConfigError, CryptoError};
 use crate::secret::TotpSecret;
@@ -185,36 +185,71 @@ impl fmt::Debug for Code {
 pub(crate) struct CodeGenerator {
     totp: totp_rs::Totp,
     params: TotpParams,
+    modulus: u32,
 }
 
 impl CodeGenerator {
     pub(crate) fn new(secret: &TotpSecret, params: TotpParams) -> Result<Self, CryptoError> {
+        let bytes = secret.expose_bytes();
+        // The default 160-bit secret lives on the stack: no heap copy to wipe.
+        let secret = match <[u8; 20]>::try_from(bytes) {
+            Ok(array) => {
+                let mut array = zeroize::Zeroizing::new(array);
+                totp_rs::Secret::new_stack(std::mem::take(&mut *array))
+            }
+            Err(_) => totp_rs::Secret::from(bytes),
+        };
         let totp = totp_rs::Builder::new()
             .with_algorithm(params.algorithm.to_totp_rs())
             .with_digits(params.digits)
             .with_step_duration(params.period)
             .with_skew(0)
-            .with_secret(secret.expose_bytes())
+            .with_secret(secret)
             .build()
             .map_err(|_| CryptoError::UnusableSecret)?;
-        Ok(Self { totp, params })
+        let modulus = 10u32
+            .checked_pow(u32::from(params.digits))
+            .ok_or(CryptoError::UnusableSecret)?;
+        Ok(Self {
+            totp,
+            params,
+            modulus,
+        })
     }
 
-    /// The code of time step `step`.
+    fn time_of(&self, step: u64) -> Result<u64, CryptoError> {
+        step.checked_mul(self.params.period)
+            .ok_or(CryptoError::UnusableSecret)
+    }
+
+    /// The code of time step `step`, as the digits an app shows (totp-rs's `Token`).
+    #[cfg(any(test, feature = "insecure-test-utils"))]
     pub(crate) fn code_at_step(&self, step: u64) -> Result<Code, CryptoError> {
-        let time = step
-            .checked_mul(self.params.period)
-            .ok_or(CryptoError::UnusableSecret)?;
-        let token = self.totp.generate(time);
+        let token = self.totp.generate(self.time_of(step)?);
         let mut code = Code {
             bytes: [0; 8],
             len: 0,
         };
-        write!(code, "{token}").map_err(|_| CryptoError::UnusableSecret)?;
+        fmt::Write::write_fmt(&mut code, format_args!("{token}"))
+            .map_err(|_| CryptoError::UnusableSecret)?;
         if code.len != usize::from(self.params.digits) {
             return Err(CryptoError::UnusableSecret);
         }
         Ok(code)
+    }
+
+    /// The code of time step `step` as a number: totp-rs computes the HMAC
+    /// (`Totp::sign`), then RFC 4226 §5.3 dynamic truncation. Cheaper than formatting the
+    /// digits; a property test pins it to totp-rs's own `Token` for every algorithm.
+    pub(crate) fn value_at_step(&self, step: u64) -> Result<u32, CryptoError> {
+        let signature = self.totp.sign(self.time_of(step)?);
+        let mac = signature.as_ref();
+        let offset = usize::from(mac.last().ok_or(CryptoError::UnusableSecret)? & 0x0f);
+        let window: [u8; 4] = mac
+            .get(offset..offset + 4)
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or(CryptoError::UnusableSecret)?;
+        Ok((u32::from_be_bytes(window) & 0x7fff_ffff) % self.modulus)
     }
 }
 
@@ -245,17 +280,20 @@ pub(crate) fn match_window(
     let current = generator.params.step_at(now);
     let first = current.saturating_sub(u64::from(skew));
     let last = current.saturating_add(u64::from(skew));
+    let expected = input.value();
     let mut fresh_step = 0u64;
     let mut fresh_found = Choice::from(0);
     let mut used_found = Choice::from(0);
     for step in first..=last {
-        let code = generator.code_at_step(step)?;
-        let equal = code.as_bytes().ct_eq(input.as_bytes());
-        let unused = Choice::from(u8::from(last_step.is_none_or(|used| step > used)));
-        let take = equal & unused & !fresh_found;
-        fresh_step.conditional_assign(&step, take);
-        fresh_found |= equal & unused;
-        used_found |= equal & !unused;
+        // `equal` depends on the secret and the input: combined without branches.
+        // Whether a step was already used depends only on public data: a branch is fine.
+        let equal = generator.value_at_step(step)?.ct_eq(&expected);
+        if last_step.is_none_or(|used| step > used) {
+            fresh_step.conditional_assign(&step, equal & !fresh_found);
+            fresh_found |= equal;
+        } else {
+            used_found |= equal;
+        }
     }
     if bool::from(fresh_found) {
         let drift = i8::try_from(i128::from(fresh_step) - i128::from(current))
@@ -336,9 +374,18 @@ mod tests {
 
     #[test]
     fn params_reject_impossible_settings() {
-        assert_eq!(TotpParams::new(Algorithm::Sha1, 5, 30), Err(ConfigError::Digits));
-        assert_eq!(TotpParams::new(Algorithm::Sha1, 9, 30), Err(ConfigError::Digits));
-        assert_eq!(TotpParams::new(Algorithm::Sha1, 0, 30), Err(ConfigError::Digits));
+        assert_eq!(
+            TotpParams::new(Algorithm::Sha1, 5, 30),
+            Err(ConfigError::Digits)
+        );
+        assert_eq!(
+            TotpParams::new(Algorithm::Sha1, 9, 30),
+            Err(ConfigError::Digits)
+        );
+        assert_eq!(
+            TotpParams::new(Algorithm::Sha1, 0, 30),
+            Err(ConfigError::Digits)
+        );
         assert!(matches!(
             TotpParams::new(Algorithm::Sha1, 6, 0),
             Err(ConfigError::Period { .. })
@@ -411,11 +458,17 @@ mod tests {
 
         fn params() -> impl Strategy<Value = TotpParams> {
             (
-                prop_oneof![Just(Algorithm::Sha1), Just(Algorithm::Sha256), Just(Algorithm::Sha512)],
+                prop_oneof![
+                    Just(Algorithm::Sha1),
+                    Just(Algorithm::Sha256),
+                    Just(Algorithm::Sha512)
+                ],
                 6u8..=8,
                 prop_oneof![Just(30u64), Just(60), 10u64..=300],
             )
-                .prop_map(|(algorithm, digits, period)| TotpParams::new(algorithm, digits, period).unwrap())
+                .prop_map(|(algorithm, digits, period)| {
+                    TotpParams::new(algorithm, digits, period).unwrap()
+                })
         }
 
         proptest! {
@@ -447,6 +500,20 @@ mod tests {
                 // A step at or after this one already used: never fresh.
                 let used = match_window(&generator, &input, now, skew, Some(step + u64::from(skew))).unwrap();
                 prop_assert_ne!(matches!(used, WindowMatch::Fresh { .. }), true);
+            }
+
+            /// The numeric comparison path agrees with totp-rs's formatted `Token`.
+            #[test]
+            fn numeric_codes_match_totp_rs_tokens(
+                bytes in proptest::collection::vec(any::<u8>(), 16..=64),
+                params in params(),
+                step in 0u64..=(Timestamp::MAX.unix_seconds() / 300),
+            ) {
+                let secret = TotpSecret::from_bytes(&bytes).unwrap();
+                let generator = CodeGenerator::new(&secret, params).unwrap();
+                let text = generator.code_at_step(step).unwrap();
+                let parsed = CodeInput::parse(text.expose_secret(), params.digits()).unwrap();
+                prop_assert_eq!(generator.value_at_step(step).unwrap(), parsed.value());
             }
 
             /// Whatever the input, parsing never panics, and what it accepts is exactly

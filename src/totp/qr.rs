@@ -42,6 +42,22 @@ pub fn qr_svg(data: &str) -> Result<SecretString, QrError> {
     Ok(SecretString::from(svg))
 }
 
+/// A QR code holding `data` as Unicode half blocks, for a terminal (dark on light, with
+/// the quiet zone).
+///
+/// # Errors
+/// [`QrError::DataTooLong`].
+pub fn qr_terminal(data: &str) -> Result<SecretString, QrError> {
+    let code = encode(data)?;
+    let text = code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .dark_color(qrcode::render::unicode::Dense1x2::Light)
+        .light_color(qrcode::render::unicode::Dense1x2::Dark)
+        .quiet_zone(true)
+        .build();
+    Ok(SecretString::from(text))
+}
+
 /// A greyscale PNG image of a QR code holding `data`, 8 px per module with a 4-module
 /// quiet zone.
 ///
@@ -94,11 +110,18 @@ mod tests {
         let svg = qr_svg("otpauth://totp/X:a?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap();
         assert!(svg.expose_secret().contains("<svg"));
         assert_eq!(format!("{svg:?}"), "SecretBox<str>([REDACTED])");
+        let text =
+            qr_terminal("otpauth://totp/X:a?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap();
+        assert!(text.expose_secret().lines().count() > 10);
     }
 
     #[test]
     fn oversize_data_is_an_error() {
         assert_eq!(qr_png(&"x".repeat(5000)).unwrap_err(), QrError::DataTooLong);
         assert_eq!(qr_svg(&"x".repeat(5000)).unwrap_err(), QrError::DataTooLong);
+        assert_eq!(
+            qr_terminal(&"x".repeat(5000)).unwrap_err(),
+            QrError::DataTooLong
+        );
     }
 }

@@ -166,7 +166,9 @@ impl OtpAuthUri {
         let secret = secret.ok_or(UriError::MissingSecret)?;
         let secret = TotpSecret::from_base32(&secret).map_err(UriError::Secret)?;
         let algorithm = match algorithm {
-            Some(name) => Algorithm::from_name(&name).ok_or(UriError::InvalidParameter("algorithm"))?,
+            Some(name) => {
+                Algorithm::from_name(&name).ok_or(UriError::InvalidParameter("algorithm"))?
+            }
             None => Algorithm::Sha1,
         };
         let digits = match digits {
@@ -236,7 +238,11 @@ fn parse_number(text: &str, max_len: usize) -> Option<u64> {
     text.parse().ok()
 }
 
-pub(crate) fn validate_label(field: &'static str, text: &str, max: usize) -> Result<(), InputError> {
+pub(crate) fn validate_label(
+    field: &'static str,
+    text: &str,
+    max: usize,
+) -> Result<(), InputError> {
     let invalid = text.is_empty()
         || text.len() > max
         || text.contains(':')
@@ -327,7 +333,9 @@ mod tests {
         assert_eq!(parsed.account(), "john.doe@email.com");
         assert_eq!(parsed.params(), TotpParams::DEFAULT);
 
-        let minimal = OtpAuthUri::parse("otpauth://totp/alice?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap();
+        let minimal =
+            OtpAuthUri::parse("otpauth://totp/alice?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+                .unwrap();
         assert_eq!(minimal.issuer(), None);
         assert_eq!(minimal.account(), "alice");
         assert_eq!(minimal.secret(), &secret());
@@ -338,7 +346,10 @@ mod tests {
         .unwrap();
         assert_eq!(spaced.issuer(), Some("Example"));
         assert_eq!(spaced.account(), "alice");
-        assert_eq!(spaced.params(), TotpParams::new(Algorithm::Sha256, 8, 60).unwrap());
+        assert_eq!(
+            spaced.params(),
+            TotpParams::new(Algorithm::Sha256, 8, 60).unwrap()
+        );
     }
 
     #[test]
@@ -347,28 +358,79 @@ mod tests {
         let cases: Vec<(String, UriError)> = vec![
             ("http://totp/a?x".into(), UriError::NotOtpAuth),
             ("otpauth:totp/a".into(), UriError::NotOtpAuth),
-            (format!("otpauth://hotp/a?{s}&counter=1"), UriError::UnsupportedType),
+            (
+                format!("otpauth://hotp/a?{s}&counter=1"),
+                UriError::UnsupportedType,
+            ),
             ("otpauth://totp/a".into(), UriError::MissingSecret),
             ("otpauth://totp/a?issuer=x".into(), UriError::MissingSecret),
-            (format!("otpauth://totp/a%zz?{s}"), UriError::BadPercentEncoding),
-            (format!("otpauth://totp/a%4?{s}"), UriError::BadPercentEncoding),
+            (
+                format!("otpauth://totp/a%zz?{s}"),
+                UriError::BadPercentEncoding,
+            ),
+            (
+                format!("otpauth://totp/a%4?{s}"),
+                UriError::BadPercentEncoding,
+            ),
             (format!("otpauth://totp/a%ff?{s}"), UriError::NotUtf8),
-            (format!("otpauth://totp/a?{s}&{s}"), UriError::DuplicateParameter),
-            (format!("otpauth://totp/a?{s}&digits=9"), UriError::InvalidParameter("digits")),
-            (format!("otpauth://totp/a?{s}&digits=+6"), UriError::InvalidParameter("digits")),
-            (format!("otpauth://totp/a?{s}&period=0"), UriError::InvalidParameter("period")),
-            (format!("otpauth://totp/a?{s}&period=99999999999999999999"), UriError::InvalidParameter("period")),
-            (format!("otpauth://totp/a?{s}&algorithm=MD5"), UriError::InvalidParameter("algorithm")),
-            (format!("otpauth://totp/X:a?{s}&issuer=Y"), UriError::IssuerMismatch),
-            (format!("otpauth://totp/X:a:b?{s}"), UriError::InvalidLabel("account name")),
-            (format!("otpauth://totp/X:a%0Ab?{s}"), UriError::InvalidLabel("account name")),
-            (format!("otpauth://totp/?{s}"), UriError::InvalidLabel("account name")),
+            (
+                format!("otpauth://totp/a?{s}&{s}"),
+                UriError::DuplicateParameter,
+            ),
+            (
+                format!("otpauth://totp/a?{s}&digits=9"),
+                UriError::InvalidParameter("digits"),
+            ),
+            (
+                format!("otpauth://totp/a?{s}&digits=+6"),
+                UriError::InvalidParameter("digits"),
+            ),
+            (
+                format!("otpauth://totp/a?{s}&period=0"),
+                UriError::InvalidParameter("period"),
+            ),
+            (
+                format!("otpauth://totp/a?{s}&period=99999999999999999999"),
+                UriError::InvalidParameter("period"),
+            ),
+            (
+                format!("otpauth://totp/a?{s}&algorithm=MD5"),
+                UriError::InvalidParameter("algorithm"),
+            ),
+            (
+                format!("otpauth://totp/X:a?{s}&issuer=Y"),
+                UriError::IssuerMismatch,
+            ),
+            (
+                format!("otpauth://totp/X:a:b?{s}"),
+                UriError::InvalidLabel("account name"),
+            ),
+            (
+                format!("otpauth://totp/X:a%0Ab?{s}"),
+                UriError::InvalidLabel("account name"),
+            ),
+            (
+                format!("otpauth://totp/?{s}"),
+                UriError::InvalidLabel("account name"),
+            ),
             (format!("otpauth://totp/a?{s}#frag"), UriError::Malformed),
-            (format!("otpauth://totp/a?{s}&noequals"), UriError::Malformed),
+            (
+                format!("otpauth://totp/a?{s}&noequals"),
+                UriError::Malformed,
+            ),
             (format!("otpauth://totp/a?{s}&=x"), UriError::Malformed),
-            ("otpauth://totp/a?secret=JBSWY3DPEHPK3PXP".into(), UriError::Secret(SecretParseError::TooShort { bits: 80 })),
-            (format!("otpauth://totp/{}?{s}", "a".repeat(MAX_URI_LEN)), UriError::TooLong),
-            (format!("otpauth://totp/a?{s}{}", "&x=1".repeat(20)), UriError::Malformed),
+            (
+                "otpauth://totp/a?secret=JBSWY3DPEHPK3PXP".into(),
+                UriError::Secret(SecretParseError::TooShort { bits: 80 }),
+            ),
+            (
+                format!("otpauth://totp/{}?{s}", "a".repeat(MAX_URI_LEN)),
+                UriError::TooLong,
+            ),
+            (
+                format!("otpauth://totp/a?{s}{}", "&x=1".repeat(20)),
+                UriError::Malformed,
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(OtpAuthUri::parse(&input), Err(want), "{input}");
@@ -378,13 +440,22 @@ mod tests {
     #[test]
     fn labels_that_would_break_the_uri_are_rejected() {
         for bad in ["", "a:b", " lead", "trail ", "new\nline", "tab\t"] {
-            assert!(OtpAuthUri::new(Some(bad), "alice", secret(), TotpParams::DEFAULT).is_err(), "{bad:?}");
-            assert!(OtpAuthUri::new(Some("X"), bad, secret(), TotpParams::DEFAULT).is_err(), "{bad:?}");
+            assert!(
+                OtpAuthUri::new(Some(bad), "alice", secret(), TotpParams::DEFAULT).is_err(),
+                "{bad:?}"
+            );
+            assert!(
+                OtpAuthUri::new(Some("X"), bad, secret(), TotpParams::DEFAULT).is_err(),
+                "{bad:?}"
+            );
         }
         // Characters with a URI meaning are encoded, not rejected.
         let tricky = "a&b=c?d#e%f/g+h";
         let uri = OtpAuthUri::new(Some(tricky), tricky, secret(), TotpParams::DEFAULT).unwrap();
-        assert_eq!(OtpAuthUri::parse(uri.to_uri().expose_secret()).unwrap(), uri);
+        assert_eq!(
+            OtpAuthUri::parse(uri.to_uri().expose_secret()).unwrap(),
+            uri
+        );
     }
 
     #[test]
@@ -393,7 +464,8 @@ mod tests {
         let shown = format!("{uri:?}");
         assert!(!shown.contains("GEZDGNBV"), "{shown}");
         assert!(!shown.contains("12345678901234567890"), "{shown}");
-        let err = OtpAuthUri::parse("otpauth://totp/a?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJ!").unwrap_err();
+        let err = OtpAuthUri::parse("otpauth://totp/a?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJ!")
+            .unwrap_err();
         assert!(!format!("{err} {err:?}").contains("GEZDGNBV"));
     }
 }
