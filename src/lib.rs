@@ -65,3 +65,8 @@ pub use crate::service::{
     TotpAccepted, TotpOutcome, Verrou, VerrouConfig,
 };
 pub use crate::totp::{Algorithm, TotpParams};
+
+/// The README's examples, compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -427,6 +427,10 @@ mod tests {
         assert_eq!(day, 16);
         assert_eq!(year, 50);
         assert_eq!(ever, 50);
+        // Guessing as fast as allowed reaches the permanent lock in the fifth week.
+        let days = |n: u64| Duration::from_secs(n * 24 * 3600);
+        assert_eq!(policy.max_failures_within(days(34)), 49);
+        assert_eq!(policy.max_failures_within(days(35)), 50);
         // A 6-digit code with a ±1 window matches one guess in 10^6 / 3.
         let p_day = day as f64 * 3.0 / 1e6;
         let p_ever = ever as f64 * 3.0 / 1e6;

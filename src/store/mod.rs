@@ -2,15 +2,13 @@
 //!
 //! Every method is one atomic operation named for its intent. There is no "read, modify in
 //! Rust, write back" pair that two requests could interleave:
-//! - [`Store::advance_totp_step`] moves the last accepted time step forward only if the new
-//!   step is later (one conditional update), so one code is accepted once, however many
-//!   requests or instances race;
+//! - [`Store::accept_totp_step`] moves the last accepted time step forward only if the new
+//!   step is later (one conditional update) and resets the account's failure count with it,
+//!   so one code is accepted once, however many requests or instances race;
 //! - [`Store::activate_pending_totp`] promotes a pending factor only if it is still the
 //!   pending one, unexpired, and the active factor is still the one it was meant to replace;
 //! - [`Store::reserve_attempt`] checks the throttle and counts the attempt in one step, so a
-//!   burst of requests cannot all pass the gate before any of them is counted;
-//! - [`Store::accept_totp_step`] records the accepted step and resets the account's failure
-//!   count together.
+//!   burst of requests cannot all pass the gate before any of them is counted.
 //!
 //! The same conformance suite (`tests/conformance/`) runs against every backend.
 
@@ -74,7 +72,7 @@ pub enum Activation {
     Superseded,
 }
 
-/// Result of [`Store::advance_totp_step`].
+/// Result of [`Store::accept_totp_step`].
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 #[non_exhaustive]
 pub enum StepAdvance {
