@@ -183,6 +183,13 @@ pub struct SecondFactorProof {
 }
 
 impl SecondFactorProof {
+    fn new(user: &UserId, verified_at: Timestamp) -> Self {
+        Self {
+            user: user.clone(),
+            verified_at,
+        }
+    }
+
     /// Whose second factor was verified.
     pub fn user(&self) -> &UserId {
         &self.user
@@ -353,6 +360,19 @@ enum Refusal {
 /// A counted attempt: the account counter after counting, to report a lock it started.
 struct Counted {
     account: ThrottleState,
+}
+
+/// What happened to a code checked against one secret.
+enum Checked {
+    /// Not a code: nothing counted or compared.
+    Malformed(MalformedCode),
+    /// The throttle refused: nothing compared.
+    Refused(Refusal),
+    /// Counted, then compared with every step of the window.
+    Compared {
+        matched: WindowMatch,
+        counted: Counted,
+    },
 }
 
 /// verrou's service: what most portals use.
@@ -533,30 +553,24 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         if pending.expires_at <= now {
             return Ok(EnrollmentOutcome::Expired);
         }
-        let input = match CodeInput::parse(code, pending.params.digits()) {
-            Ok(input) => input,
-            Err(reason) => return Ok(EnrollmentOutcome::Malformed(reason)),
-        };
-        let reservation = match self.reserve_attempt(user, ctx, now).await? {
-            Ok(reservation) => reservation,
-            Err(Refusal::Throttled(retry_after)) => {
+        let (matched, counted) = match self
+            .check_code(user, ctx, now, code, &pending.secret, pending.params, None)
+            .await?
+        {
+            Checked::Malformed(reason) => return Ok(EnrollmentOutcome::Malformed(reason)),
+            Checked::Refused(Refusal::Throttled(retry_after)) => {
                 return Ok(EnrollmentOutcome::Throttled { retry_after })
             }
-            Err(Refusal::Locked(until)) => return Ok(EnrollmentOutcome::Locked { until }),
-        };
-        let generator = CodeGenerator::new(&pending.secret, pending.params)?;
-        let step = match totp::match_window(&generator, &input, now, self.config.skew, None)? {
-            WindowMatch::Fresh { step, .. } => step,
-            WindowMatch::Used | WindowMatch::NoMatch => {
-                self.emit(
-                    user,
-                    ctx,
-                    now,
-                    AuditKind::TotpEnrollmentInvalid { factor: pending.id },
-                );
-                self.report_lock(user, ctx, now, &reservation);
-                return Ok(EnrollmentOutcome::Invalid);
+            Checked::Refused(Refusal::Locked(until)) => {
+                return Ok(EnrollmentOutcome::Locked { until })
             }
+            Checked::Compared { matched, counted } => (matched, counted),
+        };
+        let WindowMatch::Fresh { step, .. } = matched else {
+            let factor = pending.id;
+            self.emit(user, ctx, now, AuditKind::TotpEnrollmentInvalid { factor });
+            self.report_lock(user, ctx, now, &counted);
+            return Ok(EnrollmentOutcome::Invalid);
         };
         match self
             .store
@@ -567,18 +581,16 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 self.store
                     .clear_throttle(&ThrottleKey::Account(user))
                     .await?;
+                let factor = pending.id;
                 self.emit(
                     user,
                     ctx,
                     now,
-                    AuditKind::TotpEnrollmentConfirmed { factor: pending.id },
+                    AuditKind::TotpEnrollmentConfirmed { factor },
                 );
                 Ok(EnrollmentOutcome::Confirmed {
-                    factor: pending.id,
-                    proof: SecondFactorProof {
-                        user: user.clone(),
-                        verified_at: now,
-                    },
+                    factor,
+                    proof: SecondFactorProof::new(user, now),
                 })
             }
             Activation::Expired => Ok(EnrollmentOutcome::Expired),
@@ -609,64 +621,83 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         let Some(factor) = self.store.active_totp(user).await? else {
             return Ok(TotpOutcome::NotEnrolled);
         };
-        let input = match CodeInput::parse(code, factor.params.digits()) {
-            Ok(input) => input,
-            Err(reason) => return Ok(TotpOutcome::Malformed(reason)),
-        };
-        let reservation = match self.reserve_attempt(user, ctx, now).await? {
-            Ok(reservation) => reservation,
-            Err(Refusal::Throttled(retry_after)) => {
+        let last_step = Some(factor.last_step);
+        let (matched, counted) = match self
+            .check_code(
+                user,
+                ctx,
+                now,
+                code,
+                &factor.secret,
+                factor.params,
+                last_step,
+            )
+            .await?
+        {
+            Checked::Malformed(reason) => return Ok(TotpOutcome::Malformed(reason)),
+            Checked::Refused(Refusal::Throttled(retry_after)) => {
                 return Ok(TotpOutcome::Throttled { retry_after })
             }
-            Err(Refusal::Locked(until)) => return Ok(TotpOutcome::Locked { until }),
+            Checked::Refused(Refusal::Locked(until)) => return Ok(TotpOutcome::Locked { until }),
+            Checked::Compared { matched, counted } => (matched, counted),
         };
-        let generator = CodeGenerator::new(&factor.secret, factor.params)?;
-        let matched = totp::match_window(
-            &generator,
-            &input,
-            now,
-            self.config.skew,
-            Some(factor.last_step),
-        )?;
+        let factor = factor.id;
         let (step, drift) = match matched {
             WindowMatch::Fresh { step, drift } => (step, drift),
-            WindowMatch::Used => return Ok(self.replayed(user, ctx, now, factor.id, &reservation)),
+            WindowMatch::Used => return Ok(self.replayed(user, ctx, now, factor, &counted)),
             WindowMatch::NoMatch => {
-                self.emit(user, ctx, now, AuditKind::TotpInvalid { factor: factor.id });
-                self.report_lock(user, ctx, now, &reservation);
+                self.emit(user, ctx, now, AuditKind::TotpInvalid { factor });
+                self.report_lock(user, ctx, now, &counted);
                 return Ok(TotpOutcome::Invalid);
             }
         };
         // Records the step and resets the account's failure count, atomically.
-        match self.store.accept_totp_step(user, factor.id, step).await? {
+        match self.store.accept_totp_step(user, factor, step).await? {
             StepAdvance::Advanced => {}
-            StepAdvance::AlreadyUsed => {
-                return Ok(self.replayed(user, ctx, now, factor.id, &reservation))
-            }
+            StepAdvance::AlreadyUsed => return Ok(self.replayed(user, ctx, now, factor, &counted)),
             // The factor was replaced or removed while we checked: its codes are void.
             StepAdvance::NoSuchFactor => {
-                self.emit(user, ctx, now, AuditKind::TotpInvalid { factor: factor.id });
+                self.emit(user, ctx, now, AuditKind::TotpInvalid { factor });
                 return Ok(TotpOutcome::Invalid);
             }
         }
-        self.emit(
-            user,
-            ctx,
-            now,
-            AuditKind::TotpAccepted {
-                factor: factor.id,
-                step,
-                drift,
-            },
-        );
+        let kind = AuditKind::TotpAccepted {
+            factor,
+            step,
+            drift,
+        };
+        self.emit(user, ctx, now, kind);
         Ok(TotpOutcome::Accepted(TotpAccepted {
             step,
             drift,
-            proof: SecondFactorProof {
-                user: user.clone(),
-                verified_at: now,
-            },
+            proof: SecondFactorProof::new(user, now),
         }))
+    }
+
+    /// The part every code check shares: parse the input for `params`, count the attempt,
+    /// then compare it with every step of the window.
+    #[allow(clippy::too_many_arguments)]
+    async fn check_code(
+        &self,
+        user: &UserId,
+        ctx: &ClientContext,
+        now: Timestamp,
+        code: &str,
+        secret: &TotpSecret,
+        params: TotpParams,
+        last_step: Option<u64>,
+    ) -> Result<Checked, Error> {
+        let input = match CodeInput::parse(code, params.digits()) {
+            Ok(input) => input,
+            Err(reason) => return Ok(Checked::Malformed(reason)),
+        };
+        let counted = match self.reserve_attempt(user, ctx, now).await? {
+            Ok(counted) => counted,
+            Err(refusal) => return Ok(Checked::Refused(refusal)),
+        };
+        let generator = CodeGenerator::new(secret, params)?;
+        let matched = totp::match_window(&generator, &input, now, self.config.skew, last_step)?;
+        Ok(Checked::Compared { matched, counted })
     }
 
     /// Operator action: lifts the account's lock and clears its failure count.
