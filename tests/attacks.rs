@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conformance::{at, config, enrolled, user, START};
+use conformance::{at, config, enrol, enrolled, start_enrollment, user, START};
 use secrecy::ExposeSecret;
 use verrou::audit::MemoryAuditSink;
 use verrou::lockout::ThrottlePolicy;
@@ -42,23 +42,14 @@ fn wrong(code: &str) -> String {
 async fn attack_totp_replay_same_step() {
     let e = enrolled(MemoryStore::new(), config()).await;
     let code = e.code(0);
-    assert!(matches!(
-        e.verrou.verify_totp(&e.user, &code, &ctx()).await.unwrap(),
-        TotpOutcome::Accepted(_)
-    ));
+    assert!(matches!(e.verify(&code).await, TotpOutcome::Accepted(_)));
     // The shoulder-surfer types the same code a few seconds later, still inside the window.
     e.clock.advance(Duration::from_secs(20));
-    assert_eq!(
-        e.verrou.verify_totp(&e.user, &code, &ctx()).await.unwrap(),
-        TotpOutcome::Replayed
-    );
+    assert_eq!(e.verify(&code).await, TotpOutcome::Replayed);
     // And the next step's code still works for the user.
     e.advance_steps(1);
     assert!(matches!(
-        e.verrou
-            .verify_totp(&e.user, &e.code(0), &ctx())
-            .await
-            .unwrap(),
+        e.verify(&e.code(0)).await,
         TotpOutcome::Accepted(_)
     ));
 }
@@ -68,17 +59,8 @@ async fn attack_totp_replay_of_the_enrolment_code() {
     let clock = InsecureManualClock::new(at(START));
     let verrou = Verrou::new(MemoryStore::new(), config()).with_clock(clock.clone());
     let alice = user("alice");
-    let offer = verrou
-        .start_totp_enrollment(&alice, "alice", &ctx())
-        .await
-        .unwrap();
-    let secret = TotpSecret::from_base32(offer.secret_base32().expose_secret()).unwrap();
+    let secret = enrol(&verrou, &alice, TotpParams::DEFAULT, at(START)).await;
     let code = insecure_code_at(&secret, TotpParams::DEFAULT, at(START));
-    let confirmed = verrou
-        .finish_totp_enrollment(&alice, &code, &ctx())
-        .await
-        .unwrap();
-    assert!(matches!(confirmed, EnrollmentOutcome::Confirmed { .. }));
     clock.advance(Duration::from_secs(10));
     assert_eq!(
         verrou.verify_totp(&alice, &code, &ctx()).await.unwrap(),
@@ -228,7 +210,7 @@ async fn malformed_input_changes_nothing_and_is_not_counted() {
     for _ in 0..20 {
         for (input, reason) in &cases {
             assert_eq!(
-                e.verrou.verify_totp(&e.user, input, &ctx()).await.unwrap(),
+                e.verify(input).await,
                 TotpOutcome::Malformed(*reason),
                 "{:?}",
                 input.get(..12)
@@ -241,10 +223,7 @@ async fn malformed_input_changes_nothing_and_is_not_counted() {
         factor_before
     );
     assert!(matches!(
-        e.verrou
-            .verify_totp(&e.user, &e.code(0), &ctx())
-            .await
-            .unwrap(),
+        e.verify(&e.code(0)).await,
         TotpOutcome::Accepted(_)
     ));
 }
@@ -254,13 +233,7 @@ async fn spaces_in_a_code_are_accepted() {
     let e = enrolled(MemoryStore::new(), config()).await;
     let code = e.code(0);
     let spaced = format!(" {} {} ", &code[..3], &code[3..]);
-    assert!(matches!(
-        e.verrou
-            .verify_totp(&e.user, &spaced, &ctx())
-            .await
-            .unwrap(),
-        TotpOutcome::Accepted(_)
-    ));
+    assert!(matches!(e.verify(&spaced).await, TotpOutcome::Accepted(_)));
 }
 
 #[tokio::test]
@@ -268,13 +241,7 @@ async fn drift_is_reported_and_the_window_is_bounded() {
     let e = enrolled(MemoryStore::new(), config()).await;
     // One step past the confirming code, so the previous step is unused.
     e.advance_steps(1);
-    assert_eq!(
-        e.verrou
-            .verify_totp(&e.user, &e.code(2), &ctx())
-            .await
-            .unwrap(),
-        TotpOutcome::Invalid
-    );
+    assert_eq!(e.verify(&e.code(2)).await, TotpOutcome::Invalid);
     match e
         .verrou
         .verify_totp(&e.user, &e.code(-1), &ctx())
@@ -312,19 +279,7 @@ async fn attack_guessing_from_one_address_across_accounts() {
     let mut users = Vec::new();
     for name in ["u1", "u2", "u3", "u4"] {
         let who = user(name);
-        let offer = verrou
-            .start_totp_enrollment(&who, name, &ctx())
-            .await
-            .unwrap();
-        let secret = TotpSecret::from_base32(offer.secret_base32().expose_secret()).unwrap();
-        let code = insecure_code_at(&secret, TotpParams::DEFAULT, at(START));
-        assert!(matches!(
-            verrou
-                .finish_totp_enrollment(&who, &code, &ctx())
-                .await
-                .unwrap(),
-            EnrollmentOutcome::Confirmed { .. }
-        ));
+        enrol(&verrou, &who, TotpParams::DEFAULT, at(START)).await;
         users.push(who);
     }
     clock.advance(Duration::from_secs(30));
@@ -375,16 +330,12 @@ async fn enrolment_is_pending_until_confirmed_and_expires() {
     let clock = InsecureManualClock::new(at(START));
     let verrou = Verrou::new(MemoryStore::new(), config()).with_clock(clock.clone());
     let alice = user("alice");
-    let offer = verrou
-        .start_totp_enrollment(&alice, "alice@partner.example", &ctx())
-        .await
-        .unwrap();
+    let (offer, secret) = start_enrollment(&verrou, &alice, "alice@partner.example").await;
     assert_eq!(offer.expires_at(), at(START + 600));
     assert!(offer
         .otpauth_uri()
         .expose_secret()
         .starts_with("otpauth://totp/Portail%20Partenaires:alice%40partner.example?secret="));
-    let secret = TotpSecret::from_base32(offer.secret_base32().expose_secret()).unwrap();
     assert_eq!(secret.len(), 20, "160-bit secret by default");
     // Pending: verification knows no factor yet.
     let code = insecure_code_at(&secret, TotpParams::DEFAULT, at(START));
@@ -474,10 +425,7 @@ async fn reenrolment_keeps_the_old_factor_until_the_new_one_is_confirmed() {
     // The old factor still works while the new one is pending.
     e.advance_steps(1);
     assert!(matches!(
-        e.verrou
-            .verify_totp(&e.user, &e.code(0), &ctx())
-            .await
-            .unwrap(),
+        e.verify(&e.code(0)).await,
         TotpOutcome::Accepted(_)
     ));
     // Confirm the new one: from now on only the new secret works.
@@ -492,20 +440,11 @@ async fn reenrolment_keeps_the_old_factor_until_the_new_one_is_confirmed() {
         EnrollmentOutcome::Confirmed { .. }
     ));
     e.advance_steps(1);
-    assert_eq!(
-        e.verrou
-            .verify_totp(&e.user, &e.code(0), &ctx())
-            .await
-            .unwrap(),
-        TotpOutcome::Invalid
-    );
+    assert_eq!(e.verify(&e.code(0)).await, TotpOutcome::Invalid);
     let now = verrou::Clock::now(&e.clock).unwrap();
     let new_code = insecure_code_at(&new_secret, TotpParams::DEFAULT, now);
     assert!(matches!(
-        e.verrou
-            .verify_totp(&e.user, &new_code, &ctx())
-            .await
-            .unwrap(),
+        e.verify(&new_code).await,
         TotpOutcome::Accepted(_)
     ));
 }
@@ -541,10 +480,7 @@ async fn attack_first_enrolment_cannot_replace_a_factor_confirmed_meanwhile() {
         EnrollmentOutcome::NotPending
     );
     assert!(matches!(
-        e.verrou
-            .verify_totp(&e.user, &e.code(0), &ctx())
-            .await
-            .unwrap(),
+        e.verify(&e.code(0)).await,
         TotpOutcome::Accepted(_)
     ));
     let _ = Activation::Superseded;
@@ -625,16 +561,12 @@ async fn every_algorithm_and_digit_count_verifies() {
             let verrou = Verrou::new(MemoryStore::new(), config().with_totp_params(params))
                 .with_clock(clock.clone());
             let who = user("alice");
-            let offer = verrou
-                .start_totp_enrollment(&who, "alice", &ctx())
-                .await
-                .unwrap();
+            let (offer, secret) = start_enrollment(&verrou, &who, "alice").await;
             let uri = offer.otpauth_uri().expose_secret().to_owned();
             assert!(
                 uri.contains(&format!("algorithm={algorithm}&digits={digits}&period=30")),
                 "{uri}"
             );
-            let secret = TotpSecret::from_base32(offer.secret_base32().expose_secret()).unwrap();
             let code = insecure_code_at(&secret, params, at(START));
             assert_eq!(code.len(), usize::from(digits));
             assert!(matches!(

@@ -17,11 +17,13 @@ mod conformance;
 use std::process::Command;
 use std::time::Duration;
 
-use conformance::{at, config, user, START};
+use conformance::{at, config, start_enrollment, user, START};
 use secrecy::ExposeSecret;
 use verrou::store::MemoryStore;
 use verrou::testing::InsecureManualClock;
-use verrou::{Algorithm, ClientContext, EnrollmentOutcome, TotpOutcome, TotpParams, Verrou};
+use verrou::{
+    Algorithm, ClientContext, EnrollmentOffer, EnrollmentOutcome, TotpOutcome, TotpParams, Verrou,
+};
 
 fn run(tool: &str, args: &[&str]) -> String {
     let output = Command::new(tool)
@@ -110,16 +112,16 @@ fn oathtool_agrees_with_the_rfc6238_secret() {
     );
 }
 
-async fn offer_png_and_uri() -> (Vec<u8>, String) {
+/// An enrolment offer with a realistic label.
+async fn marie_offer() -> EnrollmentOffer {
     let verrou = Verrou::new(MemoryStore::new(), config());
-    let offer = verrou
-        .start_totp_enrollment(
-            &user("marie"),
-            "marie.dupont@formation-exemple.fr",
-            &ClientContext::unknown(),
-        )
+    start_enrollment(&verrou, &user("marie"), "marie.dupont@formation-exemple.fr")
         .await
-        .unwrap();
+        .0
+}
+
+async fn offer_png_and_uri() -> (Vec<u8>, String) {
+    let offer = marie_offer().await;
     let png = offer.qr_png().unwrap().expose_secret().to_vec();
     (png, offer.otpauth_uri().expose_secret().to_owned())
 }
@@ -163,15 +165,7 @@ fn rqrr_decode(width: usize, height: usize, pixel: impl FnMut(usize, usize) -> u
 /// and decodes it: the SVG carries the same URI, not just "some SVG".
 #[tokio::test]
 async fn the_svg_decodes_to_the_exact_uri() {
-    let verrou = Verrou::new(MemoryStore::new(), config());
-    let offer = verrou
-        .start_totp_enrollment(
-            &user("marie"),
-            "marie.dupont@formation-exemple.fr",
-            &ClientContext::unknown(),
-        )
-        .await
-        .unwrap();
+    let offer = marie_offer().await;
     let svg = offer.qr_svg().unwrap();
     let svg = svg.expose_secret();
     let attr = |name: &str| -> usize {
