@@ -90,6 +90,7 @@ pub trait Clock: Send + Sync {
 
 /// The operating system's wall clock.
 #[derive(Clone, Copy, Debug, Default)]
+#[allow(clippy::exhaustive_structs, reason = "a unit value callers construct")]
 pub struct SystemClock;
 
 impl Clock for SystemClock {

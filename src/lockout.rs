@@ -234,6 +234,10 @@ fn doubled(base: Duration, exponent: u32, cap: Duration) -> Duration {
 
 /// Consecutive failures and when the last one happened.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+#[allow(
+    clippy::exhaustive_structs,
+    reason = "a record store implementations build from rows"
+)]
 pub struct ThrottleState {
     /// Consecutive failures since the last success or reset.
     pub failures: u32,

@@ -545,7 +545,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     ) -> Result<EnrollmentOutcome, Error> {
         let now = self.clock.now()?;
         if let Err(reason) = CodeInput::precheck(code) {
-            return Ok(EnrollmentOutcome::Malformed(reason));
+            return Ok(EnrollmentOutcome::Malformed(trace_malformed(user, reason)));
         }
         let Some(pending) = self.store.pending_totp(user).await? else {
             return Ok(EnrollmentOutcome::NotPending);
@@ -557,7 +557,9 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             .check_code(user, ctx, now, code, &pending.secret, pending.params, None)
             .await?
         {
-            Checked::Malformed(reason) => return Ok(EnrollmentOutcome::Malformed(reason)),
+            Checked::Malformed(reason) => {
+                return Ok(EnrollmentOutcome::Malformed(trace_malformed(user, reason)))
+            }
             Checked::Refused(Refusal::Throttled(retry_after)) => {
                 return Ok(EnrollmentOutcome::Throttled { retry_after })
             }
@@ -616,7 +618,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     ) -> Result<TotpOutcome, Error> {
         let now = self.clock.now()?;
         if let Err(reason) = CodeInput::precheck(code) {
-            return Ok(TotpOutcome::Malformed(reason));
+            return Ok(TotpOutcome::Malformed(trace_malformed(user, reason)));
         }
         let Some(factor) = self.store.active_totp(user).await? else {
             return Ok(TotpOutcome::NotEnrolled);
@@ -634,7 +636,9 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             )
             .await?
         {
-            Checked::Malformed(reason) => return Ok(TotpOutcome::Malformed(reason)),
+            Checked::Malformed(reason) => {
+                return Ok(TotpOutcome::Malformed(trace_malformed(user, reason)))
+            }
             Checked::Refused(Refusal::Throttled(retry_after)) => {
                 return Ok(TotpOutcome::Throttled { retry_after })
             }
@@ -691,6 +695,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             Ok(input) => input,
             Err(reason) => return Ok(Checked::Malformed(reason)),
         };
+
         let counted = match self.reserve_attempt(user, ctx, now).await? {
             Ok(counted) => counted,
             Err(refusal) => return Ok(Checked::Refused(refusal)),
@@ -843,4 +848,11 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             });
         }
     }
+}
+
+/// Input that is not a code changes nothing and is not an audit event, but a flood of it is
+/// worth seeing: a `debug` trace with the reason (never the input).
+fn trace_malformed(user: &UserId, reason: MalformedCode) -> MalformedCode {
+    tracing::debug!(target: "verrou::audit", kind = "malformed_code", user = user.as_str(), %reason);
+    reason
 }

@@ -27,6 +27,10 @@ use crate::totp::TotpParams;
 
 /// An active TOTP factor.
 #[derive(Clone, Debug, Eq, PartialEq)]
+#[allow(
+    clippy::exhaustive_structs,
+    reason = "a record store implementations build from rows"
+)]
 pub struct TotpFactor {
     /// The factor's id.
     pub id: FactorId,
@@ -42,6 +46,10 @@ pub struct TotpFactor {
 
 /// A factor waiting for its first valid code.
 #[derive(Clone, Debug, Eq, PartialEq)]
+#[allow(
+    clippy::exhaustive_structs,
+    reason = "a record store implementations build from rows"
+)]
 pub struct PendingTotp {
     /// The factor's id (kept when it becomes active).
     pub id: FactorId,
