@@ -67,6 +67,10 @@ async fn attack_secret_in_debug_or_logs() {
     let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
     let invalid = verrou.verify_totp(&e.user, &wrong, &ctx).await.unwrap();
     assert!(matches!(accepted, TotpOutcome::Accepted(_)));
+    // A malformed attempt that contains most of a real code.
+    let malformed = format!("{}x", &code[..5]);
+    let refused = verrou.verify_totp(&e.user, &malformed, &ctx).await.unwrap();
+    assert!(matches!(refused, TotpOutcome::Malformed(_)));
     let alice_secret = e.secret.to_base32().expose_secret().to_owned();
 
     let mut shown = String::new();
@@ -90,7 +94,8 @@ async fn attack_secret_in_debug_or_logs() {
         shown.contains("totp_accepted") && shown.contains("totp_replayed"),
         "the log has the events:\n{shown}"
     );
-    for secret in [&bob_secret, &alice_secret, &bob_uri, &code, &wrong] {
+    assert!(shown.contains("malformed_code"), "the malformed attempt is traced");
+    for secret in [&bob_secret, &alice_secret, &bob_uri, &code, &wrong, &malformed] {
         assert!(
             !shown.contains(secret.as_str()),
             "{secret} leaked in:\n{shown}"
