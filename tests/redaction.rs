@@ -94,8 +94,18 @@ async fn attack_secret_in_debug_or_logs() {
         shown.contains("totp_accepted") && shown.contains("totp_replayed"),
         "the log has the events:\n{shown}"
     );
-    assert!(shown.contains("malformed_code"), "the malformed attempt is traced");
-    for secret in [&bob_secret, &alice_secret, &bob_uri, &code, &wrong, &malformed] {
+    assert!(
+        shown.contains("malformed_code"),
+        "the malformed attempt is traced"
+    );
+    for secret in [
+        &bob_secret,
+        &alice_secret,
+        &bob_uri,
+        &code,
+        &wrong,
+        &malformed,
+    ] {
         assert!(
             !shown.contains(secret.as_str()),
             "{secret} leaked in:\n{shown}"

@@ -41,10 +41,14 @@ impl CodeInput {
     /// Parses `input` as a code of `digits` digits (see the module docs for the rule).
     ///
     /// # Errors
-    /// A [`MalformedCode`] reason.
+    /// A [`MalformedCode`] reason; [`MalformedCode::WrongLength`] whatever the input when
+    /// `digits` is not 6, 7 or 8, since no code has another length.
     pub fn parse(input: &str, digits: u8) -> Result<Self, MalformedCode> {
         if input.len() > Self::MAX_INPUT_LEN {
             return Err(MalformedCode::Oversize);
+        }
+        if !(6..=8).contains(&digits) {
+            return Err(MalformedCode::WrongLength);
         }
         let mut code = Self {
             digits: [0; 8],
@@ -184,6 +188,18 @@ mod tests {
             CodeInput::parse(&" ".repeat(1 << 20), 6).unwrap_err(),
             MalformedCode::Oversize
         );
+    }
+
+    /// Found by the `code_input` fuzz target: a digit count outside 6–8 is never a code.
+    #[test]
+    fn impossible_digit_counts_accept_nothing() {
+        for digits in [0u8, 1, 5, 9, 10, 255] {
+            let input = "1".repeat(usize::from(digits).min(32));
+            assert_eq!(
+                CodeInput::parse(&input, digits).unwrap_err(),
+                MalformedCode::WrongLength
+            );
+        }
     }
 
     #[test]

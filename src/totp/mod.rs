@@ -521,6 +521,7 @@ mod tests {
             #[test]
             fn code_parsing_is_total_and_strict(input in "\\PC{0,40}|[0-9 ]{0,12}", digits in 0u8..=10) {
                 if let Ok(code) = CodeInput::parse(&input, digits) {
+                    prop_assert!((6..=8).contains(&digits));
                     let expected: Vec<u8> = input.bytes().filter(|b| *b != b' ').collect();
                     prop_assert_eq!(code.as_bytes(), expected.as_slice());
                     prop_assert_eq!(expected.len(), usize::from(digits));
