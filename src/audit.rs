@@ -81,6 +81,25 @@ pub enum AuditKind {
     },
     /// An operator lifted the account's lock and cleared its failures.
     LockLifted,
+    /// A new set of recovery codes replaced the old one.
+    RecoveryCodesGenerated {
+        /// Codes in the new set.
+        count: usize,
+    },
+    /// A recovery code was used to pass the second factor.
+    RecoveryCodeUsed {
+        /// Unused codes left.
+        remaining: usize,
+    },
+    /// Two or fewer unused recovery codes are left: the user should regenerate.
+    RecoveryCodesLow {
+        /// Unused codes left.
+        remaining: usize,
+    },
+    /// A wrong recovery code.
+    RecoveryCodeInvalid,
+    /// A recovery code that was already used was presented again: the list may have leaked.
+    RecoveryCodeReplayed,
     /// An operator removed the user's TOTP factor (active and pending).
     TotpFactorRemoved,
 }
@@ -99,6 +118,11 @@ impl AuditKind {
             Self::Locked { .. } => "locked",
             Self::LockEngaged { .. } => "lock_engaged",
             Self::LockLifted => "lock_lifted",
+            Self::RecoveryCodesGenerated { .. } => "recovery_codes_generated",
+            Self::RecoveryCodeUsed { .. } => "recovery_code_used",
+            Self::RecoveryCodesLow { .. } => "recovery_codes_low",
+            Self::RecoveryCodeInvalid => "recovery_code_invalid",
+            Self::RecoveryCodeReplayed => "recovery_code_replayed",
             Self::TotpFactorRemoved => "totp_factor_removed",
         }
     }
@@ -149,6 +173,8 @@ pub(crate) fn trace(at: Timestamp, user: &UserId, client: Option<IpAddr>, kind: 
     let client = client.map(tracing::field::display);
     match kind {
         AuditKind::TotpReplayed { .. }
+        | AuditKind::RecoveryCodeReplayed
+        | AuditKind::RecoveryCodesLow { .. }
         | AuditKind::Locked { .. }
         | AuditKind::LockEngaged { .. }
         | AuditKind::Throttled { .. } => {

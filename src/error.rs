@@ -98,6 +98,9 @@ pub enum ConfigError {
     /// A duration setting is zero or absurdly long.
     #[error("{0} is out of range")]
     Duration(&'static str),
+    /// A recovery-code setting is out of range.
+    #[error("recovery codes: {0}")]
+    Recovery(&'static str),
     /// The issuer shown in authenticator apps is not a valid label.
     #[error("issuer: {0}")]
     Issuer(InputError),
@@ -113,6 +116,13 @@ pub enum CryptoError {
     /// A stored secret or its parameters cannot produce a code.
     #[error("a stored TOTP secret or its parameters are unusable")]
     UnusableSecret,
+    /// A stored recovery-code hash is malformed or asks for parameters outside verrou's
+    /// bounds (see [`crate::recovery::StoredHashError`]); nothing was hashed.
+    #[error("a stored recovery-code hash is unusable: {0}")]
+    StoredHash(crate::recovery::StoredHashError),
+    /// A recovery-code hash could not be computed.
+    #[error("a recovery-code hash could not be computed")]
+    Hashing,
 }
 
 /// The API was used in a way that would weaken the factor.

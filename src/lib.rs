@@ -48,6 +48,7 @@ pub mod clock;
 pub mod error;
 pub mod ids;
 pub mod lockout;
+pub mod recovery;
 pub mod secret;
 mod service;
 pub mod store;
@@ -61,8 +62,9 @@ pub use crate::error::{ApiMisuse, ConfigError, CryptoError, Error, InputError, S
 pub use crate::ids::{FactorId, UserId};
 pub use crate::secret::TotpSecret;
 pub use crate::service::{
-    ClientContext, EnrollmentOffer, EnrollmentOutcome, ReenrollmentOutcome, SecondFactorProof,
-    TotpAccepted, TotpOutcome, Verrou, VerrouConfig,
+    ClientContext, EnrollmentOffer, EnrollmentOutcome, RecoveryCodeSet, RecoveryCodesOutcome,
+    RecoveryOutcome, ReenrollmentOutcome, SecondFactorMethod, SecondFactorProof, TotpAccepted,
+    TotpOutcome, Verrou, VerrouConfig,
 };
 pub use crate::totp::{Algorithm, TotpParams};
 

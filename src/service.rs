@@ -7,14 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use zeroize::Zeroizing;
 
 use crate::audit::{self, AuditEvent, AuditKind, AuditSink};
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::error::{ApiMisuse, ConfigError, Error, InputError};
+use crate::error::{ApiMisuse, ConfigError, CryptoError, Error, InputError};
 use crate::ids::{FactorId, UserId};
 use crate::lockout::{Gate, ThrottlePolicy, ThrottleState};
+use crate::recovery::{self, HashGate, HashParams, MalformedRecoveryCode, RecoveryCodeInput};
 use crate::secret::TotpSecret;
-use crate::store::{Activation, PendingTotp, Reservation, StepAdvance, Store, ThrottleKey};
+use crate::store::{
+    Activation, Consumption, PendingTotp, RecoveryCodeRecord, Reservation, StepAdvance, Store,
+    ThrottleKey,
+};
 use crate::totp::{
     self, CodeGenerator, CodeInput, MalformedCode, OtpAuthUri, TotpParams, WindowMatch,
 };
@@ -31,6 +36,10 @@ pub struct VerrouConfig {
     reenrollment_freshness: Duration,
     account_throttle: ThrottlePolicy,
     address_throttle: Option<ThrottlePolicy>,
+    recovery_set_size: usize,
+    recovery_hash: HashParams,
+    argon2_concurrency: usize,
+    argon2_max_in_flight: usize,
 }
 
 impl VerrouConfig {
@@ -52,7 +61,61 @@ impl VerrouConfig {
             reenrollment_freshness: Duration::from_secs(5 * 60),
             account_throttle: ThrottlePolicy::ACCOUNT_DEFAULT,
             address_throttle: None,
+            recovery_set_size: recovery::DEFAULT_SET_SIZE,
+            recovery_hash: HashParams::OWASP,
+            argon2_concurrency: default_argon2_concurrency(),
+            argon2_max_in_flight: 4 * default_argon2_concurrency(),
         })
+    }
+
+    /// Recovery codes per set (1 to 20; default 10).
+    ///
+    /// # Errors
+    /// [`ConfigError::Duration`]-like range error as [`ConfigError::Recovery`].
+    pub fn with_recovery_set_size(mut self, size: usize) -> Result<Self, ConfigError> {
+        if !(1..=20).contains(&size) {
+            return Err(ConfigError::Recovery("set size must be 1 to 20"));
+        }
+        self.recovery_set_size = size;
+        Ok(self)
+    }
+
+    /// argon2id parameters for new recovery codes: at least OWASP's (19 MiB, 2 passes,
+    /// 1 lane), at most what verification accepts from storage.
+    ///
+    /// # Errors
+    /// [`ConfigError::Recovery`] outside those bounds.
+    pub fn with_recovery_hash(mut self, params: HashParams) -> Result<Self, ConfigError> {
+        let ok = (HashParams::OWASP.memory_kib..=HashParams::MAX_MEMORY_KIB)
+            .contains(&params.memory_kib)
+            && (HashParams::OWASP.passes..=HashParams::MAX_PASSES).contains(&params.passes)
+            && (1..=HashParams::MAX_LANES).contains(&params.lanes);
+        if !ok {
+            return Err(ConfigError::Recovery("argon2 parameters out of bounds"));
+        }
+        self.recovery_hash = params;
+        Ok(self)
+    }
+
+    /// How many argon2 hashings may run at once (default: the number of cores) and how many
+    /// verification attempts may be admitted, running or waiting (default: 4 per hashing);
+    /// further attempts are refused as [`RecoveryOutcome::Busy`].
+    ///
+    /// # Errors
+    /// [`ConfigError::Recovery`] for zero, or a bound below the concurrency.
+    pub fn with_argon2_limits(
+        mut self,
+        concurrent: usize,
+        max_in_flight: usize,
+    ) -> Result<Self, ConfigError> {
+        if concurrent == 0 || max_in_flight < concurrent || max_in_flight > 10_000 {
+            return Err(ConfigError::Recovery(
+                "argon2 limits must be 1 <= concurrent <= in flight <= 10000",
+            ));
+        }
+        self.argon2_concurrency = concurrent;
+        self.argon2_max_in_flight = max_in_flight;
+        Ok(self)
     }
 
     /// Parameters for new enrolments (existing factors keep theirs).
@@ -142,6 +205,10 @@ impl VerrouConfig {
     }
 }
 
+fn default_argon2_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// What the portal knows about the client making a request.
 ///
 /// # Security
@@ -180,14 +247,32 @@ impl ClientContext {
 pub struct SecondFactorProof {
     user: UserId,
     verified_at: Timestamp,
+    method: SecondFactorMethod,
+}
+
+/// How a second factor was passed.
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+#[non_exhaustive]
+pub enum SecondFactorMethod {
+    /// A TOTP code from the enrolled app.
+    Totp,
+    /// A recovery code: second-factor assurance, but the user has probably lost the app.
+    /// Urge them to re-enrol (and to regenerate their codes).
+    RecoveryCode,
 }
 
 impl SecondFactorProof {
-    fn new(user: &UserId, verified_at: Timestamp) -> Self {
+    fn new(user: &UserId, verified_at: Timestamp, method: SecondFactorMethod) -> Self {
         Self {
             user: user.clone(),
             verified_at,
+            method,
         }
+    }
+
+    /// Which factor was passed.
+    pub fn method(&self) -> SecondFactorMethod {
+        self.method
     }
 
     /// Whose second factor was verified.
@@ -351,6 +436,71 @@ impl fmt::Debug for EnrollmentOffer {
     }
 }
 
+/// The outcome of [`Verrou::generate_recovery_codes`].
+#[must_use]
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RecoveryCodesOutcome {
+    /// The new set, to show once. The old set no longer works.
+    Generated(RecoveryCodeSet),
+    /// The proof is too old: ask for a current second factor first.
+    StepUpRequired,
+}
+
+/// A new set of recovery codes, in display form (`XXXX-XXXX-XXXX-XXXX`). Redacted in `Debug`.
+pub struct RecoveryCodeSet {
+    codes: Vec<SecretString>,
+}
+
+impl RecoveryCodeSet {
+    /// The codes, to show the user once.
+    pub fn codes(&self) -> &[SecretString] {
+        &self.codes
+    }
+}
+
+impl fmt::Debug for RecoveryCodeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecoveryCodeSet({} codes, [REDACTED])", self.codes.len())
+    }
+}
+
+/// The outcome of [`Verrou::verify_recovery_code`].
+#[must_use]
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum RecoveryOutcome {
+    /// The code was valid and unused; it is now used. `proof.method()` is
+    /// [`SecondFactorMethod::RecoveryCode`]: urge the user to re-enrol.
+    Accepted {
+        /// Unused codes left.
+        remaining: usize,
+        /// Second-factor assurance, by recovery code.
+        proof: SecondFactorProof,
+    },
+    /// Not one of the user's codes.
+    Invalid,
+    /// One of the user's codes, already used.
+    Replayed,
+    /// Too many recent failures: not checked. Try again after `retry_after`.
+    Throttled {
+        /// How long to wait.
+        retry_after: Duration,
+    },
+    /// The account (or client address) is locked: not checked.
+    Locked {
+        /// When the lock expires; `None` until an operator lifts it.
+        until: Option<Timestamp>,
+    },
+    /// Too many argon2 verifications in flight on this instance: not checked (but counted).
+    Busy {
+        /// A hint for when to retry.
+        retry_after: Duration,
+    },
+    /// The input is not a recovery code: nothing hashed, counted or changed.
+    Malformed(MalformedRecoveryCode),
+}
+
 /// Why the throttle refused an attempt.
 enum Refusal {
     Throttled(Duration),
@@ -383,6 +533,7 @@ pub struct Verrou<S, C = SystemClock> {
     clock: C,
     config: VerrouConfig,
     sink: Option<Arc<dyn AuditSink>>,
+    hash_gate: Arc<HashGate>,
 }
 
 impl<S, C> fmt::Debug for Verrou<S, C> {
@@ -397,11 +548,16 @@ impl<S, C> fmt::Debug for Verrou<S, C> {
 impl<S: Store> Verrou<S, SystemClock> {
     /// A service over `store` with the system clock.
     pub fn new(store: S, config: VerrouConfig) -> Self {
+        let hash_gate = Arc::new(HashGate::new(
+            config.argon2_concurrency,
+            config.argon2_max_in_flight,
+        ));
         Self {
             store,
             clock: SystemClock,
             config,
             sink: None,
+            hash_gate,
         }
     }
 }
@@ -414,6 +570,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             clock,
             config: self.config,
             sink: self.sink,
+            hash_gate: self.hash_gate,
         }
     }
 
@@ -471,9 +628,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         ctx: &ClientContext,
     ) -> Result<ReenrollmentOutcome, Error> {
         let now = self.clock.now()?;
-        let fresh = proof.verified_at <= now
-            && now.duration_since(proof.verified_at) <= self.config.reenrollment_freshness;
-        if !fresh {
+        if !self.is_fresh(proof, now) {
             return Ok(ReenrollmentOutcome::StepUpRequired);
         }
         let Some(active) = self.store.active_totp(&proof.user).await? else {
@@ -592,7 +747,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 );
                 Ok(EnrollmentOutcome::Confirmed {
                     factor,
-                    proof: SecondFactorProof::new(user, now),
+                    proof: SecondFactorProof::new(user, now, SecondFactorMethod::Totp),
                 })
             }
             Activation::Expired => Ok(EnrollmentOutcome::Expired),
@@ -674,7 +829,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         Ok(TotpOutcome::Accepted(TotpAccepted {
             step,
             drift,
-            proof: SecondFactorProof::new(user, now),
+            proof: SecondFactorProof::new(user, now, SecondFactorMethod::Totp),
         }))
     }
 
@@ -703,6 +858,156 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         let generator = CodeGenerator::new(secret, params)?;
         let matched = totp::match_window(&generator, &input, now, self.config.skew, last_step)?;
         Ok(Checked::Compared { matched, counted })
+    }
+
+    /// Draws a new set of recovery codes for the proof's user, replacing the old set at once
+    /// (old codes stop working). Needs a second factor verified within the re-enrolment
+    /// freshness (default 5 minutes), otherwise [`RecoveryCodesOutcome::StepUpRequired`].
+    ///
+    /// # Security
+    /// Show the codes once, on the page that asked for them; verrou keeps only argon2id
+    /// hashes and cannot show them again.
+    ///
+    /// # Errors
+    /// Store, clock, RNG or hashing failures.
+    pub async fn generate_recovery_codes(
+        &self,
+        proof: &SecondFactorProof,
+        ctx: &ClientContext,
+    ) -> Result<RecoveryCodesOutcome, Error> {
+        let now = self.clock.now()?;
+        if !self.is_fresh(proof, now) {
+            return Ok(RecoveryCodesOutcome::StepUpRequired);
+        }
+        let generated = recovery::generate(self.config.recovery_set_size)?;
+        let mut records = Vec::with_capacity(generated.len());
+        let mut shown = Vec::with_capacity(generated.len());
+        for code in generated {
+            let lookup = code.input.lookup();
+            let bytes = Zeroizing::new(code.input.as_bytes().to_vec());
+            let params = self.config.recovery_hash;
+            let phc = self
+                .hash_gate
+                .run(move || recovery::hash_code(&bytes, params), false)
+                .await?
+                .ok_or(CryptoError::Hashing)??;
+            records.push(RecoveryCodeRecord {
+                lookup,
+                phc,
+                used: false,
+            });
+            shown.push(code.display);
+        }
+        let count = records.len();
+        self.store
+            .replace_recovery_codes(&proof.user, records)
+            .await?;
+        self.emit(
+            &proof.user,
+            ctx,
+            now,
+            AuditKind::RecoveryCodesGenerated { count },
+        );
+        Ok(RecoveryCodesOutcome::Generated(RecoveryCodeSet {
+            codes: shown,
+        }))
+    }
+
+    /// Checks a recovery code and, if it is valid and unused, uses it up.
+    ///
+    /// Malformed input is refused before any hashing and changes nothing. Every other
+    /// attempt is counted in the same account throttle as TOTP codes, then costs exactly one
+    /// argon2 verification (against the one stored hash its lookup names, or a dummy hash),
+    /// run under the service's argon2 limit. Of concurrent uses of one code, exactly one is
+    /// `Accepted`.
+    ///
+    /// # Errors
+    /// Store, clock or crypto failures, including a stored hash that fails validation.
+    pub async fn verify_recovery_code(
+        &self,
+        user: &UserId,
+        input: &str,
+        ctx: &ClientContext,
+    ) -> Result<RecoveryOutcome, Error> {
+        let now = self.clock.now()?;
+        let code = match RecoveryCodeInput::parse(input) {
+            Ok(code) => code,
+            Err(reason) => return Ok(RecoveryOutcome::Malformed(reason)),
+        };
+        let counted = match self.reserve_attempt(user, ctx, now).await? {
+            Ok(counted) => counted,
+            Err(Refusal::Throttled(retry_after)) => {
+                return Ok(RecoveryOutcome::Throttled { retry_after })
+            }
+            Err(Refusal::Locked(until)) => return Ok(RecoveryOutcome::Locked { until }),
+        };
+        let lookup = code.lookup();
+        let record = self.store.recovery_code(user, lookup).await?;
+        let stored = record
+            .as_ref()
+            .map_or_else(|| recovery::DUMMY_HASH.to_owned(), |r| r.phc.clone());
+        let bytes = Zeroizing::new(code.as_bytes().to_vec());
+        let Some(verified) = self
+            .hash_gate
+            .run(move || recovery::verify_code(&bytes, &stored), true)
+            .await?
+        else {
+            return Ok(RecoveryOutcome::Busy {
+                retry_after: Duration::from_secs(1),
+            });
+        };
+        let matched = verified.map_err(CryptoError::StoredHash)?;
+        let Some(record) = record.filter(|_| matched) else {
+            self.emit(user, ctx, now, AuditKind::RecoveryCodeInvalid);
+            self.report_lock(user, ctx, now, &counted);
+            return Ok(RecoveryOutcome::Invalid);
+        };
+        let consumption = if record.used {
+            Consumption::AlreadyUsed
+        } else {
+            self.store.consume_recovery_code(user, lookup).await?
+        };
+        match consumption {
+            Consumption::Consumed { remaining } => {
+                self.emit(user, ctx, now, AuditKind::RecoveryCodeUsed { remaining });
+                if remaining <= 2 {
+                    self.emit(user, ctx, now, AuditKind::RecoveryCodesLow { remaining });
+                }
+                Ok(RecoveryOutcome::Accepted {
+                    remaining,
+                    proof: SecondFactorProof::new(user, now, SecondFactorMethod::RecoveryCode),
+                })
+            }
+            Consumption::AlreadyUsed => {
+                self.emit(user, ctx, now, AuditKind::RecoveryCodeReplayed);
+                self.report_lock(user, ctx, now, &counted);
+                Ok(RecoveryOutcome::Replayed)
+            }
+            // The set was regenerated while we checked: the old code is void.
+            Consumption::NotFound => {
+                self.emit(user, ctx, now, AuditKind::RecoveryCodeInvalid);
+                Ok(RecoveryOutcome::Invalid)
+            }
+        }
+    }
+
+    /// How many argon2 computations this service has run (recovery-code hashing and
+    /// verification): a metric worth exporting.
+    pub fn argon2_runs(&self) -> u64 {
+        self.hash_gate.completed()
+    }
+
+    /// How many unused recovery codes the user has.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn remaining_recovery_codes(&self, user: &UserId) -> Result<usize, Error> {
+        Ok(self.store.remaining_recovery_codes(user).await?)
+    }
+
+    fn is_fresh(&self, proof: &SecondFactorProof, now: Timestamp) -> bool {
+        proof.verified_at <= now
+            && now.duration_since(proof.verified_at) <= self.config.reenrollment_freshness
     }
 
     /// Operator action: lifts the account's lock and clears its failure count.

@@ -5,11 +5,15 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Activation, PendingTotp, Reservation, StepAdvance, Store, ThrottleKey, TotpFactor};
+use super::{
+    Activation, Consumption, PendingTotp, RecoveryCodeRecord, Reservation, StepAdvance, Store,
+    ThrottleKey, TotpFactor,
+};
 use crate::clock::Timestamp;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{FactorId, UserId};
 use crate::lockout::{ThrottlePolicy, ThrottleState};
+use crate::recovery::Lookup;
 
 /// A store in process memory. Clones share the same data, like handles to one database.
 #[derive(Clone, Debug, Default)]
@@ -33,6 +37,7 @@ struct Inner {
 struct UserEntry {
     pending: Option<PendingTotp>,
     active: Option<TotpFactor>,
+    recovery: Vec<RecoveryCodeRecord>,
     throttle: ThrottleState,
 }
 
@@ -130,6 +135,53 @@ impl Store for MemoryStore {
             }
             _ => Ok(StepAdvance::NoSuchFactor),
         }
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user: &UserId,
+        codes: Vec<RecoveryCodeRecord>,
+    ) -> Result<(), StoreError> {
+        self.lock()?.users.entry(user.clone()).or_default().recovery = codes;
+        Ok(())
+    }
+
+    async fn recovery_code(
+        &self,
+        user: &UserId,
+        lookup: Lookup,
+    ) -> Result<Option<RecoveryCodeRecord>, StoreError> {
+        let inner = self.lock()?;
+        let entry = inner.users.get(user);
+        let code = entry.and_then(|e| e.recovery.iter().find(|c| c.lookup == lookup));
+        Ok(code.cloned())
+    }
+
+    async fn consume_recovery_code(
+        &self,
+        user: &UserId,
+        lookup: Lookup,
+    ) -> Result<Consumption, StoreError> {
+        let mut inner = self.lock()?;
+        let Some(entry) = inner.users.get_mut(user) else {
+            return Ok(Consumption::NotFound);
+        };
+        let Some(code) = entry.recovery.iter_mut().find(|c| c.lookup == lookup) else {
+            return Ok(Consumption::NotFound);
+        };
+        if code.used {
+            return Ok(Consumption::AlreadyUsed);
+        }
+        code.used = true;
+        entry.throttle = ThrottleState::default();
+        let remaining = entry.recovery.iter().filter(|c| !c.used).count();
+        Ok(Consumption::Consumed { remaining })
+    }
+
+    async fn remaining_recovery_codes(&self, user: &UserId) -> Result<usize, StoreError> {
+        let inner = self.lock()?;
+        let entry = inner.users.get(user);
+        Ok(entry.map_or(0, |e| e.recovery.iter().filter(|c| !c.used).count()))
     }
 
     async fn remove_totp(&self, user: &UserId) -> Result<bool, StoreError> {

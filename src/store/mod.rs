@@ -22,6 +22,7 @@ use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::ids::{FactorId, UserId};
 use crate::lockout::{Gate, ThrottlePolicy, ThrottleState};
+use crate::recovery::Lookup;
 use crate::secret::TotpSecret;
 use crate::totp::TotpParams;
 
@@ -64,6 +65,36 @@ pub struct PendingTotp {
     pub created_at: Timestamp,
     /// When the pending factor stops being confirmable.
     pub expires_at: Timestamp,
+}
+
+/// One stored recovery code: its lookup, its argon2id PHC string, whether it was used.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[allow(
+    clippy::exhaustive_structs,
+    reason = "a record store implementations build from rows"
+)]
+pub struct RecoveryCodeRecord {
+    /// The non-secret lookup prefix.
+    pub lookup: Lookup,
+    /// argon2id PHC string of the whole normalised code.
+    pub phc: String,
+    /// Whether the code was used (used codes stay, so reuse can be told from a typo).
+    pub used: bool,
+}
+
+/// Result of [`Store::consume_recovery_code`].
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum Consumption {
+    /// The code was unused and is now used; `remaining` unused codes are left.
+    Consumed {
+        /// Unused codes left in the set.
+        remaining: usize,
+    },
+    /// The code was already used.
+    AlreadyUsed,
+    /// No code with that lookup (the set was regenerated meanwhile, or never had it).
+    NotFound,
 }
 
 /// Result of [`Store::activate_pending_totp`].
@@ -200,6 +231,34 @@ pub trait Store: Send + Sync {
         factor: FactorId,
         step: u64,
     ) -> impl Future<Output = Result<StepAdvance, StoreError>> + Send;
+
+    /// Replaces the user's whole set of recovery codes (old codes stop working at once).
+    fn replace_recovery_codes(
+        &self,
+        user: &UserId,
+        codes: Vec<RecoveryCodeRecord>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The user's recovery code with this lookup, used or not.
+    fn recovery_code(
+        &self,
+        user: &UserId,
+        lookup: Lookup,
+    ) -> impl Future<Output = Result<Option<RecoveryCodeRecord>, StoreError>> + Send;
+
+    /// Atomically: if the code with this lookup is unused, mark it used **and** reset the
+    /// user's account throttle counter (a success).
+    fn consume_recovery_code(
+        &self,
+        user: &UserId,
+        lookup: Lookup,
+    ) -> impl Future<Output = Result<Consumption, StoreError>> + Send;
+
+    /// How many unused recovery codes the user has.
+    fn remaining_recovery_codes(
+        &self,
+        user: &UserId,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
     /// Removes the user's active and pending factors; true if there was one.
     fn remove_totp(&self, user: &UserId) -> impl Future<Output = Result<bool, StoreError>> + Send;

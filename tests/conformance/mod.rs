@@ -20,13 +20,16 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use tokio::sync::Barrier;
 use verrou::lockout::{Gate, ThrottlePolicy, ThrottleState};
+use verrou::recovery::Lookup;
 use verrou::store::{
-    Activation, PendingTotp, Reservation, StepAdvance, Store, ThrottleKey, TotpFactor,
+    Activation, Consumption, PendingTotp, RecoveryCodeRecord, Reservation, StepAdvance, Store,
+    ThrottleKey, TotpFactor,
 };
 use verrou::testing::{insecure_code_at, InsecureManualClock};
 use verrou::{
-    ClientContext, Clock, EnrollmentOffer, EnrollmentOutcome, FactorId, Timestamp, TotpAccepted,
-    TotpOutcome, TotpParams, TotpSecret, UserId, Verrou, VerrouConfig,
+    ClientContext, Clock, EnrollmentOffer, EnrollmentOutcome, FactorId, RecoveryCodesOutcome,
+    RecoveryOutcome, Timestamp, TotpAccepted, TotpOutcome, TotpParams, TotpSecret, UserId, Verrou,
+    VerrouConfig,
 };
 
 /// How many tasks race in the concurrency cases.
@@ -450,6 +453,126 @@ pub async fn concurrent_reservations_respect_the_gate<S: Store + 'static>(store:
     );
 }
 
+fn recovery_record(lookup: &str) -> RecoveryCodeRecord {
+    RecoveryCodeRecord {
+        lookup: Lookup::parse(lookup).unwrap(),
+        phc: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ${lookup}"),
+        used: false,
+    }
+}
+
+pub async fn recovery_codes_are_replaced_found_and_consumed<S: Store>(store: S) {
+    let alice = user("alice");
+    let lookup = |text: &str| Lookup::parse(text).unwrap();
+    assert_eq!(store.remaining_recovery_codes(&alice).await.unwrap(), 0);
+    let set: Vec<_> = ["AAAA", "BBBB", "CCCC"].map(recovery_record).into();
+    store
+        .replace_recovery_codes(&alice, set.clone())
+        .await
+        .unwrap();
+    assert_eq!(store.remaining_recovery_codes(&alice).await.unwrap(), 3);
+    assert_eq!(
+        store.recovery_code(&alice, lookup("BBBB")).await.unwrap(),
+        Some(set[1].clone())
+    );
+    assert_eq!(
+        store.recovery_code(&alice, lookup("DDDD")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .recovery_code(&user("bob"), lookup("BBBB"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .consume_recovery_code(&alice, lookup("BBBB"))
+            .await
+            .unwrap(),
+        Consumption::Consumed { remaining: 2 }
+    );
+    assert_eq!(
+        store
+            .consume_recovery_code(&alice, lookup("BBBB"))
+            .await
+            .unwrap(),
+        Consumption::AlreadyUsed
+    );
+    let used = store
+        .recovery_code(&alice, lookup("BBBB"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(used.used);
+    assert_eq!(
+        store
+            .consume_recovery_code(&alice, lookup("DDDD"))
+            .await
+            .unwrap(),
+        Consumption::NotFound
+    );
+    assert_eq!(store.remaining_recovery_codes(&alice).await.unwrap(), 2);
+    // Regeneration replaces the whole set: old lookups are gone at once.
+    let fresh: Vec<_> = ["EEEE", "FFFF"].map(recovery_record).into();
+    store.replace_recovery_codes(&alice, fresh).await.unwrap();
+    assert_eq!(
+        store.recovery_code(&alice, lookup("AAAA")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .consume_recovery_code(&alice, lookup("AAAA"))
+            .await
+            .unwrap(),
+        Consumption::NotFound
+    );
+    assert_eq!(store.remaining_recovery_codes(&alice).await.unwrap(), 2);
+}
+
+pub async fn consuming_a_recovery_code_resets_the_account_counter<S: Store>(store: S) {
+    let alice = user("alice");
+    let key = ThrottleKey::Account(&alice);
+    store
+        .replace_recovery_codes(&alice, vec![recovery_record("AAAA")])
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        store
+            .reserve_attempt(&key, &ThrottlePolicy::ACCOUNT_DEFAULT, at(START))
+            .await
+            .unwrap();
+    }
+    let lookup = Lookup::parse("AAAA").unwrap();
+    store.consume_recovery_code(&alice, lookup).await.unwrap();
+    assert_eq!(store.throttle(&key).await.unwrap().failures, 0);
+}
+
+/// 32 tasks consume the same code: exactly one `Consumed`, and the set holds one fewer.
+pub async fn concurrent_recovery_consumption_succeeds_once<S: Store + 'static>(store: S) {
+    let store = Arc::new(store);
+    let alice = user("alice");
+    let set: Vec<_> = ["AAAA", "BBBB", "CCCC"].map(recovery_record).into();
+    store.replace_recovery_codes(&alice, set).await.unwrap();
+    let results = race(|_| {
+        let (store, alice) = (store.clone(), alice.clone());
+        let lookup = Lookup::parse("BBBB").unwrap();
+        async move { store.consume_recovery_code(&alice, lookup).await.unwrap() }
+    })
+    .await;
+    let consumed = results
+        .iter()
+        .filter(|r| matches!(r, Consumption::Consumed { .. }))
+        .count();
+    let used = results
+        .iter()
+        .filter(|r| **r == Consumption::AlreadyUsed)
+        .count();
+    assert_eq!((consumed, used), (1, RACERS - 1));
+    assert_eq!(store.remaining_recovery_codes(&alice).await.unwrap(), 2);
+}
+
 // ---- the service over this store ----------------------------------------------------
 
 pub struct Enrolled<S: Store> {
@@ -623,6 +746,52 @@ pub async fn service_burst_is_throttled<S: Store + 'static>(store: S) {
     assert_eq!(refused, RACERS - 3);
 }
 
+/// 32 concurrent logins with one valid recovery code: exactly one `Accepted`, and the set
+/// then holds one fewer.
+pub async fn service_recovery_code_race_accepts_one<S: Store + 'static>(store: S) {
+    let e = enrolled(store, config()).await;
+    let proof = e.accept(&e.code(0)).await.proof;
+    let ctx = ClientContext::unknown();
+    let RecoveryCodesOutcome::Generated(set) = e
+        .verrou
+        .generate_recovery_codes(&proof, &ctx)
+        .await
+        .unwrap()
+    else {
+        panic!("fresh proof refused")
+    };
+    let code = set.codes()[3].expose_secret().to_owned();
+    let results = race(|_| {
+        let (verrou, who, code) = (e.verrou.clone(), e.user.clone(), code.clone());
+        async move {
+            let ctx = ClientContext::unknown();
+            verrou
+                .verify_recovery_code(&who, &code, &ctx)
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    let accepted = results
+        .iter()
+        .filter(|r| matches!(r, RecoveryOutcome::Accepted { remaining: 9, .. }))
+        .count();
+    assert_eq!(accepted, 1, "{results:?}");
+    for outcome in &results {
+        assert!(
+            matches!(
+                outcome,
+                RecoveryOutcome::Accepted { .. }
+                    | RecoveryOutcome::Replayed
+                    | RecoveryOutcome::Throttled { .. }
+                    | RecoveryOutcome::Busy { .. }
+            ),
+            "unexpected {outcome:?}"
+        );
+    }
+    assert_eq!(e.verrou.remaining_recovery_codes(&e.user).await.unwrap(), 9);
+}
+
 /// Expands to one `#[tokio::test]` per conformance case, each with a fresh store from `$make`.
 #[macro_export]
 macro_rules! store_conformance {
@@ -645,6 +814,10 @@ macro_rules! store_conformance {
             service_race_accepts_one,
             service_refuses_an_earlier_step_after_a_later_one,
             service_burst_is_throttled,
+            recovery_codes_are_replaced_found_and_consumed,
+            consuming_a_recovery_code_resets_the_account_counter,
+            concurrent_recovery_consumption_succeeds_once,
+            service_recovery_code_race_accepts_one,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {

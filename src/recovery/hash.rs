@@ -1,0 +1,189 @@
+//! argon2id hashing of recovery codes, stored as PHC strings, and verification that checks
+//! the stored parameters before spending memory or time on them.
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use rand::rngs::SysRng;
+use rand::TryRng;
+
+use crate::error::CryptoError;
+
+/// argon2id parameters. The default is OWASP's minimum for argon2id: 19 MiB, 2 passes,
+/// 1 lane.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct HashParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub passes: u32,
+    /// Lanes.
+    pub lanes: u32,
+}
+
+impl HashParams {
+    /// OWASP's argon2id minimum: m = 19 MiB, t = 2, p = 1.
+    pub const OWASP: Self = Self {
+        memory_kib: 19 * 1024,
+        passes: 2,
+        lanes: 1,
+    };
+    /// The most memory a stored hash may ask for (64 MiB).
+    pub const MAX_MEMORY_KIB: u32 = 64 * 1024;
+    /// The most passes a stored hash may ask for.
+    pub const MAX_PASSES: u32 = 10;
+    /// The most lanes a stored hash may ask for.
+    pub const MAX_LANES: u32 = 4;
+
+    fn check(&self) -> Result<(), StoredHashError> {
+        let in_range = (Self::OWASP.memory_kib..=Self::MAX_MEMORY_KIB).contains(&self.memory_kib)
+            && (Self::OWASP.passes..=Self::MAX_PASSES).contains(&self.passes)
+            && (1..=Self::MAX_LANES).contains(&self.lanes);
+        if in_range {
+            Ok(())
+        } else {
+            Err(StoredHashError::Parameters)
+        }
+    }
+
+    fn argon2(&self) -> Result<Argon2<'static>, StoredHashError> {
+        self.check()?;
+        let params = Params::new(self.memory_kib, self.passes, self.lanes, Some(OUTPUT_LEN))
+            .map_err(|_| StoredHashError::Parameters)?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        Self::OWASP
+    }
+}
+
+const OUTPUT_LEN: usize = 32;
+const SALT_LEN: usize = 16;
+
+/// A stored hash that verrou will not use.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoredHashError {
+    /// Not a PHC string.
+    #[error("the stored recovery-code hash is not a PHC string")]
+    Format,
+    /// Not argon2id version 19.
+    #[error("the stored recovery-code hash is not argon2id v19")]
+    Algorithm,
+    /// Memory, passes, lanes, salt or output outside verrou's bounds (a tampered row asking
+    /// for gigabytes or billions of passes).
+    #[error("the stored recovery-code hash has parameters outside verrou's bounds")]
+    Parameters,
+}
+
+/// A PHC string for an argon2id hash of `code`, with a fresh random salt.
+pub(crate) fn hash_code(code: &[u8], params: HashParams) -> Result<String, CryptoError> {
+    let mut salt = [0u8; SALT_LEN];
+    SysRng
+        .try_fill_bytes(&mut salt)
+        .map_err(|_| CryptoError::Rng)?;
+    let argon2 = params.argon2().map_err(|_| CryptoError::Hashing)?;
+    let hash = argon2
+        .hash_password_with_salt(code, &salt)
+        .map_err(|_| CryptoError::Hashing)?;
+    Ok(hash.to_string())
+}
+
+/// Checks the stored hash's parameters, then whether `code` matches it (one argon2 run, with
+/// a constant-time comparison of the outputs).
+pub(crate) fn verify_code(code: &[u8], stored: &str) -> Result<bool, StoredHashError> {
+    let hash = PasswordHash::new(stored).map_err(|_| StoredHashError::Format)?;
+    if hash.algorithm.as_str() != argon2::ARGON2ID_IDENT.as_str() || hash.version != Some(0x13) {
+        return Err(StoredHashError::Algorithm);
+    }
+    let salt_ok = hash
+        .salt
+        .as_ref()
+        .is_some_and(|salt| (8..=64).contains(&salt.as_ref().len()));
+    let output_ok = hash
+        .hash
+        .as_ref()
+        .is_some_and(|output| output.len() == OUTPUT_LEN);
+    if !salt_ok || !output_ok {
+        return Err(StoredHashError::Parameters);
+    }
+    let params = Params::try_from(&hash).map_err(|_| StoredHashError::Parameters)?;
+    let argon2 = HashParams {
+        memory_kib: params.m_cost(),
+        passes: params.t_cost(),
+        lanes: params.p_cost(),
+    }
+    .argon2()?;
+    Ok(argon2.verify_password(code, &hash).is_ok())
+}
+
+/// A valid hash of nothing anyone can type, verified when a lookup matches no stored code so
+/// that an unknown lookup costs the same time as a known one.
+pub(crate) const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$YpiIdIdI/cLsZtN2rspHbD7N8tMp3TIx9DpgZfF0cVo";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CODE: &[u8] = b"7K3MQ9XD2HJWR4T0";
+
+    #[test]
+    fn hash_then_verify() {
+        let stored = hash_code(CODE, HashParams::OWASP).unwrap();
+        assert!(
+            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{stored}"
+        );
+        assert_eq!(verify_code(CODE, &stored), Ok(true));
+        assert_eq!(verify_code(b"7K3MQ9XD2HJWR4T1", &stored), Ok(false));
+        assert_ne!(
+            hash_code(CODE, HashParams::OWASP).unwrap(),
+            stored,
+            "fresh salt each time"
+        );
+    }
+
+    #[test]
+    fn dummy_hash_is_usable_and_matches_nothing_typeable() {
+        assert_eq!(verify_code(CODE, DUMMY_HASH), Ok(false));
+        assert_eq!(verify_code(b"", DUMMY_HASH), Ok(false));
+    }
+
+    #[test]
+    fn tampered_parameters_are_refused_before_hashing() {
+        let stored = hash_code(CODE, HashParams::OWASP).unwrap();
+        let tampered = [
+            stored.replace("m=19456", "m=4194304"), // 4 GiB
+            stored.replace("t=2", "t=4000000000"),  // billions of passes
+            stored.replace("p=1", "p=255"),         // lanes
+            stored.replace("m=19456", "m=8"),       // weaker than the floor
+            stored.replace("t=2", "t=1"),
+        ];
+        for bad in &tampered {
+            assert_eq!(
+                verify_code(CODE, bad),
+                Err(StoredHashError::Parameters),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            verify_code(CODE, &stored.replace("argon2id", "argon2i")),
+            Err(StoredHashError::Algorithm)
+        );
+        assert_eq!(
+            verify_code(CODE, &stored.replace("v=19", "v=16")),
+            Err(StoredHashError::Algorithm)
+        );
+        for junk in [
+            "",
+            "plain",
+            "$argon2id$",
+            "$argon2id$v=19$m=19456,t=2,p=1$$",
+        ] {
+            assert!(verify_code(CODE, junk).is_err(), "{junk}");
+        }
+    }
+}
