@@ -3,8 +3,9 @@
 //! `cargo run --example demo` enrols a demo user, prints the `otpauth://` URI and its QR code
 //! (and writes `qr.svg` and `qr.png` under `target/verrou-demo/`). In a terminal it then asks
 //! for codes from your authenticator app; without a terminal (CI) it plays the app itself.
-//! Either way it shows a code accepted, the same code refused as a replay, malformed input
-//! refused without being counted, and the throttle after repeated wrong codes.
+//! Either way it shows a code accepted, the same code refused as a replay, a set of recovery
+//! codes and one of them used (once), malformed input refused without being counted, and the
+//! throttle after repeated wrong codes.
 //!
 //! The demo prints the secret because it is throwaway: a portal never logs it.
 
@@ -18,8 +19,8 @@ use secrecy::ExposeSecret;
 use verrou::store::MemoryStore;
 use verrou::testing::insecure_code_at;
 use verrou::{
-    ClientContext, Clock, EnrollmentOutcome, SystemClock, TotpOutcome, TotpSecret, UserId, Verrou,
-    VerrouConfig,
+    ClientContext, Clock, EnrollmentOutcome, RecoveryCodesOutcome, SystemClock, TotpOutcome,
+    TotpSecret, UserId, Verrou, VerrouConfig,
 };
 
 #[tokio::main(flavor = "current_thread")]
@@ -94,12 +95,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let code = ask("Type a new code from your app:", app(1));
     let outcome = verrou.verify_totp(&user, &code, &ctx).await?;
     println!("-> {}", describe(&outcome));
-    if matches!(outcome, TotpOutcome::Accepted(_)) {
+    if let TotpOutcome::Accepted(accepted) = &outcome {
         println!("Submitting the same code again (what an attacker who saw it would do):");
-        println!(
-            "-> {}",
-            describe(&verrou.verify_totp(&user, &code, &ctx).await?)
-        );
+        let again = verrou.verify_totp(&user, &code, &ctx).await?;
+        println!("-> {}", describe(&again));
+
+        println!("\n== Recovery codes (they need the fresh second factor just given) ==");
+        if let RecoveryCodesOutcome::Generated(set) = verrou
+            .generate_recovery_codes(&accepted.proof, &ctx)
+            .await?
+        {
+            for code in set.codes() {
+                println!("  {}", code.expose_secret());
+            }
+            let first = set
+                .codes()
+                .first()
+                .map(|c| c.expose_secret().to_lowercase());
+            let first = first.unwrap_or_default();
+            println!("Using the first one, typed in lowercase ({first}):");
+            println!(
+                "-> {:?}",
+                verrou.verify_recovery_code(&user, &first, &ctx).await?
+            );
+            println!("Using it again:");
+            println!(
+                "-> {:?}",
+                verrou.verify_recovery_code(&user, &first, &ctx).await?
+            );
+        }
     }
 
     println!("\n== Bad input ==");

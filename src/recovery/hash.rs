@@ -92,9 +92,17 @@ pub(crate) fn hash_code(code: &[u8], params: HashParams) -> Result<String, Crypt
     Ok(hash.to_string())
 }
 
-/// Checks the stored hash's parameters, then whether `code` matches it (one argon2 run, with
-/// a constant-time comparison of the outputs).
-pub(crate) fn verify_code(code: &[u8], stored: &str) -> Result<bool, StoredHashError> {
+/// Checks that a stored PHC string is one verrou will verify — argon2id v19, memory, passes
+/// and lanes within [`HashParams`]' bounds, a salt of 8 to 64 bytes, a 32-byte output —
+/// without hashing anything. Returns its parameters.
+///
+/// # Errors
+/// The [`StoredHashError`] naming the broken rule.
+pub fn validate_stored_hash(stored: &str) -> Result<HashParams, StoredHashError> {
+    parse_stored(stored).map(|(_, params)| params)
+}
+
+fn parse_stored(stored: &str) -> Result<(PasswordHash, HashParams), StoredHashError> {
     let hash = PasswordHash::new(stored).map_err(|_| StoredHashError::Format)?;
     if hash.algorithm.as_str() != argon2::ARGON2ID_IDENT.as_str() || hash.version != Some(0x13) {
         return Err(StoredHashError::Algorithm);
@@ -111,13 +119,20 @@ pub(crate) fn verify_code(code: &[u8], stored: &str) -> Result<bool, StoredHashE
         return Err(StoredHashError::Parameters);
     }
     let params = Params::try_from(&hash).map_err(|_| StoredHashError::Parameters)?;
-    let argon2 = HashParams {
+    let params = HashParams {
         memory_kib: params.m_cost(),
         passes: params.t_cost(),
         lanes: params.p_cost(),
-    }
-    .argon2()?;
-    Ok(argon2.verify_password(code, &hash).is_ok())
+    };
+    params.check()?;
+    Ok((hash, params))
+}
+
+/// Checks the stored hash (see [`validate_stored_hash`]), then whether `code` matches it:
+/// one argon2 run, with a constant-time comparison of the outputs.
+pub(crate) fn verify_code(code: &[u8], stored: &str) -> Result<bool, StoredHashError> {
+    let (hash, params) = parse_stored(stored)?;
+    Ok(params.argon2()?.verify_password(code, &hash).is_ok())
 }
 
 /// A valid hash of nothing anyone can type, verified when a lookup matches no stored code so

@@ -26,7 +26,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 pub(crate) use self::gate::HashGate;
 pub(crate) use self::hash::{hash_code, verify_code, DUMMY_HASH};
-pub use self::hash::{HashParams, StoredHashError};
+pub use self::hash::{validate_stored_hash, HashParams, StoredHashError};
 use crate::error::CryptoError;
 
 /// Crockford's Base32 alphabet: no I, L, O or U.
