@@ -86,11 +86,7 @@ impl VerrouConfig {
     /// # Errors
     /// [`ConfigError::Recovery`] outside those bounds.
     pub fn with_recovery_hash(mut self, params: HashParams) -> Result<Self, ConfigError> {
-        let ok = (HashParams::OWASP.memory_kib..=HashParams::MAX_MEMORY_KIB)
-            .contains(&params.memory_kib)
-            && (HashParams::OWASP.passes..=HashParams::MAX_PASSES).contains(&params.passes)
-            && (1..=HashParams::MAX_LANES).contains(&params.lanes);
-        if !ok {
+        if !params.is_within_bounds() {
             return Err(ConfigError::Recovery("argon2 parameters out of bounds"));
         }
         self.recovery_hash = params;

@@ -35,11 +35,16 @@ impl HashParams {
     /// The most lanes a stored hash may ask for.
     pub const MAX_LANES: u32 = 4;
 
-    fn check(&self) -> Result<(), StoredHashError> {
-        let in_range = (Self::OWASP.memory_kib..=Self::MAX_MEMORY_KIB).contains(&self.memory_kib)
+    /// At least OWASP's parameters and at most the `MAX_*` bounds: what verrou hashes with
+    /// and what it accepts from storage.
+    pub fn is_within_bounds(&self) -> bool {
+        (Self::OWASP.memory_kib..=Self::MAX_MEMORY_KIB).contains(&self.memory_kib)
             && (Self::OWASP.passes..=Self::MAX_PASSES).contains(&self.passes)
-            && (1..=Self::MAX_LANES).contains(&self.lanes);
-        if in_range {
+            && (1..=Self::MAX_LANES).contains(&self.lanes)
+    }
+
+    fn check(&self) -> Result<(), StoredHashError> {
+        if self.is_within_bounds() {
             Ok(())
         } else {
             Err(StoredHashError::Parameters)
