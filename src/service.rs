@@ -993,6 +993,12 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         self.hash_gate.completed()
     }
 
+    /// The most argon2 hashings this service ever ran at once: never above the configured
+    /// limit (see [`VerrouConfig::with_argon2_limits`]).
+    pub fn argon2_peak_concurrency(&self) -> usize {
+        self.hash_gate.peak_running()
+    }
+
     /// How many unused recovery codes the user has.
     ///
     /// # Errors

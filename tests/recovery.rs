@@ -354,6 +354,39 @@ async fn a_burst_beyond_the_argon2_limit_is_refused_not_queued() {
     );
 }
 
+/// Clients that give up mid-request (the portal drops the request future) must not free
+/// argon2 capacity while their hashing still runs: otherwise a stream of abandoned requests
+/// gets past the limit and its memory bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_abandoned_requests_cannot_exceed_the_argon2_limit() {
+    let cfg = config().with_argon2_limits(1, 64).unwrap();
+    let (e, codes) = with_codes(cfg).await;
+    for round in 0..8u64 {
+        let mut handles = Vec::new();
+        for code in codes.iter().take(6) {
+            let (verrou, who, code) = (e.verrou.clone(), e.user.clone(), code.clone());
+            handles.push(tokio::spawn(async move {
+                let _ = verrou
+                    .verify_recovery_code(&who, &code, &ClientContext::unknown())
+                    .await;
+            }));
+        }
+        // Give up on them at various points of their hashing.
+        tokio::time::sleep(Duration::from_millis(2 + 3 * round)).await;
+        for handle in &handles {
+            handle.abort();
+        }
+        e.clock.advance(Duration::from_secs(3600));
+    }
+    // Let any hashing still running finish.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        e.verrou.argon2_peak_concurrency(),
+        1,
+        "more than one argon2 hashing ran at once"
+    );
+}
+
 #[test]
 fn recovery_settings_are_validated() {
     assert!(config().with_recovery_set_size(0).is_err());

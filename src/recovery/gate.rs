@@ -1,8 +1,13 @@
 //! Bounds argon2 work: at most `permits` hashings at once, at most `max_in_flight` attempts
 //! admitted (running or queued). Past that, verification attempts are refused rather than
 //! queued without bound, so a burst cannot exhaust memory (each hashing holds ~19 MiB).
+//!
+//! The hashing runs on tokio's blocking pool and cannot be cancelled once started, so the
+//! permit and the admission slot belong to the hashing itself, not to the future awaiting it:
+//! a caller that gives up (a client that disconnects) frees nothing until the work is done.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
@@ -11,16 +16,24 @@ use crate::error::{CryptoError, Error};
 /// The argon2 limiter shared by one service.
 #[derive(Debug)]
 pub(crate) struct HashGate {
-    permits: Semaphore,
-    in_flight: AtomicUsize,
+    permits: Arc<Semaphore>,
+    in_flight: Arc<AtomicUsize>,
     max_in_flight: usize,
+    running: Arc<Running>,
+}
+
+/// Hashings running right now, the most ever seen at once, and how many finished.
+#[derive(Debug, Default)]
+struct Running {
+    now: AtomicUsize,
+    peak: AtomicUsize,
     completed: AtomicU64,
 }
 
-/// Decrements the admitted count however the attempt ends (including cancellation).
-struct Admitted<'a>(&'a AtomicUsize);
+/// An admission slot, released on drop, wherever it was moved.
+struct Admitted(Arc<AtomicUsize>);
 
-impl Drop for Admitted<'_> {
+impl Drop for Admitted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -29,16 +42,21 @@ impl Drop for Admitted<'_> {
 impl HashGate {
     pub(crate) fn new(concurrent: usize, max_in_flight: usize) -> Self {
         Self {
-            permits: Semaphore::new(concurrent.max(1)),
-            in_flight: AtomicUsize::new(0),
+            permits: Arc::new(Semaphore::new(concurrent.max(1))),
+            in_flight: Arc::new(AtomicUsize::new(0)),
             max_in_flight: max_in_flight.max(concurrent).max(1),
-            completed: AtomicU64::new(0),
+            running: Arc::default(),
         }
     }
 
-    /// argon2 computations run so far.
+    /// argon2 computations run so far (including those whose caller gave up).
     pub(crate) fn completed(&self) -> u64 {
-        self.completed.load(Ordering::Acquire)
+        self.running.completed.load(Ordering::Acquire)
+    }
+
+    /// The most argon2 hashings that ever ran at once.
+    pub(crate) fn peak_running(&self) -> usize {
+        self.running.peak.load(Ordering::Acquire)
     }
 
     /// Runs `work` under the limit. With `refuse_when_full`, returns `Ok(None)` instead of
@@ -53,15 +71,25 @@ impl HashGate {
         T: Send + 'static,
     {
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let _admitted = Admitted(&self.in_flight);
+        let admitted = Admitted(Arc::clone(&self.in_flight));
         if refuse_when_full && before >= self.max_in_flight {
             return Ok(None);
         }
-        let _permit = self
-            .permits
-            .acquire()
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
             .await
             .map_err(|_| CryptoError::Hashing)?;
+        let running = Arc::clone(&self.running);
+        let work = move || {
+            // Held until the hashing is over, even if nobody awaits the result any more.
+            let _slot = (admitted, permit);
+            let now = running.now.fetch_add(1, Ordering::AcqRel) + 1;
+            running.peak.fetch_max(now, Ordering::AcqRel);
+            let result = work();
+            running.now.fetch_sub(1, Ordering::AcqRel);
+            running.completed.fetch_add(1, Ordering::AcqRel);
+            result
+        };
         // argon2 takes tens of milliseconds of CPU: off the async worker when there is a
         // tokio runtime, inline otherwise.
         let result = match tokio::runtime::Handle::try_current() {
@@ -71,7 +99,6 @@ impl HashGate {
                 .map_err(|_| CryptoError::Hashing)?,
             Err(_) => work(),
         };
-        self.completed.fetch_add(1, Ordering::AcqRel);
         Ok(Some(result))
     }
 }
