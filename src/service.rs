@@ -1025,8 +1025,9 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         Ok(())
     }
 
-    /// Operator action: removes the user's TOTP factor (active and pending), for a user who
-    /// lost the device and has no other way back. Returns whether there was one.
+    /// Operator action: removes the user's TOTP factor (active and pending) **and their
+    /// recovery codes**, for a user who lost the device and has no other way back (a lost
+    /// list of codes must not stay valid). Returns whether there was a factor.
     ///
     /// # Security
     /// Verify the user's identity out of band first: after this, a password alone reaches
@@ -1036,6 +1037,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     /// Store or clock failures.
     pub async fn remove_totp_factor(&self, user: &UserId) -> Result<bool, Error> {
         let now = self.clock.now()?;
+        self.store.replace_recovery_codes(user, Vec::new()).await?;
         let removed = self.store.remove_totp(user).await?;
         if removed {
             self.emit(

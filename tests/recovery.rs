@@ -387,6 +387,14 @@ async fn attack_abandoned_requests_cannot_exceed_the_argon2_limit() {
     );
 }
 
+#[tokio::test]
+async fn an_operator_reset_also_voids_the_recovery_codes() {
+    let (e, codes) = with_codes(config()).await;
+    assert!(e.verrou.remove_totp_factor(&e.user).await.unwrap());
+    assert_eq!(e.verrou.remaining_recovery_codes(&e.user).await.unwrap(), 0);
+    assert_eq!(recover(&e, &codes[0]).await, RecoveryOutcome::Invalid);
+}
+
 #[test]
 fn recovery_settings_are_validated() {
     assert!(config().with_recovery_set_size(0).is_err());
