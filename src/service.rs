@@ -71,7 +71,7 @@ impl VerrouConfig {
     /// Recovery codes per set (1 to 20; default 10).
     ///
     /// # Errors
-    /// [`ConfigError::Duration`]-like range error as [`ConfigError::Recovery`].
+    /// [`ConfigError::Recovery`] outside that range.
     pub fn with_recovery_set_size(mut self, size: usize) -> Result<Self, ConfigError> {
         if !(1..=20).contains(&size) {
             return Err(ConfigError::Recovery("set size must be 1 to 20"));

@@ -46,6 +46,9 @@ async fn attack_totp_replay_same_step() {
     // The shoulder-surfer types the same code a few seconds later, still inside the window.
     e.clock.advance(Duration::from_secs(20));
     assert_eq!(e.verify(&code).await, TotpOutcome::Replayed);
+    // The replay counts as a failure, like a wrong code.
+    let key = ThrottleKey::Account(&e.user);
+    assert_eq!(e.verrou.store().throttle(&key).await.unwrap().failures, 1);
     // And the next step's code still works for the user.
     e.advance_steps(1);
     e.accept(&e.code(0)).await;
