@@ -24,7 +24,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use secrecy::ExposeSecret;
 use sha1::Sha1;
 use verrou::store::MemoryStore;
-use verrou::testing::{insecure_code_at, InsecureManualClock};
+use verrou::testing::{insecure_code_at, insecure_enrol, InsecureManualClock};
 use verrou::{
     ClientContext, Timestamp, TotpOutcome, TotpParams, TotpSecret, UserId, Verrou, VerrouConfig,
 };
@@ -57,20 +57,10 @@ impl Setup {
         let verrou = Verrou::new(MemoryStore::new(), VerrouConfig::new("Bench").unwrap())
             .with_clock(clock.clone());
         let user = UserId::new("bench-user").unwrap();
-        let ctx = ClientContext::unknown();
-        let secret = runtime.block_on(async {
-            let offer = verrou
-                .start_totp_enrollment(&user, "bench", &ctx)
-                .await
-                .unwrap();
-            let secret = TotpSecret::from_base32(offer.secret_base32().expose_secret()).unwrap();
-            let code = insecure_code_at(&secret, TotpParams::DEFAULT, at(START));
-            let _ = verrou
-                .finish_totp_enrollment(&user, &code, &ctx)
-                .await
-                .unwrap();
-            secret
-        });
+        let secret = runtime
+            .block_on(insecure_enrol(&verrou, &user))
+            .unwrap()
+            .unwrap();
         Self {
             runtime,
             clock,

@@ -19,10 +19,10 @@ use std::time::Instant;
 
 use secrecy::ExposeSecret;
 use verrou::store::MemoryStore;
-use verrou::testing::{insecure_code_at, InsecureManualClock};
+use verrou::testing::{insecure_enrol, insecure_fresh_proof, InsecureManualClock};
 use verrou::{
-    ClientContext, RecoveryCodesOutcome, RecoveryOutcome, Timestamp, TotpOutcome, TotpParams,
-    TotpSecret, UserId, Verrou, VerrouConfig,
+    ClientContext, RecoveryCodesOutcome, RecoveryOutcome, Timestamp, TotpParams, UserId, Verrou,
+    VerrouConfig,
 };
 
 const ATTEMPTS: usize = 200;
@@ -61,26 +61,13 @@ async fn main() {
     for n in 0..ATTEMPTS {
         let user = UserId::new(format!("partner-{n:03}")).unwrap();
         clock.set_unix_seconds(START);
-        let offer = verrou
-            .start_totp_enrollment(&user, "x", &ctx)
-            .await
-            .unwrap();
-        let secret = TotpSecret::from_base32(offer.secret_base32().expose_secret()).unwrap();
-        let code = insecure_code_at(&secret, TotpParams::DEFAULT, at(START));
-        let _ = verrou
-            .finish_totp_enrollment(&user, &code, &ctx)
-            .await
-            .unwrap();
-        let code = insecure_code_at(&secret, TotpParams::DEFAULT, at(START + 30));
-        clock.set_unix_seconds(START + 30);
-        let TotpOutcome::Accepted(accepted) = verrou.verify_totp(&user, &code, &ctx).await.unwrap()
-        else {
-            panic!("code refused")
-        };
-        let RecoveryCodesOutcome::Generated(set) = verrou
-            .generate_recovery_codes(&accepted.proof, &ctx)
+        let secret = insecure_enrol(&verrou, &user).await.unwrap().unwrap();
+        let proof = insecure_fresh_proof(&verrou, &user, &secret, TotpParams::DEFAULT)
             .await
             .unwrap()
+            .unwrap();
+        let RecoveryCodesOutcome::Generated(set) =
+            verrou.generate_recovery_codes(&proof, &ctx).await.unwrap()
         else {
             panic!("fresh proof refused")
         };

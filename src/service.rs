@@ -581,6 +581,11 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         &self.store
     }
 
+    /// The clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
     /// The configuration.
     pub fn config(&self) -> &VerrouConfig {
         &self.config

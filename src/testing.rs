@@ -4,8 +4,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
+
 use crate::clock::{Clock, ClockError, Timestamp};
+use crate::error::Error;
+use crate::ids::UserId;
 use crate::secret::TotpSecret;
+use crate::service::{ClientContext, EnrollmentOutcome, SecondFactorProof, TotpOutcome, Verrou};
+use crate::store::Store;
 use crate::totp::TotpParams;
 
 /// A clock driven by hand. Clones share the same time.
@@ -47,4 +53,49 @@ pub fn insecure_code_at(secret: &TotpSecret, params: TotpParams, time: Timestamp
     crate::totp::code_at(secret, params, time)
         .map(|code| code.expose_secret().to_owned())
         .unwrap_or_default()
+}
+
+/// Plays a new user through enrolment: starts it, reads the secret as an app would, and
+/// confirms with the code of the clock's current time. Returns the secret, or `None` if the
+/// service did not confirm (it always does for a user with no factor on a working store).
+///
+/// # Errors
+/// What the service returns.
+pub async fn insecure_enrol<S: Store>(
+    verrou: &Verrou<S, InsecureManualClock>,
+    user: &UserId,
+) -> Result<Option<TotpSecret>, Error> {
+    let ctx = ClientContext::unknown();
+    let offer = verrou
+        .start_totp_enrollment(user, user.as_str(), &ctx)
+        .await?;
+    let secret = TotpSecret::from_base32(offer.secret_base32().expose_secret())
+        .map_err(crate::error::InputError::from)?;
+    let code = insecure_code_at(&secret, offer.params(), verrou.clock().now()?);
+    match verrou.finish_totp_enrollment(user, &code, &ctx).await? {
+        EnrollmentOutcome::Confirmed { .. } => Ok(Some(secret)),
+        _ => Ok(None),
+    }
+}
+
+/// Moves the clock one period on and passes the second factor with `secret`'s next code:
+/// a fresh [`SecondFactorProof`], or `None` if the code was not accepted.
+///
+/// # Errors
+/// What the service returns.
+pub async fn insecure_fresh_proof<S: Store>(
+    verrou: &Verrou<S, InsecureManualClock>,
+    user: &UserId,
+    secret: &TotpSecret,
+    params: TotpParams,
+) -> Result<Option<SecondFactorProof>, Error> {
+    verrou.clock().advance(Duration::from_secs(params.period()));
+    let code = insecure_code_at(secret, params, verrou.clock().now()?);
+    match verrou
+        .verify_totp(user, &code, &ClientContext::unknown())
+        .await?
+    {
+        TotpOutcome::Accepted(accepted) => Ok(Some(accepted.proof)),
+        _ => Ok(None),
+    }
 }

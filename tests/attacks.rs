@@ -59,7 +59,7 @@ async fn attack_totp_replay_of_the_enrolment_code() {
     let clock = InsecureManualClock::new(at(START));
     let verrou = Verrou::new(MemoryStore::new(), config()).with_clock(clock.clone());
     let alice = user("alice");
-    let secret = enrol(&verrou, &alice, TotpParams::DEFAULT, at(START)).await;
+    let secret = enrol(&verrou, &alice).await;
     let code = insecure_code_at(&secret, TotpParams::DEFAULT, at(START));
     clock.advance(Duration::from_secs(10));
     assert_eq!(
@@ -276,7 +276,7 @@ async fn attack_guessing_from_one_address_across_accounts() {
     let mut users = Vec::new();
     for name in ["u1", "u2", "u3", "u4"] {
         let who = user(name);
-        enrol(&verrou, &who, TotpParams::DEFAULT, at(START)).await;
+        enrol(&verrou, &who).await;
         users.push(who);
     }
     clock.advance(Duration::from_secs(30));

@@ -25,11 +25,10 @@ use verrou::store::{
     Activation, Consumption, PendingTotp, RecoveryCodeRecord, Reservation, StepAdvance, Store,
     ThrottleKey, TotpFactor,
 };
-use verrou::testing::{insecure_code_at, InsecureManualClock};
+use verrou::testing::{insecure_code_at, insecure_enrol, InsecureManualClock};
 use verrou::{
-    ClientContext, Clock, EnrollmentOffer, EnrollmentOutcome, FactorId, RecoveryCodesOutcome,
-    RecoveryOutcome, Timestamp, TotpAccepted, TotpOutcome, TotpParams, TotpSecret, UserId, Verrou,
-    VerrouConfig,
+    ClientContext, Clock, EnrollmentOffer, FactorId, RecoveryCodesOutcome, RecoveryOutcome,
+    Timestamp, TotpAccepted, TotpOutcome, TotpParams, TotpSecret, UserId, Verrou, VerrouConfig,
 };
 
 /// How many tasks race in the concurrency cases.
@@ -628,24 +627,13 @@ pub async fn start_enrollment<S: Store, C: Clock>(
     (offer, secret)
 }
 
-/// Starts and confirms an enrolment for `who` with the code of `time`; returns the secret.
-pub async fn enrol<S: Store, C: Clock>(
-    verrou: &Verrou<S, C>,
-    who: &UserId,
-    params: TotpParams,
-    time: Timestamp,
-) -> TotpSecret {
-    let (_, secret) = start_enrollment(verrou, who, who.as_str()).await;
-    let code = insecure_code_at(&secret, params, time);
-    let outcome = verrou
-        .finish_totp_enrollment(who, &code, &ClientContext::unknown())
+/// Starts and confirms an enrolment for `who` with the code of the clock's time; returns the
+/// secret.
+pub async fn enrol<S: Store>(verrou: &Verrou<S, InsecureManualClock>, who: &UserId) -> TotpSecret {
+    insecure_enrol(verrou, who)
         .await
-        .unwrap();
-    assert!(
-        matches!(outcome, EnrollmentOutcome::Confirmed { .. }),
-        "{outcome:?}"
-    );
-    secret
+        .unwrap()
+        .expect("enrolment confirmed")
 }
 
 /// Enrols `alice` with a confirmed factor on `store`, one step past the confirmation.
@@ -653,7 +641,7 @@ pub async fn enrolled<S: Store>(store: S, config: VerrouConfig) -> Enrolled<S> {
     let clock = InsecureManualClock::new(at(START));
     let verrou = Verrou::new(store, config).with_clock(clock.clone());
     let alice = user("alice");
-    let secret = enrol(&verrou, &alice, TotpParams::DEFAULT, at(START)).await;
+    let secret = enrol(&verrou, &alice).await;
     clock.advance(Duration::from_secs(30));
     Enrolled {
         verrou: Arc::new(verrou),
