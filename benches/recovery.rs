@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
-use secrecy::ExposeSecret;
 use verrou::store::MemoryStore;
-use verrou::testing::{insecure_enrol, insecure_fresh_proof, InsecureManualClock};
+use verrou::testing::{
+    insecure_enrol, insecure_fresh_proof, insecure_recovery_codes, InsecureManualClock,
+};
 use verrou::{
-    ClientContext, RecoveryCodesOutcome, RecoveryOutcome, SecondFactorProof, Timestamp, TotpParams,
-    UserId, Verrou, VerrouConfig,
+    ClientContext, RecoveryOutcome, SecondFactorProof, Timestamp, TotpParams, UserId, Verrou,
+    VerrouConfig,
 };
 
 const TARGET_RATIO: f64 = 1.2;
@@ -56,16 +57,8 @@ fn main() {
             .unwrap()
     });
     let regenerate = || -> Vec<String> {
-        runtime.block_on(async {
-            match verrou.generate_recovery_codes(&proof, &ctx).await.unwrap() {
-                RecoveryCodesOutcome::Generated(set) => set
-                    .codes()
-                    .iter()
-                    .map(|c| c.expose_secret().to_owned())
-                    .collect(),
-                other => panic!("{other:?}"),
-            }
-        })
+        let codes = runtime.block_on(insecure_recovery_codes(&verrou, &proof));
+        codes.unwrap().expect("fresh proof refused")
     };
 
     // The floor: argon2id with the same parameters, verifying one 16-character code.

@@ -10,7 +10,9 @@ use crate::clock::{Clock, ClockError, Timestamp};
 use crate::error::Error;
 use crate::ids::UserId;
 use crate::secret::TotpSecret;
-use crate::service::{ClientContext, EnrollmentOutcome, SecondFactorProof, TotpOutcome, Verrou};
+use crate::service::{
+    ClientContext, EnrollmentOutcome, RecoveryCodesOutcome, SecondFactorProof, TotpOutcome, Verrou,
+};
 use crate::store::Store;
 use crate::totp::TotpParams;
 
@@ -98,4 +100,27 @@ pub async fn insecure_fresh_proof<S: Store>(
         TotpOutcome::Accepted(accepted) => Ok(Some(accepted.proof)),
         _ => Ok(None),
     }
+}
+
+/// Generates a new set of recovery codes with `proof` and returns them as plain strings (the
+/// display form), or `None` if the service asked for a fresher second factor.
+///
+/// # Errors
+/// What the service returns.
+pub async fn insecure_recovery_codes<S: Store, C: Clock>(
+    verrou: &Verrou<S, C>,
+    proof: &SecondFactorProof,
+) -> Result<Option<Vec<String>>, Error> {
+    let outcome = verrou
+        .generate_recovery_codes(proof, &ClientContext::unknown())
+        .await?;
+    Ok(match outcome {
+        RecoveryCodesOutcome::Generated(set) => Some(
+            set.codes()
+                .iter()
+                .map(|code| code.expose_secret().to_owned())
+                .collect(),
+        ),
+        _ => None,
+    })
 }

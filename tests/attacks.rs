@@ -70,7 +70,6 @@ async fn attack_totp_replay_of_the_enrolment_code() {
 
 #[tokio::test]
 async fn attack_guessing_hits_backoff_then_lock_then_expiry() {
-    let sink = Arc::new(MemoryAuditSink::new());
     let e = enrolled(MemoryStore::new(), config()).await;
     let verrou = &e.verrou;
     let bad = wrong(&e.code(0));
@@ -132,7 +131,6 @@ async fn attack_guessing_hits_backoff_then_lock_then_expiry() {
         .await
         .unwrap();
     assert_eq!(record.failures, 0);
-    drop(sink);
 }
 
 #[tokio::test]
@@ -462,11 +460,8 @@ async fn attack_first_enrolment_cannot_replace_a_factor_confirmed_meanwhile() {
 
 #[tokio::test]
 async fn operator_removes_a_factor() {
-    let sink = Arc::new(MemoryAuditSink::new());
     let e = enrolled(MemoryStore::new(), config()).await;
-    let verrou = Verrou::new(e.verrou.store().clone(), config())
-        .with_clock(e.clock.clone())
-        .with_audit_sink(sink.clone());
+    let (verrou, sink) = e.audited();
     assert!(verrou.remove_totp_factor(&e.user).await.unwrap());
     assert_eq!(
         verrou

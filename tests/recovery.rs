@@ -16,10 +16,9 @@ use std::time::Duration;
 
 use conformance::{at, config, enrol, enrolled, user, Enrolled, START};
 use secrecy::ExposeSecret;
-use verrou::audit::MemoryAuditSink;
 use verrou::recovery::{Lookup, MalformedRecoveryCode, StoredHashError};
 use verrou::store::{MemoryStore, RecoveryCodeRecord, Store, ThrottleKey};
-use verrou::testing::{insecure_code_at, InsecureManualClock};
+use verrou::testing::{insecure_code_at, insecure_recovery_codes, InsecureManualClock};
 use verrou::{
     AuditKind, ClientContext, CryptoError, Error, RecoveryCodesOutcome, RecoveryOutcome,
     SecondFactorMethod, TotpOutcome, TotpParams, Verrou, VerrouConfig,
@@ -32,20 +31,7 @@ fn ctx() -> ClientContext {
 /// An enrolled user with a fresh set of recovery codes (display form).
 async fn with_codes(config: VerrouConfig) -> (Enrolled<MemoryStore>, Vec<String>) {
     let e = enrolled(MemoryStore::new(), config).await;
-    let proof = e.accept(&e.code(0)).await.proof;
-    let RecoveryCodesOutcome::Generated(set) = e
-        .verrou
-        .generate_recovery_codes(&proof, &ctx())
-        .await
-        .unwrap()
-    else {
-        panic!("fresh proof refused")
-    };
-    let codes = set
-        .codes()
-        .iter()
-        .map(|c| c.expose_secret().to_owned())
-        .collect();
+    let codes = e.recovery_codes().await;
     (e, codes)
 }
 
@@ -82,11 +68,8 @@ async fn a_set_of_ten_works_once_each() {
 
 #[tokio::test]
 async fn attack_recovery_code_reuse() {
-    let sink = Arc::new(MemoryAuditSink::new());
     let (e, codes) = with_codes(config()).await;
-    let verrou = Verrou::new(e.verrou.store().clone(), config())
-        .with_clock(e.clock.clone())
-        .with_audit_sink(sink.clone());
+    let (verrou, sink) = e.audited();
     assert!(matches!(
         verrou
             .verify_recovery_code(&e.user, &codes[2], &ctx())
@@ -207,14 +190,10 @@ async fn recovery_failures_share_the_totp_throttle() {
 async fn regeneration_replaces_the_set_and_needs_a_fresh_second_factor() {
     let (e, old) = with_codes(config()).await;
     let proof = e.accept(&e.code(1)).await.proof;
-    let RecoveryCodesOutcome::Generated(new) = e
-        .verrou
-        .generate_recovery_codes(&proof, &ctx())
+    let new = insecure_recovery_codes(&e.verrou, &proof)
         .await
         .unwrap()
-    else {
-        panic!("fresh proof refused")
-    };
+        .expect("fresh proof refused");
     for code in &old {
         assert_eq!(
             recover(&e, code).await,
@@ -223,7 +202,7 @@ async fn regeneration_replaces_the_set_and_needs_a_fresh_second_factor() {
         );
         e.clock.advance(Duration::from_secs(3600));
     }
-    let new_code = new.codes()[0].expose_secret().to_owned();
+    let new_code = new[0].clone();
     assert!(matches!(
         recover(&e, &new_code).await,
         RecoveryOutcome::Accepted { .. }
@@ -239,11 +218,8 @@ async fn regeneration_replaces_the_set_and_needs_a_fresh_second_factor() {
 
 #[tokio::test]
 async fn low_codes_are_audited() {
-    let sink = Arc::new(MemoryAuditSink::new());
     let (e, codes) = with_codes(config().with_recovery_set_size(3).unwrap()).await;
-    let verrou = Verrou::new(e.verrou.store().clone(), config())
-        .with_clock(e.clock.clone())
-        .with_audit_sink(sink.clone());
+    let (verrou, sink) = e.audited();
     assert_eq!(codes.len(), 3);
     let _ = verrou
         .verify_recovery_code(&e.user, &codes[0], &ctx())
@@ -312,14 +288,11 @@ async fn a_burst_beyond_the_argon2_limit_is_refused_not_queued() {
         else {
             panic!("code refused")
         };
-        let RecoveryCodesOutcome::Generated(set) = verrou
-            .generate_recovery_codes(&accepted.proof, &ctx())
+        let codes = insecure_recovery_codes(&verrou, &accepted.proof)
             .await
             .unwrap()
-        else {
-            panic!("fresh proof refused")
-        };
-        attempts.push((who.clone(), set.codes()[0].expose_secret().to_owned()));
+            .expect("fresh proof refused");
+        attempts.push((who.clone(), codes[0].clone()));
     }
     let runs = verrou.argon2_runs();
     let tasks: Vec<_> = attempts
@@ -408,11 +381,8 @@ fn recovery_settings_are_validated() {
 
 #[tokio::test]
 async fn recovery_codes_never_appear_in_debug_or_events() {
-    let sink = Arc::new(MemoryAuditSink::new());
     let e = enrolled(MemoryStore::new(), config()).await;
-    let verrou = Verrou::new(e.verrou.store().clone(), config())
-        .with_clock(e.clock.clone())
-        .with_audit_sink(sink.clone());
+    let (verrou, sink) = e.audited();
     let proof = match verrou
         .verify_totp(&e.user, &e.code(0), &ctx())
         .await

@@ -15,9 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use conformance::{config, enrolled, user};
 use secrecy::ExposeSecret;
-use verrou::audit::MemoryAuditSink;
 use verrou::store::MemoryStore;
-use verrou::{ClientContext, TotpOutcome, TotpSecret, Verrou};
+use verrou::{ClientContext, TotpOutcome, TotpSecret};
 
 /// A `tracing` writer that keeps everything in memory.
 #[derive(Clone, Default)]
@@ -43,11 +42,8 @@ async fn attack_secret_in_debug_or_logs() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let sink = Arc::new(MemoryAuditSink::new());
     let e = enrolled(MemoryStore::new(), config()).await;
-    let verrou = Verrou::new(e.verrou.store().clone(), config())
-        .with_clock(e.clock.clone())
-        .with_audit_sink(sink.clone());
+    let (verrou, sink) = e.audited();
     let ctx = ClientContext::from_addr("192.0.2.9".parse().unwrap());
 
     // A new enrolment for bob: everything the offer holds is secret.

@@ -19,16 +19,19 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use tokio::sync::Barrier;
+use verrou::audit::MemoryAuditSink;
 use verrou::lockout::{Gate, ThrottlePolicy, ThrottleState};
 use verrou::recovery::Lookup;
 use verrou::store::{
     Activation, Consumption, PendingTotp, RecoveryCodeRecord, Reservation, StepAdvance, Store,
     ThrottleKey, TotpFactor,
 };
-use verrou::testing::{insecure_code_at, insecure_enrol, InsecureManualClock};
+use verrou::testing::{
+    insecure_code_at, insecure_enrol, insecure_recovery_codes, InsecureManualClock,
+};
 use verrou::{
-    ClientContext, Clock, EnrollmentOffer, FactorId, RecoveryCodesOutcome, RecoveryOutcome,
-    Timestamp, TotpAccepted, TotpOutcome, TotpParams, TotpSecret, UserId, Verrou, VerrouConfig,
+    ClientContext, Clock, EnrollmentOffer, FactorId, RecoveryOutcome, Timestamp, TotpAccepted,
+    TotpOutcome, TotpParams, TotpSecret, UserId, Verrou, VerrouConfig,
 };
 
 /// How many tasks race in the concurrency cases.
@@ -581,6 +584,17 @@ pub struct Enrolled<S: Store> {
     pub secret: TotpSecret,
 }
 
+impl<S: Store + Clone> Enrolled<S> {
+    /// A second service on the same store and clock, reporting to an in-memory audit sink.
+    pub fn audited(&self) -> (Verrou<S, InsecureManualClock>, Arc<MemoryAuditSink>) {
+        let sink = Arc::new(MemoryAuditSink::new());
+        let verrou = Verrou::new(self.verrou.store().clone(), config())
+            .with_clock(self.clock.clone())
+            .with_audit_sink(sink.clone());
+        (verrou, sink)
+    }
+}
+
 impl<S: Store> Enrolled<S> {
     /// The code the user's app shows now, `offset_steps` steps away.
     pub fn code(&self, offset_steps: i64) -> String {
@@ -598,6 +612,15 @@ impl<S: Store> Enrolled<S> {
             .verify_totp(&self.user, code, &ClientContext::unknown())
             .await
             .unwrap()
+    }
+
+    /// Fresh recovery codes for the user, after passing the second factor.
+    pub async fn recovery_codes(&self) -> Vec<String> {
+        let proof = self.accept(&self.code(0)).await.proof;
+        insecure_recovery_codes(&self.verrou, &proof)
+            .await
+            .unwrap()
+            .expect("fresh proof refused")
     }
 
     /// Verifies `code` and insists it is accepted.
@@ -738,17 +761,7 @@ pub async fn service_burst_is_throttled<S: Store + 'static>(store: S) {
 /// then holds one fewer.
 pub async fn service_recovery_code_race_accepts_one<S: Store + 'static>(store: S) {
     let e = enrolled(store, config()).await;
-    let proof = e.accept(&e.code(0)).await.proof;
-    let ctx = ClientContext::unknown();
-    let RecoveryCodesOutcome::Generated(set) = e
-        .verrou
-        .generate_recovery_codes(&proof, &ctx)
-        .await
-        .unwrap()
-    else {
-        panic!("fresh proof refused")
-    };
-    let code = set.codes()[3].expose_secret().to_owned();
+    let code = e.recovery_codes().await[3].clone();
     let results = race(|_| {
         let (verrou, who, code) = (e.verrou.clone(), e.user.clone(), code.clone());
         async move {
