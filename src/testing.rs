@@ -124,3 +124,13 @@ pub async fn insecure_recovery_codes<S: Store, C: Clock>(
         _ => None,
     })
 }
+
+/// A key ring with one fresh random key named `test`, for stores in tests. The key is lost
+/// with the ring: a store reopened with another ring cannot open its secrets.
+///
+/// # Errors
+/// [`crate::KeyRingError::Rng`].
+pub fn insecure_key_ring() -> Result<crate::KeyRing, crate::KeyRingError> {
+    let key = crate::keyring::generate_key()?;
+    crate::KeyRing::new((crate::KeyId::new("test")?, &key), [])
+}

@@ -2,8 +2,8 @@
 
 mod conformance;
 
-async fn make_store() -> verrou::store::MemoryStore {
-    verrou::store::MemoryStore::new()
+async fn make_store() -> (verrou::store::MemoryStore, ()) {
+    (verrou::store::MemoryStore::new(), ())
 }
 
 store_conformance!(make_store);

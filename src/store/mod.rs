@@ -13,11 +13,17 @@
 //! The same conformance suite (`tests/conformance/`) runs against every backend.
 
 mod memory;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr};
 
 pub use self::memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use self::sql::postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use self::sql::sqlite::SqliteStore;
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::ids::{FactorId, UserId};

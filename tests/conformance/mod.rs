@@ -29,6 +29,8 @@ use verrou::store::{
 use verrou::testing::{
     insecure_code_at, insecure_enrol, insecure_recovery_codes, InsecureManualClock,
 };
+pub mod two_handles;
+
 use verrou::{
     ClientContext, Clock, EnrollmentOffer, FactorId, RecoveryOutcome, Timestamp, TotpAccepted,
     TotpOutcome, TotpParams, TotpSecret, UserId, Verrou, VerrouConfig,
@@ -793,7 +795,9 @@ pub async fn service_recovery_code_race_accepts_one<S: Store + 'static>(store: S
     assert_eq!(e.verrou.remaining_recovery_codes(&e.user).await.unwrap(), 9);
 }
 
-/// Expands to one `#[tokio::test]` per conformance case, each with a fresh store from `$make`.
+/// Expands to one `#[tokio::test]` per conformance case, each with a fresh store from `$make`,
+/// an `async fn` returning `(store, guard)`; the guard (a temporary directory, a schema to
+/// drop) lives until the case ends. `concurrency $make` expands the concurrency cases only.
 #[macro_export]
 macro_rules! store_conformance {
     ($make:path) => {
@@ -802,21 +806,26 @@ macro_rules! store_conformance {
             activation_promotes_pending_once,
             activation_refuses_wrong_id_and_expired,
             activation_refuses_superseded,
-            concurrent_activation_succeeds_once,
             step_advances_only_forward,
-            concurrent_same_step_advances_once,
-            concurrent_steps_never_go_back,
             factors_are_removed,
             throttle_counts_until_the_gate_closes,
             throttle_keys_are_independent,
             accepting_a_step_resets_the_account_counter,
-            concurrent_reservations_respect_the_gate,
             service_accepts_a_valid_code_once,
-            service_race_accepts_one,
             service_refuses_an_earlier_step_after_a_later_one,
-            service_burst_is_throttled,
             recovery_codes_are_replaced_found_and_consumed,
             consuming_a_recovery_code_resets_the_account_counter,
+        );
+        $crate::store_conformance!(concurrency $make);
+    };
+    (concurrency $make:path) => {
+        $crate::store_conformance!(@cases $make;
+            concurrent_activation_succeeds_once,
+            concurrent_same_step_advances_once,
+            concurrent_steps_never_go_back,
+            concurrent_reservations_respect_the_gate,
+            service_race_accepts_one,
+            service_burst_is_throttled,
             concurrent_recovery_consumption_succeeds_once,
             service_recovery_code_race_accepts_one,
         );
@@ -825,7 +834,8 @@ macro_rules! store_conformance {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                conformance::$case($make().await).await;
+                let (store, _guard) = $make().await;
+                $crate::conformance::$case(store).await;
             }
         )*
     };

@@ -1,0 +1,715 @@
+//! What the SQL backends share: the schema and its migrations, value conversions, error
+//! mapping, and the [`Store`](super::Store) implementation itself, written once and
+//! instantiated for each driver by `impl_sql_store!`.
+//!
+//! Every operation is a single statement or one write transaction. On SQLite a write
+//! transaction starts with `BEGIN IMMEDIATE`, so it holds the database's write lock from its
+//! first read: no two read-then-write sequences interleave. On PostgreSQL the rows an
+//! operation reads before writing are locked with `SELECT … FOR UPDATE`, and conditional
+//! writes are single `UPDATE … WHERE` statements, which PostgreSQL re-checks against the
+//! newest row version when a concurrent writer got there first.
+
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
+
+use crate::clock::Timestamp;
+use crate::error::{StoreError, StoreErrorKind};
+use crate::ids::{FactorId, UserId};
+use crate::store::ThrottleKey;
+use crate::totp::{Algorithm, TotpParams};
+
+/// The schema version this build of verrou writes. A database at a later version is refused.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`. Written once for both
+/// dialects: `{blob}` becomes the binary type and `{serial}` the auto-increment key.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE verrou_totp_pending (
+    user_id    TEXT PRIMARY KEY,
+    factor_id  TEXT NOT NULL,
+    sealed     {blob} NOT NULL,
+    algorithm  TEXT NOT NULL,
+    digits     BIGINT NOT NULL,
+    period     BIGINT NOT NULL,
+    replaces   TEXT,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE TABLE verrou_totp_active (
+    user_id      TEXT PRIMARY KEY,
+    factor_id    TEXT NOT NULL,
+    sealed       {blob} NOT NULL,
+    algorithm    TEXT NOT NULL,
+    digits       BIGINT NOT NULL,
+    period       BIGINT NOT NULL,
+    last_step    BIGINT NOT NULL,
+    activated_at BIGINT NOT NULL
+);
+CREATE TABLE verrou_recovery_codes (
+    user_id TEXT NOT NULL,
+    lookup  TEXT NOT NULL,
+    phc     TEXT NOT NULL,
+    used    BOOLEAN NOT NULL,
+    PRIMARY KEY (user_id, lookup)
+);
+CREATE TABLE verrou_throttle (
+    throttle_key TEXT PRIMARY KEY,
+    failures     BIGINT NOT NULL,
+    last_failure BIGINT NOT NULL
+);
+"];
+
+/// How a dialect spells the types the migrations leave open.
+pub(crate) struct Dialect {
+    pub(crate) blob: &'static str,
+    pub(crate) serial: &'static str,
+}
+
+/// The migrations after `from`, in order, with their target version, spelled for `dialect`.
+pub(crate) fn pending_migrations(
+    from: i64,
+    dialect: &Dialect,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    if from > SCHEMA_VERSION {
+        return Err(StoreError::new(
+            StoreErrorKind::Incompatible,
+            "the database schema is newer than this version of verrou: upgrade verrou",
+        ));
+    }
+    if from < 0 {
+        return Err(StoreError::new(
+            StoreErrorKind::Corrupt,
+            "the recorded schema version is negative",
+        ));
+    }
+    Ok(MIGRATIONS
+        .iter()
+        .zip(1..)
+        .filter(|(_, to)| *to > from)
+        .map(|(sql, to)| {
+            let sql = sql
+                .replace("{blob}", dialect.blob)
+                .replace("{serial}", dialect.serial);
+            (to, sql)
+        })
+        .collect())
+}
+
+/// The table that records the schema version: one row.
+pub(crate) const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS verrou_schema_version (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    version BIGINT NOT NULL
+)";
+
+/// Maps a driver error to a [`StoreError`] of the right kind.
+pub(crate) fn backend(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |error| {
+        let kind = match &error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreErrorKind::Unavailable,
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                // SQLite BUSY, LOCKED and their extended codes; PostgreSQL serialization
+                // failure, deadlock, lock not available.
+                Some("5" | "6" | "261" | "517" | "40001" | "40P01" | "55P03") => {
+                    StoreErrorKind::Contention
+                }
+                _ => StoreErrorKind::Backend,
+            },
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::ColumnIndexOutOfBounds { .. }
+            | sqlx::Error::TypeNotFound { .. }
+            | sqlx::Error::RowNotFound => StoreErrorKind::Corrupt,
+            _ => StoreErrorKind::Backend,
+        };
+        StoreError::with_source(kind, context, error)
+    }
+}
+
+fn corrupt(context: &'static str) -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, context)
+}
+
+/// A `u64` as the signed 64-bit integer both databases store.
+pub(crate) fn to_db(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::new(StoreErrorKind::Backend, "value over i64"))
+}
+
+/// A stored integer back as a `u64`.
+pub(crate) fn from_db(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt("negative stored value"))
+}
+
+pub(crate) fn timestamp(value: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_unix_seconds(from_db(value)?).map_err(|_| corrupt("stored time out of range"))
+}
+
+pub(crate) fn factor_id(text: &str) -> Result<FactorId, StoreError> {
+    FactorId::parse(text).map_err(|_| corrupt("stored factor id is malformed"))
+}
+
+pub(crate) fn failures(value: i64) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| corrupt("stored failure count out of range"))
+}
+
+pub(crate) fn params(algorithm: &str, digits: i64, period: i64) -> Result<TotpParams, StoreError> {
+    let algorithm = Algorithm::from_name(algorithm).ok_or_else(|| corrupt("stored algorithm"))?;
+    let digits = u8::try_from(digits).map_err(|_| corrupt("stored digits"))?;
+    TotpParams::new(algorithm, digits, from_db(period)?)
+        .map_err(|_| corrupt("stored TOTP parameters are out of range"))
+}
+
+/// The throttle key of a user's account, as stored.
+pub(crate) fn account_key(user: &UserId) -> String {
+    ThrottleKey::Account(user).storage_key()
+}
+
+/// A key-ring failure on a stored secret: the data cannot be used as it is.
+pub(crate) fn sealing(context: &'static str) -> impl FnOnce(crate::KeyRingError) -> StoreError {
+    move |error| StoreError::with_source(StoreErrorKind::Corrupt, context, error)
+}
+
+/// Implements [`Store`](crate::store::Store) for `$store` (with fields `pool: Pool<$db>` and
+/// `keys: KeyRing`). `$begin` starts a write transaction; `$lock` is appended to the
+/// `SELECT`s that read a row the transaction then writes.
+macro_rules! impl_sql_store {
+    (
+        $store:ty,
+        $db:ty,
+        begin = $begin:literal,
+        lock = $lock:literal,
+        migration_lock = $migration_lock:expr,
+        dialect = $dialect:expr
+    ) => {
+        impl $store {
+            /// Brings the schema to [`SCHEMA_VERSION`](crate::store::sql::SCHEMA_VERSION) in
+            /// one write transaction (concurrent openers wait for it), or refuses a newer one.
+            async fn migrate(&self) -> Result<(), $crate::error::StoreError> {
+                use $crate::store::sql::{backend, pending_migrations, VERSION_TABLE};
+                let mut tx = self.write("migrate the schema").await?;
+                if !$migration_lock.is_empty() {
+                    sqlx::query($migration_lock)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend("lock the schema for migration"))?;
+                }
+                sqlx::query(VERSION_TABLE)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("create the schema version table"))?;
+                let current: Option<i64> =
+                    sqlx::query_scalar("SELECT version FROM verrou_schema_version")
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(backend("read the schema version"))?;
+                for (version, sql) in pending_migrations(current.unwrap_or(0), &$dialect)? {
+                    sqlx::raw_sql(&sql)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend("apply a schema migration"))?;
+                    sqlx::query(
+                        "INSERT INTO verrou_schema_version (singleton, version) VALUES (1, $1) \
+                         ON CONFLICT (singleton) DO UPDATE SET version = excluded.version",
+                    )
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("record the schema version"))?;
+                }
+                Self::commit(tx).await
+            }
+
+            fn throttle_state(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<$crate::lockout::ThrottleState, $crate::error::StoreError> {
+                use sqlx::Row as _;
+                use $crate::store::sql::{backend, failures, timestamp};
+                let decode = || backend("decode a throttle counter");
+                Ok($crate::lockout::ThrottleState {
+                    failures: failures(row.try_get(0).map_err(decode())?)?,
+                    last_failure: timestamp(row.try_get(1).map_err(decode())?)?,
+                })
+            }
+
+            async fn write(
+                &self,
+                context: &'static str,
+            ) -> Result<sqlx::Transaction<'static, $db>, $crate::error::StoreError> {
+                self.pool
+                    .begin_with($begin)
+                    .await
+                    .map_err($crate::store::sql::backend(context))
+            }
+
+            fn totp_params(
+                row: &<$db as sqlx::Database>::Row,
+                first: usize,
+            ) -> Result<$crate::totp::TotpParams, $crate::error::StoreError> {
+                use sqlx::Row as _;
+                let decode = || $crate::store::sql::backend("decode TOTP parameters");
+                let algorithm: String = row.try_get(first).map_err(decode())?;
+                let digits: i64 = row.try_get(first + 1).map_err(decode())?;
+                let period: i64 = row.try_get(first + 2).map_err(decode())?;
+                $crate::store::sql::params(&algorithm, digits, period)
+            }
+
+            fn open_secret(
+                &self,
+                sealed: &[u8],
+                user: &$crate::ids::UserId,
+                factor: &$crate::ids::FactorId,
+            ) -> Result<$crate::secret::TotpSecret, $crate::error::StoreError> {
+                self.keys
+                    .open(sealed, user, factor)
+                    .map_err($crate::store::sql::sealing("open a stored TOTP secret"))
+            }
+
+            /// Resets the account throttle inside `tx` (a success).
+            async fn reset_account(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                user: &$crate::ids::UserId,
+            ) -> Result<(), $crate::error::StoreError> {
+                sqlx::query("DELETE FROM verrou_throttle WHERE throttle_key = $1")
+                    .bind($crate::store::sql::account_key(user))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err($crate::store::sql::backend("reset the account throttle"))?;
+                Ok(())
+            }
+
+            async fn commit(
+                tx: sqlx::Transaction<'static, $db>,
+            ) -> Result<(), $crate::error::StoreError> {
+                tx.commit()
+                    .await
+                    .map_err($crate::store::sql::backend("commit"))
+            }
+        }
+
+        impl $crate::store::Store for $store {
+            async fn put_pending_totp(
+                &self,
+                user: &$crate::ids::UserId,
+                pending: $crate::store::PendingTotp,
+            ) -> Result<(), $crate::error::StoreError> {
+                use $crate::store::sql::{backend, sealing, to_db};
+                let sealed = self
+                    .keys
+                    .seal(&pending.secret, user, &pending.id)
+                    .map_err(sealing("seal a TOTP secret"))?;
+                sqlx::query(
+                    "INSERT INTO verrou_totp_pending (user_id, factor_id, sealed, algorithm, \
+                     digits, period, replaces, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (user_id) DO UPDATE SET factor_id = excluded.factor_id, \
+                     sealed = excluded.sealed, algorithm = excluded.algorithm, \
+                     digits = excluded.digits, period = excluded.period, \
+                     replaces = excluded.replaces, created_at = excluded.created_at, \
+                     expires_at = excluded.expires_at",
+                )
+                .bind(user.as_str())
+                .bind(pending.id.to_string())
+                .bind(sealed)
+                .bind(pending.params.algorithm().as_str())
+                .bind(i64::from(pending.params.digits()))
+                .bind(to_db(pending.params.period())?)
+                .bind(pending.replaces.map(|id| id.to_string()))
+                .bind(to_db(pending.created_at.unix_seconds())?)
+                .bind(to_db(pending.expires_at.unix_seconds())?)
+                .execute(&self.pool)
+                .await
+                .map_err(backend("store a pending factor"))?;
+                Ok(())
+            }
+
+            async fn pending_totp(
+                &self,
+                user: &$crate::ids::UserId,
+            ) -> Result<Option<$crate::store::PendingTotp>, $crate::error::StoreError> {
+                use sqlx::Row as _;
+                use $crate::store::sql::{backend, factor_id, timestamp};
+                let row = sqlx::query(
+                    "SELECT factor_id, sealed, algorithm, digits, period, replaces, \
+                     created_at, expires_at FROM verrou_totp_pending WHERE user_id = $1",
+                )
+                .bind(user.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend("read a pending factor"))?;
+                let Some(row) = row else { return Ok(None) };
+                let decode = || backend("decode a pending factor");
+                let id = factor_id(&row.try_get::<String, _>(0).map_err(decode())?)?;
+                let sealed: Vec<u8> = row.try_get(1).map_err(decode())?;
+                let replaces: Option<String> = row.try_get(5).map_err(decode())?;
+                Ok(Some($crate::store::PendingTotp {
+                    id,
+                    secret: self.open_secret(&sealed, user, &id)?,
+                    params: Self::totp_params(&row, 2)?,
+                    replaces: replaces.as_deref().map(factor_id).transpose()?,
+                    created_at: timestamp(row.try_get(6).map_err(decode())?)?,
+                    expires_at: timestamp(row.try_get(7).map_err(decode())?)?,
+                }))
+            }
+
+            async fn activate_pending_totp(
+                &self,
+                user: &$crate::ids::UserId,
+                factor: $crate::ids::FactorId,
+                confirmed_step: u64,
+                now: $crate::clock::Timestamp,
+            ) -> Result<$crate::store::Activation, $crate::error::StoreError> {
+                use sqlx::Row as _;
+                use $crate::store::sql::{backend, to_db};
+                use $crate::store::Activation;
+                let mut tx = self.write("activate a pending factor").await?;
+                let pending = sqlx::query(concat!(
+                    "SELECT factor_id, replaces, expires_at FROM verrou_totp_pending \
+                     WHERE user_id = $1",
+                    $lock
+                ))
+                .bind(user.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("read a pending factor"))?;
+                let decode = || backend("decode a pending factor");
+                let Some(pending) = pending else {
+                    return Ok(Activation::NotPending);
+                };
+                if pending.try_get::<String, _>(0).map_err(decode())? != factor.to_string() {
+                    return Ok(Activation::NotPending);
+                }
+                let replaces: Option<String> = pending.try_get(1).map_err(decode())?;
+                let expires_at: i64 = pending.try_get(2).map_err(decode())?;
+                if expires_at <= to_db(now.unix_seconds())? {
+                    return Ok(Activation::Expired);
+                }
+                let active: Option<String> = sqlx::query_scalar(concat!(
+                    "SELECT factor_id FROM verrou_totp_active WHERE user_id = $1",
+                    $lock
+                ))
+                .bind(user.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("read the active factor"))?;
+                if active != replaces {
+                    sqlx::query("DELETE FROM verrou_totp_pending WHERE user_id = $1")
+                        .bind(user.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend("discard a superseded pending factor"))?;
+                    Self::commit(tx).await?;
+                    return Ok(Activation::Superseded);
+                }
+                // The sealed blob is bound to (user, factor), which do not change.
+                sqlx::query(
+                    "INSERT INTO verrou_totp_active (user_id, factor_id, sealed, algorithm, \
+                     digits, period, last_step, activated_at) \
+                     SELECT user_id, factor_id, sealed, algorithm, digits, period, $2, $3 \
+                     FROM verrou_totp_pending WHERE user_id = $1 \
+                     ON CONFLICT (user_id) DO UPDATE SET factor_id = excluded.factor_id, \
+                     sealed = excluded.sealed, algorithm = excluded.algorithm, \
+                     digits = excluded.digits, period = excluded.period, \
+                     last_step = excluded.last_step, activated_at = excluded.activated_at",
+                )
+                .bind(user.as_str())
+                .bind(to_db(confirmed_step)?)
+                .bind(to_db(now.unix_seconds())?)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("activate a pending factor"))?;
+                sqlx::query("DELETE FROM verrou_totp_pending WHERE user_id = $1")
+                    .bind(user.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("remove an activated pending factor"))?;
+                Self::commit(tx).await?;
+                Ok(Activation::Activated)
+            }
+
+            async fn active_totp(
+                &self,
+                user: &$crate::ids::UserId,
+            ) -> Result<Option<$crate::store::TotpFactor>, $crate::error::StoreError> {
+                use sqlx::Row as _;
+                use $crate::store::sql::{backend, factor_id, from_db, timestamp};
+                let row = sqlx::query(
+                    "SELECT factor_id, sealed, algorithm, digits, period, last_step, \
+                     activated_at FROM verrou_totp_active WHERE user_id = $1",
+                )
+                .bind(user.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend("read the active factor"))?;
+                let Some(row) = row else { return Ok(None) };
+                let decode = || backend("decode the active factor");
+                let id = factor_id(&row.try_get::<String, _>(0).map_err(decode())?)?;
+                let sealed: Vec<u8> = row.try_get(1).map_err(decode())?;
+                Ok(Some($crate::store::TotpFactor {
+                    id,
+                    secret: self.open_secret(&sealed, user, &id)?,
+                    params: Self::totp_params(&row, 2)?,
+                    last_step: from_db(row.try_get(5).map_err(decode())?)?,
+                    activated_at: timestamp(row.try_get(6).map_err(decode())?)?,
+                }))
+            }
+
+            async fn accept_totp_step(
+                &self,
+                user: &$crate::ids::UserId,
+                factor: $crate::ids::FactorId,
+                step: u64,
+            ) -> Result<$crate::store::StepAdvance, $crate::error::StoreError> {
+                use $crate::store::sql::{backend, to_db};
+                use $crate::store::StepAdvance;
+                let factor = factor.to_string();
+                let mut tx = self.write("accept a time step").await?;
+                // One conditional update: of racing requests for one step, one moves it.
+                let advanced = sqlx::query(
+                    "UPDATE verrou_totp_active SET last_step = $3 \
+                     WHERE user_id = $1 AND factor_id = $2 AND last_step < $3",
+                )
+                .bind(user.as_str())
+                .bind(&factor)
+                .bind(to_db(step)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("accept a time step"))?
+                .rows_affected();
+                if advanced == 1 {
+                    Self::reset_account(&mut tx, user).await?;
+                    Self::commit(tx).await?;
+                    return Ok(StepAdvance::Advanced);
+                }
+                let exists: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM verrou_totp_active \
+                     WHERE user_id = $1 AND factor_id = $2",
+                )
+                .bind(user.as_str())
+                .bind(&factor)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend("read the active factor"))?;
+                Ok(if exists > 0 {
+                    StepAdvance::AlreadyUsed
+                } else {
+                    StepAdvance::NoSuchFactor
+                })
+            }
+
+            async fn replace_recovery_codes(
+                &self,
+                user: &$crate::ids::UserId,
+                codes: Vec<$crate::store::RecoveryCodeRecord>,
+            ) -> Result<(), $crate::error::StoreError> {
+                use $crate::store::sql::backend;
+                let mut tx = self.write("replace recovery codes").await?;
+                sqlx::query("DELETE FROM verrou_recovery_codes WHERE user_id = $1")
+                    .bind(user.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("remove old recovery codes"))?;
+                for code in codes {
+                    sqlx::query(
+                        "INSERT INTO verrou_recovery_codes (user_id, lookup, phc, used) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(user.as_str())
+                    .bind(code.lookup.as_str())
+                    .bind(code.phc)
+                    .bind(code.used)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("store a recovery code"))?;
+                }
+                Self::commit(tx).await
+            }
+
+            async fn recovery_code(
+                &self,
+                user: &$crate::ids::UserId,
+                lookup: $crate::recovery::Lookup,
+            ) -> Result<Option<$crate::store::RecoveryCodeRecord>, $crate::error::StoreError> {
+                use sqlx::Row as _;
+                use $crate::store::sql::backend;
+                let row = sqlx::query(
+                    "SELECT phc, used FROM verrou_recovery_codes \
+                     WHERE user_id = $1 AND lookup = $2",
+                )
+                .bind(user.as_str())
+                .bind(lookup.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend("read a recovery code"))?;
+                let Some(row) = row else { return Ok(None) };
+                let decode = || backend("decode a recovery code");
+                Ok(Some($crate::store::RecoveryCodeRecord {
+                    lookup,
+                    phc: row.try_get(0).map_err(decode())?,
+                    used: row.try_get(1).map_err(decode())?,
+                }))
+            }
+
+            async fn consume_recovery_code(
+                &self,
+                user: &$crate::ids::UserId,
+                lookup: $crate::recovery::Lookup,
+            ) -> Result<$crate::store::Consumption, $crate::error::StoreError> {
+                use $crate::store::sql::{backend, from_db};
+                use $crate::store::Consumption;
+                let mut tx = self.write("consume a recovery code").await?;
+                // One conditional update: of racing requests for one code, one marks it.
+                let consumed = sqlx::query(
+                    "UPDATE verrou_recovery_codes SET used = TRUE \
+                     WHERE user_id = $1 AND lookup = $2 AND NOT used",
+                )
+                .bind(user.as_str())
+                .bind(lookup.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("consume a recovery code"))?
+                .rows_affected();
+                if consumed == 1 {
+                    Self::reset_account(&mut tx, user).await?;
+                    let remaining: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM verrou_recovery_codes \
+                         WHERE user_id = $1 AND NOT used",
+                    )
+                    .bind(user.as_str())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend("count recovery codes"))?;
+                    Self::commit(tx).await?;
+                    let remaining = usize::try_from(from_db(remaining)?).unwrap_or(usize::MAX);
+                    return Ok(Consumption::Consumed { remaining });
+                }
+                let exists: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM verrou_recovery_codes \
+                     WHERE user_id = $1 AND lookup = $2",
+                )
+                .bind(user.as_str())
+                .bind(lookup.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend("read a recovery code"))?;
+                Ok(if exists > 0 {
+                    Consumption::AlreadyUsed
+                } else {
+                    Consumption::NotFound
+                })
+            }
+
+            async fn remaining_recovery_codes(
+                &self,
+                user: &$crate::ids::UserId,
+            ) -> Result<usize, $crate::error::StoreError> {
+                use $crate::store::sql::{backend, from_db};
+                let remaining: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM verrou_recovery_codes WHERE user_id = $1 AND NOT used",
+                )
+                .bind(user.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend("count recovery codes"))?;
+                Ok(usize::try_from(from_db(remaining)?).unwrap_or(usize::MAX))
+            }
+
+            async fn remove_totp(
+                &self,
+                user: &$crate::ids::UserId,
+            ) -> Result<bool, $crate::error::StoreError> {
+                use $crate::store::sql::backend;
+                let mut tx = self.write("remove a factor").await?;
+                // Pending before active: the order activation locks them in.
+                let mut removed = 0;
+                for sql in [
+                    "DELETE FROM verrou_totp_pending WHERE user_id = $1",
+                    "DELETE FROM verrou_totp_active WHERE user_id = $1",
+                ] {
+                    removed += sqlx::query(sql)
+                        .bind(user.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend("remove a factor"))?
+                        .rows_affected();
+                }
+                Self::commit(tx).await?;
+                Ok(removed > 0)
+            }
+
+            async fn throttle(
+                &self,
+                key: &$crate::store::ThrottleKey<'_>,
+            ) -> Result<$crate::lockout::ThrottleState, $crate::error::StoreError> {
+                let row = sqlx::query(
+                    "SELECT failures, last_failure FROM verrou_throttle WHERE throttle_key = $1",
+                )
+                .bind(key.storage_key())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::sql::backend("read a throttle counter"))?;
+                match row {
+                    Some(row) => Self::throttle_state(&row),
+                    None => Ok($crate::lockout::ThrottleState::default()),
+                }
+            }
+
+            async fn reserve_attempt(
+                &self,
+                key: &$crate::store::ThrottleKey<'_>,
+                policy: &$crate::lockout::ThrottlePolicy,
+                now: $crate::clock::Timestamp,
+            ) -> Result<$crate::store::Reservation, $crate::error::StoreError> {
+                use $crate::store::sql::{backend, to_db};
+                let key = key.storage_key();
+                let mut tx = self.write("reserve an attempt").await?;
+                // Creates the counter or, if it exists, locks it (a no-op update), and reads it:
+                // one statement, so there is always a row, and it is ours until commit.
+                let row = sqlx::query(
+                    "INSERT INTO verrou_throttle (throttle_key, failures, last_failure) \
+                     VALUES ($1, 0, 0) ON CONFLICT (throttle_key) \
+                     DO UPDATE SET throttle_key = excluded.throttle_key \
+                     RETURNING failures, last_failure",
+                )
+                .bind(&key)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend("read a throttle counter"))?;
+                let state = Self::throttle_state(&row)?;
+                let (next, reservation) = $crate::store::Reservation::decide(policy, &state, now);
+                if let Some(next) = next {
+                    sqlx::query(
+                        "UPDATE verrou_throttle SET failures = $2, last_failure = $3 \
+                         WHERE throttle_key = $1",
+                    )
+                    .bind(&key)
+                    .bind(i64::from(next.failures))
+                    .bind(to_db(next.last_failure.unix_seconds())?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("count an attempt"))?;
+                }
+                Self::commit(tx).await?;
+                Ok(reservation)
+            }
+
+            async fn clear_throttle(
+                &self,
+                key: &$crate::store::ThrottleKey<'_>,
+            ) -> Result<(), $crate::error::StoreError> {
+                sqlx::query("DELETE FROM verrou_throttle WHERE throttle_key = $1")
+                    .bind(key.storage_key())
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::sql::backend("clear a throttle counter"))?;
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use impl_sql_store;

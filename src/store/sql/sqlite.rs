@@ -1,0 +1,81 @@
+//! The SQLite store: the embedded default. One file, nothing to install.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Pool, Sqlite};
+
+use super::{backend, impl_sql_store, Dialect};
+use crate::error::StoreError;
+use crate::keyring::KeyRing;
+
+/// How long a writer waits for another writer's lock before reporting contention.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// SQLite serialises writers; a few connections let readers run beside one writer.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// A store in one SQLite file, in WAL mode with `synchronous=FULL`: a transaction that
+/// returned is on disk, even across a power cut (see the README's durability section).
+///
+/// Several processes may open the same file; every operation is one `BEGIN IMMEDIATE`
+/// transaction or one statement, so they stay atomic across processes. TOTP secrets are
+/// stored sealed under the [`KeyRing`]; recovery codes as argon2id hashes.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: Pool<Sqlite>,
+    keys: KeyRing,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it if needed) the database file at `path` and brings its schema up to
+    /// date.
+    ///
+    /// # Errors
+    /// [`StoreErrorKind::Unavailable`](crate::error::StoreErrorKind::Unavailable) if the file
+    /// cannot be opened; [`StoreErrorKind::Incompatible`](crate::error::StoreErrorKind::Incompatible)
+    /// if its schema is newer than this version of verrou.
+    pub async fn open(path: impl AsRef<Path>, keys: KeyRing) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(backend("open the SQLite database"))?;
+        let store = Self { pool, keys };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Closes every connection; later operations fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl_sql_store!(
+    SqliteStore,
+    Sqlite,
+    begin = "BEGIN IMMEDIATE",
+    lock = "",
+    // BEGIN IMMEDIATE already excludes every other writer.
+    migration_lock = "",
+    dialect = Dialect {
+        blob: "BLOB",
+        serial: "INTEGER PRIMARY KEY AUTOINCREMENT",
+    }
+);

@@ -1,0 +1,103 @@
+//! Two handles on one database, as two portal instances would hold: each operation goes to
+//! the next handle in turn, so racing requests really cross connection pools.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use verrou::lockout::{ThrottlePolicy, ThrottleState};
+use verrou::recovery::Lookup;
+use verrou::store::{
+    Activation, Consumption, PendingTotp, RecoveryCodeRecord, Reservation, StepAdvance, Store,
+    ThrottleKey, TotpFactor,
+};
+use verrou::{FactorId, StoreError, Timestamp, UserId};
+
+#[derive(Debug)]
+pub struct TwoHandles<S> {
+    handles: [S; 2],
+    next: AtomicUsize,
+}
+
+impl<S> TwoHandles<S> {
+    pub fn new(first: S, second: S) -> Self {
+        Self {
+            handles: [first, second],
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn pick(&self) -> &S {
+        &self.handles[self.next.fetch_add(1, Ordering::Relaxed) % 2]
+    }
+}
+
+impl<S: Store> Store for TwoHandles<S> {
+    async fn put_pending_totp(&self, user: &UserId, p: PendingTotp) -> Result<(), StoreError> {
+        self.pick().put_pending_totp(user, p).await
+    }
+    async fn pending_totp(&self, user: &UserId) -> Result<Option<PendingTotp>, StoreError> {
+        self.pick().pending_totp(user).await
+    }
+    async fn activate_pending_totp(
+        &self,
+        user: &UserId,
+        factor: FactorId,
+        step: u64,
+        now: Timestamp,
+    ) -> Result<Activation, StoreError> {
+        self.pick()
+            .activate_pending_totp(user, factor, step, now)
+            .await
+    }
+    async fn active_totp(&self, user: &UserId) -> Result<Option<TotpFactor>, StoreError> {
+        self.pick().active_totp(user).await
+    }
+    async fn accept_totp_step(
+        &self,
+        user: &UserId,
+        factor: FactorId,
+        step: u64,
+    ) -> Result<StepAdvance, StoreError> {
+        self.pick().accept_totp_step(user, factor, step).await
+    }
+    async fn replace_recovery_codes(
+        &self,
+        user: &UserId,
+        codes: Vec<RecoveryCodeRecord>,
+    ) -> Result<(), StoreError> {
+        self.pick().replace_recovery_codes(user, codes).await
+    }
+    async fn recovery_code(
+        &self,
+        user: &UserId,
+        lookup: Lookup,
+    ) -> Result<Option<RecoveryCodeRecord>, StoreError> {
+        self.pick().recovery_code(user, lookup).await
+    }
+    async fn consume_recovery_code(
+        &self,
+        user: &UserId,
+        lookup: Lookup,
+    ) -> Result<Consumption, StoreError> {
+        self.pick().consume_recovery_code(user, lookup).await
+    }
+    async fn remaining_recovery_codes(&self, user: &UserId) -> Result<usize, StoreError> {
+        self.pick().remaining_recovery_codes(user).await
+    }
+    async fn remove_totp(&self, user: &UserId) -> Result<bool, StoreError> {
+        self.pick().remove_totp(user).await
+    }
+    async fn throttle(&self, key: &ThrottleKey<'_>) -> Result<ThrottleState, StoreError> {
+        self.pick().throttle(key).await
+    }
+    async fn reserve_attempt(
+        &self,
+        key: &ThrottleKey<'_>,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> Result<Reservation, StoreError> {
+        self.pick().reserve_attempt(key, policy, now).await
+    }
+    async fn clear_throttle(&self, key: &ThrottleKey<'_>) -> Result<(), StoreError> {
+        self.pick().clear_throttle(key).await
+    }
+}

@@ -1,0 +1,82 @@
+//! The conformance suite on PostgreSQL, each case in a schema of its own that is dropped
+//! afterwards; the concurrency cases again through two stores with separate connection
+//! pools, as two portal instances would run.
+//!
+//! The server comes from `VERROU_TEST_POSTGRES_URL` (the README's test command sets it to the
+//! local server). Unset, these tests fail and say so: they never pass without a server.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod conformance;
+
+use verrou::store::PostgresStore;
+use verrou::testing::insecure_key_ring;
+use verrou::FactorId;
+
+use conformance::two_handles::TwoHandles;
+
+const URL_VAR: &str = "VERROU_TEST_POSTGRES_URL";
+
+/// Drops its schema when the case ends (on a thread of its own: `Drop` cannot await).
+#[derive(Debug)]
+pub struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            });
+        })
+        .join();
+        if dropped.is_err() && !std::thread::panicking() {
+            panic!("could not drop test schema {}", self.name);
+        }
+    }
+}
+
+/// The server URL and a fresh schema name.
+fn server() -> (String, Schema) {
+    let url = std::env::var(URL_VAR).unwrap_or_else(|_| {
+        panic!("{URL_VAR} is not set: point it at a PostgreSQL server (see the README)")
+    });
+    let name = format!("verrou_test_{}", FactorId::generate().unwrap());
+    (url.clone(), Schema { url, name })
+}
+
+async fn make_store() -> (PostgresStore, Schema) {
+    let (url, schema) = server();
+    let store = PostgresStore::connect_in_schema(&url, &schema.name, insecure_key_ring().unwrap())
+        .await
+        .unwrap();
+    (store, schema)
+}
+
+async fn make_two_pools() -> (TwoHandles<PostgresStore>, Schema) {
+    let (url, schema) = server();
+    let keys = insecure_key_ring().unwrap();
+    let first = PostgresStore::connect_in_schema(&url, &schema.name, keys.clone());
+    let second = PostgresStore::connect_in_schema(&url, &schema.name, keys);
+    let (first, second) = tokio::join!(first, second);
+    (TwoHandles::new(first.unwrap(), second.unwrap()), schema)
+}
+
+store_conformance!(make_store);
+
+mod two_pools {
+    use super::*;
+    store_conformance!(concurrency make_two_pools);
+}
