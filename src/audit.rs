@@ -24,6 +24,18 @@ pub struct AuditEvent {
     pub kind: AuditKind,
 }
 
+impl AuditEvent {
+    /// An event (for stores and sinks that rebuild events, and for tests).
+    pub fn new(at: Timestamp, user: UserId, client: Option<IpAddr>, kind: AuditKind) -> Self {
+        Self {
+            at,
+            user,
+            client,
+            kind,
+        }
+    }
+}
+
 /// What happened. Carries identifiers and outcomes, never secret material.
 #[derive(Clone, Debug, Eq, PartialEq)]
 #[non_exhaustive]
@@ -181,5 +193,156 @@ pub(crate) fn trace(at: Timestamp, user: &UserId, client: Option<IpAddr>, kind: 
             tracing::warn!(target: "verrou::audit", kind = name, at, user, client, detail = ?kind);
         }
         _ => tracing::info!(target: "verrou::audit", kind = name, at, user, client, detail = ?kind),
+    }
+}
+
+/// An event's kind as flat columns, for SQL stores: the kind's [`AuditKind::name`], an
+/// optional factor id, and up to two integers whose meaning depends on the kind.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub(crate) struct KindColumns {
+    pub(crate) factor: Option<FactorId>,
+    pub(crate) value: Option<u64>,
+    pub(crate) detail: Option<i64>,
+}
+
+impl AuditKind {
+    /// The kind's fields as columns (see [`AuditKind::from_columns`]).
+    pub(crate) fn to_columns(&self) -> KindColumns {
+        let (factor, value, detail) = match *self {
+            Self::TotpEnrollmentStarted {
+                factor,
+                replaces_active,
+            } => (Some(factor), Some(u64::from(replaces_active)), None),
+            Self::TotpAccepted {
+                factor,
+                step,
+                drift,
+            } => (Some(factor), Some(step), Some(i64::from(drift))),
+            Self::TotpEnrollmentConfirmed { factor }
+            | Self::TotpEnrollmentInvalid { factor }
+            | Self::TotpInvalid { factor }
+            | Self::TotpReplayed { factor } => (Some(factor), None, None),
+            Self::Throttled { retry_after } => (
+                None,
+                Some(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)),
+                None,
+            ),
+            Self::Locked { until } | Self::LockEngaged { until } => {
+                (None, until.map(Timestamp::unix_seconds), None)
+            }
+            Self::RecoveryCodesGenerated { count: n }
+            | Self::RecoveryCodeUsed { remaining: n }
+            | Self::RecoveryCodesLow { remaining: n } => {
+                (None, Some(u64::try_from(n).unwrap_or(u64::MAX)), None)
+            }
+            Self::LockLifted
+            | Self::RecoveryCodeInvalid
+            | Self::RecoveryCodeReplayed
+            | Self::TotpFactorRemoved => (None, None, None),
+        };
+        KindColumns {
+            factor,
+            value,
+            detail,
+        }
+    }
+
+    /// Rebuilds a kind from its name and columns; `None` if they do not fit together.
+    pub(crate) fn from_columns(name: &str, columns: &KindColumns) -> Option<Self> {
+        let factor = || columns.factor;
+        let value = || columns.value;
+        let count = || value().and_then(|v| usize::try_from(v).ok());
+        let until = || match value() {
+            Some(seconds) => Timestamp::from_unix_seconds(seconds).ok().map(Some),
+            None => Some(None),
+        };
+        Some(match name {
+            "totp_enrollment_started" => Self::TotpEnrollmentStarted {
+                factor: factor()?,
+                replaces_active: value()? == 1,
+            },
+            "totp_enrollment_confirmed" => Self::TotpEnrollmentConfirmed { factor: factor()? },
+            "totp_enrollment_invalid" => Self::TotpEnrollmentInvalid { factor: factor()? },
+            "totp_accepted" => Self::TotpAccepted {
+                factor: factor()?,
+                step: value()?,
+                drift: i8::try_from(columns.detail?).ok()?,
+            },
+            "totp_invalid" => Self::TotpInvalid { factor: factor()? },
+            "totp_replayed" => Self::TotpReplayed { factor: factor()? },
+            "throttled" => Self::Throttled {
+                retry_after: Duration::from_millis(value()?),
+            },
+            "locked" => Self::Locked { until: until()? },
+            "lock_engaged" => Self::LockEngaged { until: until()? },
+            "lock_lifted" => Self::LockLifted,
+            "recovery_codes_generated" => Self::RecoveryCodesGenerated { count: count()? },
+            "recovery_code_used" => Self::RecoveryCodeUsed {
+                remaining: count()?,
+            },
+            "recovery_codes_low" => Self::RecoveryCodesLow {
+                remaining: count()?,
+            },
+            "recovery_code_invalid" => Self::RecoveryCodeInvalid,
+            "recovery_code_replayed" => Self::RecoveryCodeReplayed,
+            "totp_factor_removed" => Self::TotpFactorRemoved,
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_survives_its_columns() {
+        let factor = FactorId::generate().unwrap();
+        let until = Timestamp::from_unix_seconds(1_795_000_900).unwrap();
+        let kinds = [
+            AuditKind::TotpEnrollmentStarted {
+                factor,
+                replaces_active: true,
+            },
+            AuditKind::TotpEnrollmentStarted {
+                factor,
+                replaces_active: false,
+            },
+            AuditKind::TotpEnrollmentConfirmed { factor },
+            AuditKind::TotpEnrollmentInvalid { factor },
+            AuditKind::TotpAccepted {
+                factor,
+                step: 59_833_333,
+                drift: -1,
+            },
+            AuditKind::TotpInvalid { factor },
+            AuditKind::TotpReplayed { factor },
+            AuditKind::Throttled {
+                retry_after: Duration::from_millis(1_500),
+            },
+            AuditKind::Locked { until: Some(until) },
+            AuditKind::Locked { until: None },
+            AuditKind::LockEngaged { until: Some(until) },
+            AuditKind::LockEngaged { until: None },
+            AuditKind::LockLifted,
+            AuditKind::RecoveryCodesGenerated { count: 10 },
+            AuditKind::RecoveryCodeUsed { remaining: 9 },
+            AuditKind::RecoveryCodesLow { remaining: 2 },
+            AuditKind::RecoveryCodeInvalid,
+            AuditKind::RecoveryCodeReplayed,
+            AuditKind::TotpFactorRemoved,
+        ];
+        for kind in kinds {
+            let back = AuditKind::from_columns(kind.name(), &kind.to_columns());
+            assert_eq!(back, Some(kind));
+        }
+        assert_eq!(
+            AuditKind::from_columns("no_such_kind", &KindColumns::default()),
+            None
+        );
+        assert_eq!(
+            AuditKind::from_columns("totp_invalid", &KindColumns::default()),
+            None
+        );
     }
 }

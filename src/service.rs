@@ -683,7 +683,8 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 factor,
                 replaces_active: replaces.is_some(),
             },
-        );
+        )
+        .await?;
         Ok(offer)
     }
 
@@ -726,8 +727,9 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         };
         let WindowMatch::Fresh { step, .. } = matched else {
             let factor = pending.id;
-            self.emit(user, ctx, now, AuditKind::TotpEnrollmentInvalid { factor });
-            self.report_lock(user, ctx, now, &counted);
+            self.emit(user, ctx, now, AuditKind::TotpEnrollmentInvalid { factor })
+                .await?;
+            self.report_lock(user, ctx, now, &counted).await?;
             return Ok(EnrollmentOutcome::Invalid);
         };
         match self
@@ -745,7 +747,8 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                     ctx,
                     now,
                     AuditKind::TotpEnrollmentConfirmed { factor },
-                );
+                )
+                .await?;
                 Ok(EnrollmentOutcome::Confirmed {
                     factor,
                     proof: SecondFactorProof::new(user, now, SecondFactorMethod::Totp),
@@ -804,20 +807,24 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         let factor = factor.id;
         let (step, drift) = match matched {
             WindowMatch::Fresh { step, drift } => (step, drift),
-            WindowMatch::Used => return Ok(self.replayed(user, ctx, now, factor, &counted)),
+            WindowMatch::Used => return self.replayed(user, ctx, now, factor, &counted).await,
             WindowMatch::NoMatch => {
-                self.emit(user, ctx, now, AuditKind::TotpInvalid { factor });
-                self.report_lock(user, ctx, now, &counted);
+                self.emit(user, ctx, now, AuditKind::TotpInvalid { factor })
+                    .await?;
+                self.report_lock(user, ctx, now, &counted).await?;
                 return Ok(TotpOutcome::Invalid);
             }
         };
         // Records the step and resets the account's failure count, atomically.
         match self.store.accept_totp_step(user, factor, step).await? {
             StepAdvance::Advanced => {}
-            StepAdvance::AlreadyUsed => return Ok(self.replayed(user, ctx, now, factor, &counted)),
+            StepAdvance::AlreadyUsed => {
+                return self.replayed(user, ctx, now, factor, &counted).await
+            }
             // The factor was replaced or removed while we checked: its codes are void.
             StepAdvance::NoSuchFactor => {
-                self.emit(user, ctx, now, AuditKind::TotpInvalid { factor });
+                self.emit(user, ctx, now, AuditKind::TotpInvalid { factor })
+                    .await?;
                 return Ok(TotpOutcome::Invalid);
             }
         }
@@ -826,7 +833,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             step,
             drift,
         };
-        self.emit(user, ctx, now, kind);
+        self.emit(user, ctx, now, kind).await?;
         Ok(TotpOutcome::Accepted(TotpAccepted {
             step,
             drift,
@@ -908,7 +915,8 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             ctx,
             now,
             AuditKind::RecoveryCodesGenerated { count },
-        );
+        )
+        .await?;
         Ok(RecoveryCodesOutcome::Generated(RecoveryCodeSet {
             codes: shown,
         }))
@@ -959,8 +967,9 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         };
         let matched = verified.map_err(CryptoError::StoredHash)?;
         let Some(record) = record.filter(|_| matched) else {
-            self.emit(user, ctx, now, AuditKind::RecoveryCodeInvalid);
-            self.report_lock(user, ctx, now, &counted);
+            self.emit(user, ctx, now, AuditKind::RecoveryCodeInvalid)
+                .await?;
+            self.report_lock(user, ctx, now, &counted).await?;
             return Ok(RecoveryOutcome::Invalid);
         };
         let consumption = if record.used {
@@ -970,9 +979,11 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         };
         match consumption {
             Consumption::Consumed { remaining } => {
-                self.emit(user, ctx, now, AuditKind::RecoveryCodeUsed { remaining });
+                self.emit(user, ctx, now, AuditKind::RecoveryCodeUsed { remaining })
+                    .await?;
                 if remaining <= 2 {
-                    self.emit(user, ctx, now, AuditKind::RecoveryCodesLow { remaining });
+                    self.emit(user, ctx, now, AuditKind::RecoveryCodesLow { remaining })
+                        .await?;
                 }
                 Ok(RecoveryOutcome::Accepted {
                     remaining,
@@ -980,13 +991,15 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 })
             }
             Consumption::AlreadyUsed => {
-                self.emit(user, ctx, now, AuditKind::RecoveryCodeReplayed);
-                self.report_lock(user, ctx, now, &counted);
+                self.emit(user, ctx, now, AuditKind::RecoveryCodeReplayed)
+                    .await?;
+                self.report_lock(user, ctx, now, &counted).await?;
                 Ok(RecoveryOutcome::Replayed)
             }
             // The set was regenerated while we checked: the old code is void.
             Consumption::NotFound => {
-                self.emit(user, ctx, now, AuditKind::RecoveryCodeInvalid);
+                self.emit(user, ctx, now, AuditKind::RecoveryCodeInvalid)
+                    .await?;
                 Ok(RecoveryOutcome::Invalid)
             }
         }
@@ -1026,7 +1039,8 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         self.store
             .clear_throttle(&ThrottleKey::Account(user))
             .await?;
-        self.emit(user, &ClientContext::unknown(), now, AuditKind::LockLifted);
+        self.emit(user, &ClientContext::unknown(), now, AuditKind::LockLifted)
+            .await?;
         Ok(())
     }
 
@@ -1050,9 +1064,23 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 &ClientContext::unknown(),
                 now,
                 AuditKind::TotpFactorRemoved,
-            );
+            )
+            .await?;
         }
         Ok(removed)
+    }
+
+    /// For operators: the newest `limit` audit events, newest first, of `user` or of
+    /// everyone, from the store's persistent trail.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn audit_trail(
+        &self,
+        user: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, Error> {
+        Ok(self.store.audit_trail(user, limit).await?)
     }
 
     /// Whether the user has an active TOTP factor.
@@ -1075,7 +1103,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         if let (Some(policy), Some(addr)) = (&self.config.address_throttle, ctx.addr) {
             let key = ThrottleKey::for_address(addr);
             if let Err(refusal) = self.reserve(&key, policy, now).await? {
-                self.report_refusal(user, ctx, now, &refusal);
+                self.report_refusal(user, ctx, now, &refusal).await?;
                 return Ok(Err(refusal));
             }
         }
@@ -1086,7 +1114,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         {
             Ok(account) => Ok(Ok(Counted { account })),
             Err(refusal) => {
-                self.report_refusal(user, ctx, now, &refusal);
+                self.report_refusal(user, ctx, now, &refusal).await?;
                 Ok(Err(refusal))
             }
         }
@@ -1110,57 +1138,72 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         })
     }
 
-    fn report_refusal(
+    async fn report_refusal(
         &self,
         user: &UserId,
         ctx: &ClientContext,
         now: Timestamp,
         refusal: &Refusal,
-    ) {
+    ) -> Result<(), Error> {
         let kind = match *refusal {
             Refusal::Throttled(retry_after) => AuditKind::Throttled { retry_after },
             Refusal::Locked(until) => AuditKind::Locked { until },
         };
-        self.emit(user, ctx, now, kind);
+        self.emit(user, ctx, now, kind).await
     }
 
     /// After a failed check: if the counted failure started a lock, say so.
-    fn report_lock(
+    async fn report_lock(
         &self,
         user: &UserId,
         ctx: &ClientContext,
         now: Timestamp,
         reservation: &Counted,
-    ) {
+    ) -> Result<(), Error> {
         if let Gate::Locked { until } = self.config.account_throttle.gate(&reservation.account, now)
         {
-            self.emit(user, ctx, now, AuditKind::LockEngaged { until });
+            self.emit(user, ctx, now, AuditKind::LockEngaged { until })
+                .await?;
         }
+        Ok(())
     }
 
-    fn replayed(
+    async fn replayed(
         &self,
         user: &UserId,
         ctx: &ClientContext,
         now: Timestamp,
         factor: FactorId,
         reservation: &Counted,
-    ) -> TotpOutcome {
-        self.emit(user, ctx, now, AuditKind::TotpReplayed { factor });
-        self.report_lock(user, ctx, now, reservation);
-        TotpOutcome::Replayed
+    ) -> Result<TotpOutcome, Error> {
+        self.emit(user, ctx, now, AuditKind::TotpReplayed { factor })
+            .await?;
+        self.report_lock(user, ctx, now, reservation).await?;
+        Ok(TotpOutcome::Replayed)
     }
 
-    fn emit(&self, user: &UserId, ctx: &ClientContext, now: Timestamp, kind: AuditKind) {
+    /// Records an event: on `tracing`, in the store's audit trail, and in the sink if one is
+    /// installed. A store failure fails the request with an error, rather than leave a silent
+    /// gap in the trail.
+    async fn emit(
+        &self,
+        user: &UserId,
+        ctx: &ClientContext,
+        now: Timestamp,
+        kind: AuditKind,
+    ) -> Result<(), Error> {
         audit::trace(now, user, ctx.addr, &kind);
+        let event = AuditEvent {
+            at: now,
+            user: user.clone(),
+            client: ctx.addr,
+            kind,
+        };
+        self.store.record_audit(&event).await?;
         if let Some(sink) = &self.sink {
-            sink.record(&AuditEvent {
-                at: now,
-                user: user.clone(),
-                client: ctx.addr,
-                kind,
-            });
+            sink.record(&event);
         }
+        Ok(())
     }
 }
 

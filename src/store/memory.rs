@@ -1,7 +1,7 @@
 //! The in-memory store: one process, nothing persisted. For tests, demos and single-instance
 //! deployments that accept losing factors on restart (most do not: use SQLite).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -9,6 +9,7 @@ use super::{
     Activation, Consumption, PendingTotp, RecoveryCodeRecord, Reservation, StepAdvance, Store,
     ThrottleKey, TotpFactor,
 };
+use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{FactorId, UserId};
@@ -16,6 +17,7 @@ use crate::lockout::{ThrottlePolicy, ThrottleState};
 use crate::recovery::Lookup;
 
 /// A store in process memory. Clones share the same data, like handles to one database.
+/// The audit trail keeps the newest [`MEMORY_AUDIT_CAPACITY`] events.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
@@ -26,10 +28,14 @@ pub struct MemoryStore {
 /// verification path, and its random seeding keeps blind hash flooding impractical.
 type Map<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
 
+/// The audit trail keeps this many newest events; older ones are dropped.
+pub const MEMORY_AUDIT_CAPACITY: usize = 100_000;
+
 #[derive(Debug, Default)]
 struct Inner {
     users: Map<UserId, UserEntry>,
     addresses: Map<IpAddr, ThrottleState>,
+    audit: VecDeque<AuditEvent>,
 }
 
 /// Everything about one user, so each operation looks the user up once.
@@ -237,5 +243,28 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        if inner.audit.len() >= MEMORY_AUDIT_CAPACITY {
+            inner.audit.pop_front();
+        }
+        inner.audit.push_back(event.clone());
+        Ok(())
+    }
+
+    async fn audit_trail(
+        &self,
+        user: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let inner = self.lock()?;
+        let events = inner.audit.iter().rev();
+        Ok(events
+            .filter(|event| user.is_none_or(|user| event.user == *user))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 }

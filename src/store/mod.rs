@@ -19,11 +19,12 @@ mod sql;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr};
 
-pub use self::memory::MemoryStore;
+pub use self::memory::{MemoryStore, MEMORY_AUDIT_CAPACITY};
 #[cfg(feature = "postgres")]
 pub use self::sql::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use self::sql::sqlite::SqliteStore;
+use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::ids::{FactorId, UserId};
@@ -290,6 +291,19 @@ pub trait Store: Send + Sync {
         &self,
         key: &ThrottleKey<'_>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Appends `event` to the audit trail.
+    fn record_audit(
+        &self,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The newest `limit` events of the audit trail, newest first: `user`'s, or everyone's.
+    fn audit_trail(
+        &self,
+        user: Option<&UserId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send;
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use tokio::sync::Barrier;
-use verrou::audit::MemoryAuditSink;
+use verrou::audit::{AuditEvent, AuditKind, MemoryAuditSink};
 use verrou::lockout::{Gate, ThrottlePolicy, ThrottleState};
 use verrou::recovery::Lookup;
 use verrou::store::{
@@ -795,6 +795,56 @@ pub async fn service_recovery_code_race_accepts_one<S: Store + 'static>(store: S
     assert_eq!(e.verrou.remaining_recovery_codes(&e.user).await.unwrap(), 9);
 }
 
+// ---- audit trail ---------------------------------------------------------------------
+
+pub async fn audit_trail_is_kept_newest_first<S: Store>(store: S) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let factor = FactorId::generate().unwrap();
+    let client = Some("2001:db8::7".parse().unwrap());
+    let kinds = [
+        AuditKind::TotpEnrollmentConfirmed { factor },
+        AuditKind::TotpAccepted {
+            factor,
+            step: 59_833_334,
+            drift: -1,
+        },
+        AuditKind::LockEngaged { until: None },
+    ];
+    for (i, kind) in kinds.iter().enumerate() {
+        let event = AuditEvent::new(at(START + i as u64), alice.clone(), client, kind.clone());
+        store.record_audit(&event).await.unwrap();
+        let other = AuditEvent::new(at(START + i as u64), bob.clone(), None, kind.clone());
+        store.record_audit(&other).await.unwrap();
+    }
+    let trail = store.audit_trail(Some(&alice), 10).await.unwrap();
+    let got: Vec<_> = trail.iter().map(|e| e.kind.clone()).collect();
+    assert_eq!(got, kinds.iter().rev().cloned().collect::<Vec<_>>());
+    assert!(trail.iter().all(|e| e.user == alice && e.client == client));
+    assert_eq!(trail[0].at, at(START + 2));
+    assert_eq!(store.audit_trail(None, 4).await.unwrap().len(), 4);
+    assert_eq!(store.audit_trail(Some(&bob), 1).await.unwrap()[0].user, bob);
+    assert!(store
+        .audit_trail(Some(&user("carol")), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn service_writes_its_audit_trail_to_the_store<S: Store>(store: S) {
+    let e = enrolled(store, config()).await;
+    e.accept(&e.code(0)).await;
+    let trail = e.verrou.audit_trail(Some(&e.user), 10).await.unwrap();
+    let names: Vec<_> = trail.iter().map(|event| event.kind.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "totp_accepted",
+            "totp_enrollment_confirmed",
+            "totp_enrollment_started"
+        ]
+    );
+}
+
 /// Expands to one `#[tokio::test]` per conformance case, each with a fresh store from `$make`,
 /// an `async fn` returning `(store, guard)`; the guard (a temporary directory, a schema to
 /// drop) lives until the case ends. `concurrency $make` expands the concurrency cases only.
@@ -815,6 +865,8 @@ macro_rules! store_conformance {
             service_refuses_an_earlier_step_after_a_later_one,
             recovery_codes_are_replaced_found_and_consumed,
             consuming_a_recovery_code_resets_the_account_counter,
+            audit_trail_is_kept_newest_first,
+            service_writes_its_audit_trail_to_the_store,
         );
         $crate::store_conformance!(concurrency $make);
     };

@@ -9,7 +9,7 @@ use verrou::store::{
     Activation, Consumption, PendingTotp, RecoveryCodeRecord, Reservation, StepAdvance, Store,
     ThrottleKey, TotpFactor,
 };
-use verrou::{FactorId, StoreError, Timestamp, UserId};
+use verrou::{AuditEvent, FactorId, StoreError, Timestamp, UserId};
 
 #[derive(Debug)]
 pub struct TwoHandles<S> {
@@ -99,5 +99,15 @@ impl<S: Store> Store for TwoHandles<S> {
     }
     async fn clear_throttle(&self, key: &ThrottleKey<'_>) -> Result<(), StoreError> {
         self.pick().clear_throttle(key).await
+    }
+    async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.pick().record_audit(event).await
+    }
+    async fn audit_trail(
+        &self,
+        user: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.pick().audit_trail(user, limit).await
     }
 }

@@ -21,11 +21,13 @@ use crate::store::ThrottleKey;
 use crate::totp::{Algorithm, TotpParams};
 
 /// The schema version this build of verrou writes. A database at a later version is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
-/// Migration `i` takes the schema from version `i` to `i + 1`. Written once for both
+/// Migration `i` takes the schema from version `i` to `i + 1` (version 1: factors, recovery
+/// codes, throttle counters; version 2: the audit trail). Written once for both
 /// dialects: `{blob}` becomes the binary type and `{serial}` the auto-increment key.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE verrou_totp_pending (
     user_id    TEXT PRIMARY KEY,
     factor_id  TEXT NOT NULL,
@@ -59,7 +61,21 @@ CREATE TABLE verrou_throttle (
     failures     BIGINT NOT NULL,
     last_failure BIGINT NOT NULL
 );
-"];
+",
+    r"
+CREATE TABLE verrou_audit (
+    id        {serial},
+    at        BIGINT NOT NULL,
+    user_id   TEXT NOT NULL,
+    client    TEXT,
+    kind      TEXT NOT NULL,
+    factor_id TEXT,
+    value     BIGINT,
+    detail    BIGINT
+);
+CREATE INDEX verrou_audit_by_user ON verrou_audit (user_id, id);
+",
+];
 
 /// How a dialect spells the types the migrations leave open.
 pub(crate) struct Dialect {
@@ -168,6 +184,33 @@ pub(crate) fn params(algorithm: &str, digits: i64, period: i64) -> Result<TotpPa
 /// The throttle key of a user's account, as stored.
 pub(crate) fn account_key(user: &UserId) -> String {
     ThrottleKey::Account(user).storage_key()
+}
+
+/// Rebuilds an audit event from its stored columns.
+pub(crate) fn audit_event(
+    at: i64,
+    user: &str,
+    client: Option<&str>,
+    kind: &str,
+    factor: Option<&str>,
+    value: Option<i64>,
+    detail: Option<i64>,
+) -> Result<crate::audit::AuditEvent, StoreError> {
+    let columns = crate::audit::KindColumns {
+        factor: factor.map(factor_id).transpose()?,
+        value: value.map(from_db).transpose()?,
+        detail,
+    };
+    Ok(crate::audit::AuditEvent {
+        at: timestamp(at)?,
+        user: UserId::new(user).map_err(|_| corrupt("stored audit user id is malformed"))?,
+        client: client
+            .map(str::parse)
+            .transpose()
+            .map_err(|_| corrupt("stored audit client address is malformed"))?,
+        kind: crate::audit::AuditKind::from_columns(kind, &columns)
+            .ok_or_else(|| corrupt("stored audit event kind is unknown or incomplete"))?,
+    })
 }
 
 /// A key-ring failure on a stored secret: the data cannot be used as it is.
@@ -708,6 +751,62 @@ macro_rules! impl_sql_store {
                     .await
                     .map_err($crate::store::sql::backend("clear a throttle counter"))?;
                 Ok(())
+            }
+
+            async fn record_audit(
+                &self,
+                event: &$crate::audit::AuditEvent,
+            ) -> Result<(), $crate::error::StoreError> {
+                use $crate::store::sql::{backend, to_db};
+                let columns = event.kind.to_columns();
+                sqlx::query(
+                    "INSERT INTO verrou_audit (at, user_id, client, kind, factor_id, value, \
+                     detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(to_db(event.at.unix_seconds())?)
+                .bind(event.user.as_str())
+                .bind(event.client.map(|addr| addr.to_string()))
+                .bind(event.kind.name())
+                .bind(columns.factor.map(|id| id.to_string()))
+                .bind(columns.value.map(to_db).transpose()?)
+                .bind(columns.detail)
+                .execute(&self.pool)
+                .await
+                .map_err(backend("record an audit event"))?;
+                Ok(())
+            }
+
+            async fn audit_trail(
+                &self,
+                user: Option<&$crate::ids::UserId>,
+                limit: usize,
+            ) -> Result<Vec<$crate::audit::AuditEvent>, $crate::error::StoreError> {
+                use sqlx::Row as _;
+                use $crate::store::sql::{audit_event, backend};
+                let rows = sqlx::query(
+                    "SELECT at, user_id, client, kind, factor_id, value, detail \
+                     FROM verrou_audit WHERE ($1 IS NULL OR user_id = $1) \
+                     ORDER BY id DESC LIMIT $2",
+                )
+                .bind(user.map($crate::ids::UserId::as_str))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend("read the audit trail"))?;
+                let decode = || backend("decode an audit event");
+                rows.iter()
+                    .map(|row| {
+                        audit_event(
+                            row.try_get(0).map_err(decode())?,
+                            row.try_get(1).map_err(decode())?,
+                            row.try_get(2).map_err(decode())?,
+                            row.try_get(3).map_err(decode())?,
+                            row.try_get(4).map_err(decode())?,
+                            row.try_get(5).map_err(decode())?,
+                            row.try_get(6).map_err(decode())?,
+                        )
+                    })
+                    .collect()
             }
         }
     };
