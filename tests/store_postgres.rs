@@ -33,8 +33,8 @@ impl Drop for Schema {
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+                use sqlx::Connection as _;
+                let mut conn = PgConnection::connect(&url).await.unwrap();
                 sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
                     .execute(&mut conn)
                     .await
@@ -79,4 +79,72 @@ store_conformance!(make_store);
 mod two_pools {
     use super::*;
     store_conformance!(concurrency make_two_pools);
+}
+
+// ---- PostgreSQL only: schema versions, secrets at rest ----------------------------------
+
+use conformance::{config, enrolled};
+use secrecy::ExposeSecret;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, PgConnection};
+use verrou::error::StoreErrorKind;
+use verrou::KeyRing;
+
+async fn raw(url: &str, schema: &Schema) -> PgConnection {
+    let options: PgConnectOptions = url.parse().unwrap();
+    options
+        .options([("search_path", schema.name.as_str())])
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let (url, schema) = server();
+    let keys = insecure_key_ring().unwrap();
+    PostgresStore::connect_in_schema(&url, &schema.name, keys.clone())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    sqlx::query("UPDATE verrou_schema_version SET version = version + 1")
+        .execute(&mut raw(&url, &schema).await)
+        .await
+        .unwrap();
+    let err = PostgresStore::connect_in_schema(&url, &schema.name, keys)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Incompatible);
+}
+
+#[tokio::test]
+async fn no_secret_in_clear_in_the_tables() {
+    let (url, schema) = server();
+    let store = PostgresStore::connect_in_schema(&url, &schema.name, insecure_key_ring().unwrap())
+        .await
+        .unwrap();
+    let e = enrolled(store, config()).await;
+    let base32 = e.secret.to_base32().expose_secret().to_owned();
+    let raw_secret = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &base32).unwrap();
+    let mut conn = raw(&url, &schema).await;
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT sealed FROM verrou_totp_active")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(KeyRing::sealed_with(&sealed).is_ok());
+    assert!(!sealed.windows(raw_secret.len()).any(|w| w == raw_secret));
+    // Every column of every row, as text, as a dump would show it.
+    let dump: Vec<String> = sqlx::query_scalar(
+        "SELECT t::text FROM verrou_totp_active t UNION ALL SELECT a::text FROM verrou_audit a",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(!dump.is_empty());
+    let hex: String = raw_secret.iter().map(|b| format!("{b:02x}")).collect();
+    for row in dump {
+        let row = row.to_ascii_lowercase();
+        assert!(!row.contains(&base32.to_ascii_lowercase()) && !row.contains(&hex));
+    }
 }

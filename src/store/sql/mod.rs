@@ -236,36 +236,40 @@ macro_rules! impl_sql_store {
             async fn migrate(&self) -> Result<(), $crate::error::StoreError> {
                 use $crate::store::sql::{backend, pending_migrations, VERSION_TABLE};
                 let mut tx = self.write("migrate the schema").await?;
-                if !$migration_lock.is_empty() {
-                    sqlx::query($migration_lock)
+                let result: Result<_, $crate::error::StoreError> = async {
+                    if !$migration_lock.is_empty() {
+                        sqlx::query($migration_lock)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(backend("lock the schema for migration"))?;
+                    }
+                    sqlx::query(VERSION_TABLE)
                         .execute(&mut *tx)
                         .await
-                        .map_err(backend("lock the schema for migration"))?;
-                }
-                sqlx::query(VERSION_TABLE)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend("create the schema version table"))?;
-                let current: Option<i64> =
-                    sqlx::query_scalar("SELECT version FROM verrou_schema_version")
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(backend("read the schema version"))?;
-                for (version, sql) in pending_migrations(current.unwrap_or(0), &$dialect)? {
-                    sqlx::raw_sql(&sql)
+                        .map_err(backend("create the schema version table"))?;
+                    let current: Option<i64> =
+                        sqlx::query_scalar("SELECT version FROM verrou_schema_version")
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(backend("read the schema version"))?;
+                    for (version, sql) in pending_migrations(current.unwrap_or(0), &$dialect)? {
+                        sqlx::raw_sql(&sql)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(backend("apply a schema migration"))?;
+                        sqlx::query(
+                            "INSERT INTO verrou_schema_version (singleton, version) VALUES (1, $1) \
+                             ON CONFLICT (singleton) DO UPDATE SET version = excluded.version",
+                        )
+                        .bind(version)
                         .execute(&mut *tx)
                         .await
-                        .map_err(backend("apply a schema migration"))?;
-                    sqlx::query(
-                        "INSERT INTO verrou_schema_version (singleton, version) VALUES (1, $1) \
-                         ON CONFLICT (singleton) DO UPDATE SET version = excluded.version",
-                    )
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend("record the schema version"))?;
+                        .map_err(backend("record the schema version"))?;
+                    }
+                    Ok(())
                 }
-                Self::commit(tx).await
+                .await;
+                Self::finish(tx, result).await
             }
 
             fn throttle_state(
@@ -326,12 +330,28 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn commit(
+            /// Ends a write transaction: commits after `Ok`, rolls back after `Err`. Never
+            /// leaves it to `Drop`, which only queues the rollback until the connection is
+            /// next used, and so could hold row and advisory locks meanwhile.
+            async fn finish<T>(
                 tx: sqlx::Transaction<'static, $db>,
-            ) -> Result<(), $crate::error::StoreError> {
-                tx.commit()
-                    .await
-                    .map_err($crate::store::sql::backend("commit"))
+                result: Result<T, $crate::error::StoreError>,
+            ) -> Result<T, $crate::error::StoreError> {
+                match result {
+                    Ok(value) => {
+                        tx.commit()
+                            .await
+                            .map_err($crate::store::sql::backend("commit"))?;
+                        Ok(value)
+                    }
+                    Err(error) => {
+                        if let Err(rollback) = tx.rollback().await {
+                            // The connection is broken; the server ends the transaction.
+                            tracing::warn!(target: "verrou::store", %rollback, "rollback failed");
+                        }
+                        Err(error)
+                    }
+                }
             }
         }
 
@@ -411,68 +431,70 @@ macro_rules! impl_sql_store {
                 use $crate::store::sql::{backend, to_db};
                 use $crate::store::Activation;
                 let mut tx = self.write("activate a pending factor").await?;
-                let pending = sqlx::query(concat!(
-                    "SELECT factor_id, replaces, expires_at FROM verrou_totp_pending \
-                     WHERE user_id = $1",
-                    $lock
-                ))
-                .bind(user.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend("read a pending factor"))?;
-                let decode = || backend("decode a pending factor");
-                let Some(pending) = pending else {
-                    return Ok(Activation::NotPending);
-                };
-                if pending.try_get::<String, _>(0).map_err(decode())? != factor.to_string() {
-                    return Ok(Activation::NotPending);
-                }
-                let replaces: Option<String> = pending.try_get(1).map_err(decode())?;
-                let expires_at: i64 = pending.try_get(2).map_err(decode())?;
-                if expires_at <= to_db(now.unix_seconds())? {
-                    return Ok(Activation::Expired);
-                }
-                let active: Option<String> = sqlx::query_scalar(concat!(
-                    "SELECT factor_id FROM verrou_totp_active WHERE user_id = $1",
-                    $lock
-                ))
-                .bind(user.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend("read the active factor"))?;
-                if active != replaces {
+                let result: Result<_, $crate::error::StoreError> = async {
+                    let pending = sqlx::query(concat!(
+                        "SELECT factor_id, replaces, expires_at FROM verrou_totp_pending \
+                         WHERE user_id = $1",
+                        $lock
+                    ))
+                    .bind(user.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend("read a pending factor"))?;
+                    let decode = || backend("decode a pending factor");
+                    let Some(pending) = pending else {
+                        return Ok(Activation::NotPending);
+                    };
+                    if pending.try_get::<String, _>(0).map_err(decode())? != factor.to_string() {
+                        return Ok(Activation::NotPending);
+                    }
+                    let replaces: Option<String> = pending.try_get(1).map_err(decode())?;
+                    let expires_at: i64 = pending.try_get(2).map_err(decode())?;
+                    if expires_at <= to_db(now.unix_seconds())? {
+                        return Ok(Activation::Expired);
+                    }
+                    let active: Option<String> = sqlx::query_scalar(concat!(
+                        "SELECT factor_id FROM verrou_totp_active WHERE user_id = $1",
+                        $lock
+                    ))
+                    .bind(user.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend("read the active factor"))?;
+                    if active != replaces {
+                        sqlx::query("DELETE FROM verrou_totp_pending WHERE user_id = $1")
+                            .bind(user.as_str())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(backend("discard a superseded pending factor"))?;
+                        return Ok(Activation::Superseded);
+                    }
+                    // The sealed blob is bound to (user, factor), which do not change.
+                    sqlx::query(
+                        "INSERT INTO verrou_totp_active (user_id, factor_id, sealed, algorithm, \
+                         digits, period, last_step, activated_at) \
+                         SELECT user_id, factor_id, sealed, algorithm, digits, period, $2, $3 \
+                         FROM verrou_totp_pending WHERE user_id = $1 \
+                         ON CONFLICT (user_id) DO UPDATE SET factor_id = excluded.factor_id, \
+                         sealed = excluded.sealed, algorithm = excluded.algorithm, \
+                         digits = excluded.digits, period = excluded.period, \
+                         last_step = excluded.last_step, activated_at = excluded.activated_at",
+                    )
+                    .bind(user.as_str())
+                    .bind(to_db(confirmed_step)?)
+                    .bind(to_db(now.unix_seconds())?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("activate a pending factor"))?;
                     sqlx::query("DELETE FROM verrou_totp_pending WHERE user_id = $1")
                         .bind(user.as_str())
                         .execute(&mut *tx)
                         .await
-                        .map_err(backend("discard a superseded pending factor"))?;
-                    Self::commit(tx).await?;
-                    return Ok(Activation::Superseded);
+                        .map_err(backend("remove an activated pending factor"))?;
+                    Ok(Activation::Activated)
                 }
-                // The sealed blob is bound to (user, factor), which do not change.
-                sqlx::query(
-                    "INSERT INTO verrou_totp_active (user_id, factor_id, sealed, algorithm, \
-                     digits, period, last_step, activated_at) \
-                     SELECT user_id, factor_id, sealed, algorithm, digits, period, $2, $3 \
-                     FROM verrou_totp_pending WHERE user_id = $1 \
-                     ON CONFLICT (user_id) DO UPDATE SET factor_id = excluded.factor_id, \
-                     sealed = excluded.sealed, algorithm = excluded.algorithm, \
-                     digits = excluded.digits, period = excluded.period, \
-                     last_step = excluded.last_step, activated_at = excluded.activated_at",
-                )
-                .bind(user.as_str())
-                .bind(to_db(confirmed_step)?)
-                .bind(to_db(now.unix_seconds())?)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend("activate a pending factor"))?;
-                sqlx::query("DELETE FROM verrou_totp_pending WHERE user_id = $1")
-                    .bind(user.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend("remove an activated pending factor"))?;
-                Self::commit(tx).await?;
-                Ok(Activation::Activated)
+                .await;
+                Self::finish(tx, result).await
             }
 
             async fn active_totp(
@@ -512,37 +534,40 @@ macro_rules! impl_sql_store {
                 use $crate::store::StepAdvance;
                 let factor = factor.to_string();
                 let mut tx = self.write("accept a time step").await?;
-                // One conditional update: of racing requests for one step, one moves it.
-                let advanced = sqlx::query(
-                    "UPDATE verrou_totp_active SET last_step = $3 \
-                     WHERE user_id = $1 AND factor_id = $2 AND last_step < $3",
-                )
-                .bind(user.as_str())
-                .bind(&factor)
-                .bind(to_db(step)?)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend("accept a time step"))?
-                .rows_affected();
-                if advanced == 1 {
-                    Self::reset_account(&mut tx, user).await?;
-                    Self::commit(tx).await?;
-                    return Ok(StepAdvance::Advanced);
+                let result: Result<_, $crate::error::StoreError> = async {
+                    // One conditional update: of racing requests for one step, one moves it.
+                    let advanced = sqlx::query(
+                        "UPDATE verrou_totp_active SET last_step = $3 \
+                         WHERE user_id = $1 AND factor_id = $2 AND last_step < $3",
+                    )
+                    .bind(user.as_str())
+                    .bind(&factor)
+                    .bind(to_db(step)?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("accept a time step"))?
+                    .rows_affected();
+                    if advanced == 1 {
+                        Self::reset_account(&mut tx, user).await?;
+                        return Ok(StepAdvance::Advanced);
+                    }
+                    let exists: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM verrou_totp_active \
+                         WHERE user_id = $1 AND factor_id = $2",
+                    )
+                    .bind(user.as_str())
+                    .bind(&factor)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend("read the active factor"))?;
+                    Ok(if exists > 0 {
+                        StepAdvance::AlreadyUsed
+                    } else {
+                        StepAdvance::NoSuchFactor
+                    })
                 }
-                let exists: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM verrou_totp_active \
-                     WHERE user_id = $1 AND factor_id = $2",
-                )
-                .bind(user.as_str())
-                .bind(&factor)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend("read the active factor"))?;
-                Ok(if exists > 0 {
-                    StepAdvance::AlreadyUsed
-                } else {
-                    StepAdvance::NoSuchFactor
-                })
+                .await;
+                Self::finish(tx, result).await
             }
 
             async fn replace_recovery_codes(
@@ -552,25 +577,29 @@ macro_rules! impl_sql_store {
             ) -> Result<(), $crate::error::StoreError> {
                 use $crate::store::sql::backend;
                 let mut tx = self.write("replace recovery codes").await?;
-                sqlx::query("DELETE FROM verrou_recovery_codes WHERE user_id = $1")
-                    .bind(user.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend("remove old recovery codes"))?;
-                for code in codes {
-                    sqlx::query(
-                        "INSERT INTO verrou_recovery_codes (user_id, lookup, phc, used) \
-                         VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(user.as_str())
-                    .bind(code.lookup.as_str())
-                    .bind(code.phc)
-                    .bind(code.used)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend("store a recovery code"))?;
+                let result: Result<_, $crate::error::StoreError> = async {
+                    sqlx::query("DELETE FROM verrou_recovery_codes WHERE user_id = $1")
+                        .bind(user.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend("remove old recovery codes"))?;
+                    for code in codes {
+                        sqlx::query(
+                            "INSERT INTO verrou_recovery_codes (user_id, lookup, phc, used) \
+                             VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(user.as_str())
+                        .bind(code.lookup.as_str())
+                        .bind(code.phc)
+                        .bind(code.used)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend("store a recovery code"))?;
+                    }
+                    Ok(())
                 }
-                Self::commit(tx).await
+                .await;
+                Self::finish(tx, result).await
             }
 
             async fn recovery_code(
@@ -606,45 +635,48 @@ macro_rules! impl_sql_store {
                 use $crate::store::sql::{backend, from_db};
                 use $crate::store::Consumption;
                 let mut tx = self.write("consume a recovery code").await?;
-                // One conditional update: of racing requests for one code, one marks it.
-                let consumed = sqlx::query(
-                    "UPDATE verrou_recovery_codes SET used = TRUE \
-                     WHERE user_id = $1 AND lookup = $2 AND NOT used",
-                )
-                .bind(user.as_str())
-                .bind(lookup.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend("consume a recovery code"))?
-                .rows_affected();
-                if consumed == 1 {
-                    Self::reset_account(&mut tx, user).await?;
-                    let remaining: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM verrou_recovery_codes \
-                         WHERE user_id = $1 AND NOT used",
+                let result: Result<_, $crate::error::StoreError> = async {
+                    // One conditional update: of racing requests for one code, one marks it.
+                    let consumed = sqlx::query(
+                        "UPDATE verrou_recovery_codes SET used = TRUE \
+                         WHERE user_id = $1 AND lookup = $2 AND NOT used",
                     )
                     .bind(user.as_str())
+                    .bind(lookup.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("consume a recovery code"))?
+                    .rows_affected();
+                    if consumed == 1 {
+                        Self::reset_account(&mut tx, user).await?;
+                        let remaining: i64 = sqlx::query_scalar(
+                            "SELECT COUNT(*) FROM verrou_recovery_codes \
+                             WHERE user_id = $1 AND NOT used",
+                        )
+                        .bind(user.as_str())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(backend("count recovery codes"))?;
+                        let remaining = usize::try_from(from_db(remaining)?).unwrap_or(usize::MAX);
+                        return Ok(Consumption::Consumed { remaining });
+                    }
+                    let exists: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM verrou_recovery_codes \
+                         WHERE user_id = $1 AND lookup = $2",
+                    )
+                    .bind(user.as_str())
+                    .bind(lookup.as_str())
                     .fetch_one(&mut *tx)
                     .await
-                    .map_err(backend("count recovery codes"))?;
-                    Self::commit(tx).await?;
-                    let remaining = usize::try_from(from_db(remaining)?).unwrap_or(usize::MAX);
-                    return Ok(Consumption::Consumed { remaining });
+                    .map_err(backend("read a recovery code"))?;
+                    Ok(if exists > 0 {
+                        Consumption::AlreadyUsed
+                    } else {
+                        Consumption::NotFound
+                    })
                 }
-                let exists: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM verrou_recovery_codes \
-                     WHERE user_id = $1 AND lookup = $2",
-                )
-                .bind(user.as_str())
-                .bind(lookup.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend("read a recovery code"))?;
-                Ok(if exists > 0 {
-                    Consumption::AlreadyUsed
-                } else {
-                    Consumption::NotFound
-                })
+                .await;
+                Self::finish(tx, result).await
             }
 
             async fn remaining_recovery_codes(
@@ -668,21 +700,24 @@ macro_rules! impl_sql_store {
             ) -> Result<bool, $crate::error::StoreError> {
                 use $crate::store::sql::backend;
                 let mut tx = self.write("remove a factor").await?;
-                // Pending before active: the order activation locks them in.
-                let mut removed = 0;
-                for sql in [
-                    "DELETE FROM verrou_totp_pending WHERE user_id = $1",
-                    "DELETE FROM verrou_totp_active WHERE user_id = $1",
-                ] {
-                    removed += sqlx::query(sql)
-                        .bind(user.as_str())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(backend("remove a factor"))?
-                        .rows_affected();
+                let result: Result<_, $crate::error::StoreError> = async {
+                    // Pending before active: the order activation locks them in.
+                    let mut removed = 0;
+                    for sql in [
+                        "DELETE FROM verrou_totp_pending WHERE user_id = $1",
+                        "DELETE FROM verrou_totp_active WHERE user_id = $1",
+                    ] {
+                        removed += sqlx::query(sql)
+                            .bind(user.as_str())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(backend("remove a factor"))?
+                            .rows_affected();
+                    }
+                    Ok(removed > 0)
                 }
-                Self::commit(tx).await?;
-                Ok(removed > 0)
+                .await;
+                Self::finish(tx, result).await
             }
 
             async fn throttle(
@@ -711,34 +746,37 @@ macro_rules! impl_sql_store {
                 use $crate::store::sql::{backend, to_db};
                 let key = key.storage_key();
                 let mut tx = self.write("reserve an attempt").await?;
-                // Creates the counter or, if it exists, locks it (a no-op update), and reads it:
-                // one statement, so there is always a row, and it is ours until commit.
-                let row = sqlx::query(
-                    "INSERT INTO verrou_throttle (throttle_key, failures, last_failure) \
-                     VALUES ($1, 0, 0) ON CONFLICT (throttle_key) \
-                     DO UPDATE SET throttle_key = excluded.throttle_key \
-                     RETURNING failures, last_failure",
-                )
-                .bind(&key)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend("read a throttle counter"))?;
-                let state = Self::throttle_state(&row)?;
-                let (next, reservation) = $crate::store::Reservation::decide(policy, &state, now);
-                if let Some(next) = next {
-                    sqlx::query(
-                        "UPDATE verrou_throttle SET failures = $2, last_failure = $3 \
-                         WHERE throttle_key = $1",
+                let result: Result<_, $crate::error::StoreError> = async {
+                    // Creates the counter or, if it exists, locks it (a no-op update), and reads it:
+                    // one statement, so there is always a row, and it is ours until commit.
+                    let row = sqlx::query(
+                        "INSERT INTO verrou_throttle (throttle_key, failures, last_failure) \
+                         VALUES ($1, 0, 0) ON CONFLICT (throttle_key) \
+                         DO UPDATE SET throttle_key = excluded.throttle_key \
+                         RETURNING failures, last_failure",
                     )
                     .bind(&key)
-                    .bind(i64::from(next.failures))
-                    .bind(to_db(next.last_failure.unix_seconds())?)
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await
-                    .map_err(backend("count an attempt"))?;
+                    .map_err(backend("read a throttle counter"))?;
+                    let state = Self::throttle_state(&row)?;
+                    let (next, reservation) = $crate::store::Reservation::decide(policy, &state, now);
+                    if let Some(next) = next {
+                        sqlx::query(
+                            "UPDATE verrou_throttle SET failures = $2, last_failure = $3 \
+                             WHERE throttle_key = $1",
+                        )
+                        .bind(&key)
+                        .bind(i64::from(next.failures))
+                        .bind(to_db(next.last_failure.unix_seconds())?)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend("count an attempt"))?;
+                    }
+                    Ok(reservation)
                 }
-                Self::commit(tx).await?;
-                Ok(reservation)
+                .await;
+                Self::finish(tx, result).await
             }
 
             async fn clear_throttle(

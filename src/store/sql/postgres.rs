@@ -86,7 +86,10 @@ impl PostgresStore {
             .await
             .map_err(backend("connect to PostgreSQL"))?;
         let store = Self { pool, keys };
-        store.migrate().await?;
+        if let Err(error) = store.migrate().await {
+            store.close().await;
+            return Err(error);
+        }
         Ok(store)
     }
 

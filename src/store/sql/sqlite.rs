@@ -57,7 +57,10 @@ impl SqliteStore {
             .await
             .map_err(backend("open the SQLite database"))?;
         let store = Self { pool, keys };
-        store.migrate().await?;
+        if let Err(error) = store.migrate().await {
+            store.close().await;
+            return Err(error);
+        }
         Ok(store)
     }
 
