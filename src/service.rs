@@ -1199,10 +1199,10 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             client: ctx.addr,
             kind,
         };
-        self.store.record_audit(&event).await?;
         if let Some(sink) = &self.sink {
             sink.record(&event);
         }
+        self.store.record_audit(event).await?;
         Ok(())
     }
 }

@@ -29,7 +29,7 @@ pub struct MemoryStore {
 type Map<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
 
 /// The audit trail keeps this many newest events; older ones are dropped.
-pub const MEMORY_AUDIT_CAPACITY: usize = 100_000;
+pub const MEMORY_AUDIT_CAPACITY: usize = 10_000;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -245,12 +245,12 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+    async fn record_audit(&self, event: AuditEvent) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
         if inner.audit.len() >= MEMORY_AUDIT_CAPACITY {
             inner.audit.pop_front();
         }
-        inner.audit.push_back(event.clone());
+        inner.audit.push_back(event);
         Ok(())
     }
 

@@ -295,7 +295,7 @@ pub trait Store: Send + Sync {
     /// Appends `event` to the audit trail.
     fn record_audit(
         &self,
-        event: &AuditEvent,
+        event: AuditEvent,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The newest `limit` events of the audit trail, newest first: `user`'s, or everyone's.

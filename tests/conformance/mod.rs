@@ -812,9 +812,9 @@ pub async fn audit_trail_is_kept_newest_first<S: Store>(store: S) {
     ];
     for (i, kind) in kinds.iter().enumerate() {
         let event = AuditEvent::new(at(START + i as u64), alice.clone(), client, kind.clone());
-        store.record_audit(&event).await.unwrap();
+        store.record_audit(event).await.unwrap();
         let other = AuditEvent::new(at(START + i as u64), bob.clone(), None, kind.clone());
-        store.record_audit(&other).await.unwrap();
+        store.record_audit(other).await.unwrap();
     }
     let trail = store.audit_trail(Some(&alice), 10).await.unwrap();
     let got: Vec<_> = trail.iter().map(|e| e.kind.clone()).collect();

@@ -100,7 +100,7 @@ impl<S: Store> Store for TwoHandles<S> {
     async fn clear_throttle(&self, key: &ThrottleKey<'_>) -> Result<(), StoreError> {
         self.pick().clear_throttle(key).await
     }
-    async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+    async fn record_audit(&self, event: AuditEvent) -> Result<(), StoreError> {
         self.pick().record_audit(event).await
     }
     async fn audit_trail(

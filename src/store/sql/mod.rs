@@ -793,7 +793,7 @@ macro_rules! impl_sql_store {
 
             async fn record_audit(
                 &self,
-                event: &$crate::audit::AuditEvent,
+                event: $crate::audit::AuditEvent,
             ) -> Result<(), $crate::error::StoreError> {
                 use $crate::store::sql::{backend, to_db};
                 let columns = event.kind.to_columns();

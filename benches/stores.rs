@@ -1,0 +1,175 @@
+//! Verifications per second through each persistent store, measured in one run on this
+//! machine: SQLite (WAL, `synchronous=FULL`, a temporary file) and, when
+//! `VERROU_TEST_POSTGRES_URL` names a server, PostgreSQL (a temporary schema, dropped after).
+//!
+//! `USERS` users verify concurrently, each a fresh (accepted) code per round: every
+//! verification is the whole production path (the account throttle reservation, the factor
+//! load, the step's atomic acceptance, the audit record). The baseline, measured just before
+//! on the same database with the same concurrency, is the cheapest durable write there is:
+//! one single-row `INSERT` committed on its own. The ratio says how many such commits one
+//! verification costs.
+//! Run: `cargo bench --bench stores --features sqlite,postgres`.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tokio::sync::Barrier;
+use verrou::store::{PostgresStore, SqliteStore, Store};
+use verrou::testing::{insecure_code_at, insecure_enrol, insecure_key_ring, InsecureManualClock};
+use verrou::{
+    ClientContext, FactorId, Timestamp, TotpOutcome, TotpParams, UserId, Verrou, VerrouConfig,
+};
+
+/// Concurrent users (requests in flight).
+const USERS: usize = 16;
+/// Verifications per user per backend.
+const ROUNDS: usize = 60;
+const START: u64 = 1_795_000_000;
+
+fn at(seconds: u64) -> Timestamp {
+    Timestamp::from_unix_seconds(seconds).unwrap()
+}
+
+/// Verifications per second: `USERS` tasks, `ROUNDS` accepted codes each.
+async fn throughput<S: Store + Clone + 'static>(store: S) -> f64 {
+    let barrier = Arc::new(Barrier::new(USERS + 1));
+    let mut tasks = Vec::new();
+    for i in 0..USERS {
+        let clock = InsecureManualClock::new(at(START));
+        let verrou = Verrou::new(store.clone(), VerrouConfig::new("Bench").unwrap())
+            .with_clock(clock.clone());
+        let user = UserId::new(format!("bench-{i}")).unwrap();
+        let secret = insecure_enrol(&verrou, &user).await.unwrap().unwrap();
+        // Codes computed up front: the timing is the service and its store.
+        let codes: Vec<(u64, String)> = (1..=ROUNDS as u64)
+            .map(|r| {
+                let t = START + 30 * r;
+                (t, insecure_code_at(&secret, TotpParams::DEFAULT, at(t)))
+            })
+            .collect();
+        let ctx = ClientContext::from_addr(IpAddr::V4(Ipv4Addr::new(192, 0, 2, i as u8)));
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            for (t, code) in codes {
+                clock.set_unix_seconds(t);
+                let outcome = verrou.verify_totp(&user, &code, &ctx).await.unwrap();
+                assert!(matches!(outcome, TotpOutcome::Accepted(_)), "{outcome:?}");
+            }
+        }));
+    }
+    barrier.wait().await;
+    let started = Instant::now();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (USERS * ROUNDS) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Durable single-row commits per second through `pool`, `USERS` tasks at a time.
+async fn floor<DB>(pool: sqlx::Pool<DB>) -> f64
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query("CREATE TABLE bench_floor (task BIGINT NOT NULL, round BIGINT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let barrier = Arc::new(Barrier::new(USERS + 1));
+    let tasks: Vec<_> = (0..USERS as i64)
+        .map(|task| {
+            let (pool, barrier) = (pool.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                for round in 0..ROUNDS as i64 {
+                    sqlx::query("INSERT INTO bench_floor (task, round) VALUES ($1, $2)")
+                        .bind(task)
+                        .bind(round)
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    barrier.wait().await;
+    let started = Instant::now();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let per_second = (USERS * ROUNDS) as f64 / started.elapsed().as_secs_f64();
+    pool.close().await;
+    per_second
+}
+
+async fn postgres(url: &str) -> (PostgresStore, String) {
+    let schema = format!("verrou_bench_{}", FactorId::generate().unwrap());
+    let store = PostgresStore::connect_in_schema(url, &schema, insecure_key_ring().unwrap())
+        .await
+        .unwrap();
+    (store, schema)
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        println!("{USERS} concurrent users x {ROUNDS} accepted verifications per backend");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bench.db");
+        let sqlite = SqliteStore::open(&path, insecure_key_ring().unwrap())
+            .await
+            .unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let raw = SqlitePoolOptions::new().max_connections(4);
+        let commits = floor(raw.connect_with(options).await.unwrap()).await;
+        report("sqlite", throughput(sqlite.clone()).await, commits);
+        sqlite.close().await;
+
+        match std::env::var("VERROU_TEST_POSTGRES_URL") {
+            Ok(url) => {
+                let (store, schema) = postgres(&url).await;
+                let options: PgConnectOptions = url.parse().unwrap();
+                let options = options.options([("search_path", schema.as_str())]);
+                let raw = PgPoolOptions::new().max_connections(10);
+                let commits = floor(raw.connect_with(options).await.unwrap()).await;
+                report("postgres", throughput(store.clone()).await, commits);
+                store.close().await;
+                drop_schema(&url, &schema).await;
+            }
+            Err(_) => println!("postgres: skipped (VERROU_TEST_POSTGRES_URL is not set)"),
+        }
+    });
+}
+
+fn report(name: &str, verifications: f64, commits: f64) {
+    println!(
+        "{name:>8}: {verifications:>7.0} verifications/s, {commits:>7.0} bare commits/s: \
+         one verification costs {:.2} commits",
+        commits / verifications
+    );
+}
