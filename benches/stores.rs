@@ -76,7 +76,7 @@ async fn floor<DB>(pool: sqlx::Pool<DB>) -> f64
 where
     DB: sqlx::Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
     i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     sqlx::query("CREATE TABLE bench_floor (task BIGINT NOT NULL, round BIGINT NOT NULL)")
@@ -121,10 +121,13 @@ async fn postgres(url: &str) -> (PostgresStore, String) {
 async fn drop_schema(url: &str, schema: &str) {
     use sqlx::Connection as _;
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    sqlx::raw_sql(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    // `schema` is our own random, validated name.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
 }
 
 fn main() {

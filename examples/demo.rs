@@ -7,6 +7,10 @@
 //! codes and one of them used (once), malformed input refused without being counted, and the
 //! throttle after repeated wrong codes.
 //!
+//! It runs on the embedded default store, SQLite, in `target/verrou-demo/verrou.db` (made
+//! afresh each run), and ends by reading the audit trail back from that file. The secret is
+//! stored sealed under a key ring; the demo's key is random and lives only as long as the run.
+//!
 //! The demo prints the secret because it is throwaway: a portal never logs it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -16,8 +20,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
-use verrou::store::MemoryStore;
-use verrou::testing::insecure_code_at;
+use verrou::store::SqliteStore;
+use verrou::testing::{insecure_code_at, insecure_key_ring};
 use verrou::{
     ClientContext, Clock, EnrollmentOutcome, RecoveryCodesOutcome, SystemClock, TotpOutcome,
     TotpSecret, UserId, Verrou, VerrouConfig,
@@ -25,7 +29,18 @@ use verrou::{
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let verrou = Verrou::new(MemoryStore::new(), VerrouConfig::new("verrou demo")?);
+    let dir = PathBuf::from("target").join("verrou-demo");
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join("verrou.db");
+    for stale in ["verrou.db", "verrou.db-wal", "verrou.db-shm"] {
+        match std::fs::remove_file(dir.join(stale)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    let store = SqliteStore::open(&db, insecure_key_ring()?).await?;
+    println!("store: SQLite at {}", db.display());
+    let verrou = Verrou::new(store, VerrouConfig::new("verrou demo")?);
     let user = UserId::new("partner-0042")?;
     let ctx = ClientContext::from_addr("127.0.0.1".parse()?);
     let interactive = std::io::stdin().is_terminal() && std::env::var_os("CI").is_none();
@@ -37,8 +52,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let uri = offer.otpauth_uri().expose_secret();
     println!("otpauth URI: {uri}");
     println!("{}", verrou::totp::qr_terminal(uri)?.expose_secret());
-    let dir = PathBuf::from("target").join("verrou-demo");
-    std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("qr.svg"), offer.qr_svg()?.expose_secret())?;
     std::fs::write(dir.join("qr.png"), offer.qr_png()?.expose_secret())?;
     println!(
@@ -137,6 +150,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let outcome = verrou.verify_totp(&user, guess, &ctx).await?;
         println!("{guess} -> {}", describe(&outcome));
     }
+
+    println!();
+    println!("== Audit trail, read back from {} ==", db.display());
+    for event in verrou.audit_trail(Some(&user), 50).await?.iter().rev() {
+        println!("{} {}", event.at.unix_seconds(), event.kind.name());
+    }
+    verrou.store().close().await;
     Ok(())
 }
 

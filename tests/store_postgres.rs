@@ -35,10 +35,12 @@ impl Drop for Schema {
             runtime.block_on(async {
                 use sqlx::Connection as _;
                 let mut conn = PgConnection::connect(&url).await.unwrap();
-                sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+                )))
+                .execute(&mut conn)
+                .await
+                .unwrap();
             });
         })
         .join();

@@ -253,7 +253,8 @@ macro_rules! impl_sql_store {
                             .await
                             .map_err(backend("read the schema version"))?;
                     for (version, sql) in pending_migrations(current.unwrap_or(0), &$dialect)? {
-                        sqlx::raw_sql(&sql)
+                        // Built from the static templates above and static type names only.
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
                             .execute(&mut *tx)
                             .await
                             .map_err(backend("apply a schema migration"))?;

@@ -73,7 +73,9 @@ impl PostgresStore {
         // The name is validated above: it cannot close the quotes.
         let create =
             format!("BEGIN; {MIGRATION_LOCK}; CREATE SCHEMA IF NOT EXISTS \"{schema}\"; COMMIT;");
-        let created = sqlx::raw_sql(&create).execute(&admin).await;
+        let created = sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+            .execute(&admin)
+            .await;
         admin.close().await;
         created.map_err(backend("create the schema"))?;
         Self::connect_options(base.options([("search_path", schema)]), keys).await
