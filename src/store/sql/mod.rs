@@ -1,6 +1,6 @@
-//! What the SQL backends share: the schema and its migrations, value conversions, error
-//! mapping, and the [`Store`](super::Store) implementation itself, written once and
-//! instantiated for each driver by `impl_sql_store!`.
+//! What the SQL backends share: the [`Store`](super::Store) implementation, written once here
+//! and instantiated for each driver by `impl_sql_store!`; the schema (`schema.rs`); value
+//! conversions and error mapping (`values.rs`).
 //!
 //! Every operation is a single statement or one write transaction. On SQLite a write
 //! transaction starts with `BEGIN IMMEDIATE`, so it holds the database's write lock from its
@@ -11,212 +11,16 @@
 
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+mod schema;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+mod values;
 
-use crate::clock::Timestamp;
-use crate::error::{StoreError, StoreErrorKind};
-use crate::ids::{FactorId, UserId};
-use crate::store::ThrottleKey;
-use crate::totp::{Algorithm, TotpParams};
-
-/// The schema version this build of verrou writes. A database at a later version is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
-
-/// Migration `i` takes the schema from version `i` to `i + 1` (version 1: factors, recovery
-/// codes, throttle counters; version 2: the audit trail). Written once for both
-/// dialects: `{blob}` becomes the binary type and `{serial}` the auto-increment key.
-const MIGRATIONS: &[&str] = &[
-    r"
-CREATE TABLE verrou_totp_pending (
-    user_id    TEXT PRIMARY KEY,
-    factor_id  TEXT NOT NULL,
-    sealed     {blob} NOT NULL,
-    algorithm  TEXT NOT NULL,
-    digits     BIGINT NOT NULL,
-    period     BIGINT NOT NULL,
-    replaces   TEXT,
-    created_at BIGINT NOT NULL,
-    expires_at BIGINT NOT NULL
-);
-CREATE TABLE verrou_totp_active (
-    user_id      TEXT PRIMARY KEY,
-    factor_id    TEXT NOT NULL,
-    sealed       {blob} NOT NULL,
-    algorithm    TEXT NOT NULL,
-    digits       BIGINT NOT NULL,
-    period       BIGINT NOT NULL,
-    last_step    BIGINT NOT NULL,
-    activated_at BIGINT NOT NULL
-);
-CREATE TABLE verrou_recovery_codes (
-    user_id TEXT NOT NULL,
-    lookup  TEXT NOT NULL,
-    phc     TEXT NOT NULL,
-    used    BOOLEAN NOT NULL,
-    PRIMARY KEY (user_id, lookup)
-);
-CREATE TABLE verrou_throttle (
-    throttle_key TEXT PRIMARY KEY,
-    failures     BIGINT NOT NULL,
-    last_failure BIGINT NOT NULL
-);
-",
-    r"
-CREATE TABLE verrou_audit (
-    id        {serial},
-    at        BIGINT NOT NULL,
-    user_id   TEXT NOT NULL,
-    client    TEXT,
-    kind      TEXT NOT NULL,
-    factor_id TEXT,
-    value     BIGINT,
-    detail    BIGINT
-);
-CREATE INDEX verrou_audit_by_user ON verrou_audit (user_id, id);
-",
-];
-
-/// How a dialect spells the types the migrations leave open.
-pub(crate) struct Dialect {
-    pub(crate) blob: &'static str,
-    pub(crate) serial: &'static str,
-}
-
-/// The migrations after `from`, in order, with their target version, spelled for `dialect`.
-pub(crate) fn pending_migrations(
-    from: i64,
-    dialect: &Dialect,
-) -> Result<Vec<(i64, String)>, StoreError> {
-    if from > SCHEMA_VERSION {
-        return Err(StoreError::new(
-            StoreErrorKind::Incompatible,
-            "the database schema is newer than this version of verrou: upgrade verrou",
-        ));
-    }
-    if from < 0 {
-        return Err(StoreError::new(
-            StoreErrorKind::Corrupt,
-            "the recorded schema version is negative",
-        ));
-    }
-    Ok(MIGRATIONS
-        .iter()
-        .zip(1..)
-        .filter(|(_, to)| *to > from)
-        .map(|(sql, to)| {
-            let sql = sql
-                .replace("{blob}", dialect.blob)
-                .replace("{serial}", dialect.serial);
-            (to, sql)
-        })
-        .collect())
-}
-
-/// The table that records the schema version: one row.
-pub(crate) const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS verrou_schema_version (
-    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
-    version BIGINT NOT NULL
-)";
-
-/// Maps a driver error to a [`StoreError`] of the right kind.
-pub(crate) fn backend(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |error| {
-        let kind = match &error {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => StoreErrorKind::Unavailable,
-            sqlx::Error::Database(db) => match db.code().as_deref() {
-                // SQLite BUSY, LOCKED and their extended codes; PostgreSQL serialization
-                // failure, deadlock, lock not available.
-                Some("5" | "6" | "261" | "517" | "40001" | "40P01" | "55P03") => {
-                    StoreErrorKind::Contention
-                }
-                _ => StoreErrorKind::Backend,
-            },
-            sqlx::Error::ColumnDecode { .. }
-            | sqlx::Error::Decode(_)
-            | sqlx::Error::ColumnNotFound(_)
-            | sqlx::Error::ColumnIndexOutOfBounds { .. }
-            | sqlx::Error::TypeNotFound { .. }
-            | sqlx::Error::RowNotFound => StoreErrorKind::Corrupt,
-            _ => StoreErrorKind::Backend,
-        };
-        StoreError::with_source(kind, context, error)
-    }
-}
-
-fn corrupt(context: &'static str) -> StoreError {
-    StoreError::new(StoreErrorKind::Corrupt, context)
-}
-
-/// A `u64` as the signed 64-bit integer both databases store.
-pub(crate) fn to_db(value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::new(StoreErrorKind::Backend, "value over i64"))
-}
-
-/// A stored integer back as a `u64`.
-pub(crate) fn from_db(value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| corrupt("negative stored value"))
-}
-
-pub(crate) fn timestamp(value: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_unix_seconds(from_db(value)?).map_err(|_| corrupt("stored time out of range"))
-}
-
-pub(crate) fn factor_id(text: &str) -> Result<FactorId, StoreError> {
-    FactorId::parse(text).map_err(|_| corrupt("stored factor id is malformed"))
-}
-
-pub(crate) fn failures(value: i64) -> Result<u32, StoreError> {
-    u32::try_from(value).map_err(|_| corrupt("stored failure count out of range"))
-}
-
-pub(crate) fn params(algorithm: &str, digits: i64, period: i64) -> Result<TotpParams, StoreError> {
-    let algorithm = Algorithm::from_name(algorithm).ok_or_else(|| corrupt("stored algorithm"))?;
-    let digits = u8::try_from(digits).map_err(|_| corrupt("stored digits"))?;
-    TotpParams::new(algorithm, digits, from_db(period)?)
-        .map_err(|_| corrupt("stored TOTP parameters are out of range"))
-}
-
-/// The throttle key of a user's account, as stored.
-pub(crate) fn account_key(user: &UserId) -> String {
-    ThrottleKey::Account(user).storage_key()
-}
-
-/// Rebuilds an audit event from its stored columns.
-pub(crate) fn audit_event(
-    at: i64,
-    user: &str,
-    client: Option<&str>,
-    kind: &str,
-    factor: Option<&str>,
-    value: Option<i64>,
-    detail: Option<i64>,
-) -> Result<crate::audit::AuditEvent, StoreError> {
-    let columns = crate::audit::KindColumns {
-        factor: factor.map(factor_id).transpose()?,
-        value: value.map(from_db).transpose()?,
-        detail,
-    };
-    Ok(crate::audit::AuditEvent {
-        at: timestamp(at)?,
-        user: UserId::new(user).map_err(|_| corrupt("stored audit user id is malformed"))?,
-        client: client
-            .map(str::parse)
-            .transpose()
-            .map_err(|_| corrupt("stored audit client address is malformed"))?,
-        kind: crate::audit::AuditKind::from_columns(kind, &columns)
-            .ok_or_else(|| corrupt("stored audit event kind is unknown or incomplete"))?,
-    })
-}
-
-/// A key-ring failure on a stored secret: the data cannot be used as it is.
-pub(crate) fn sealing(context: &'static str) -> impl FnOnce(crate::KeyRingError) -> StoreError {
-    move |error| StoreError::with_source(StoreErrorKind::Corrupt, context, error)
-}
+pub(crate) use self::schema::{pending_migrations, Dialect, VERSION_TABLE};
+pub(crate) use self::values::{
+    account_key, audit_event, backend, factor_id, failures, from_db, params, sealing, timestamp,
+    to_db,
+};
 
 /// Implements [`Store`](crate::store::Store) for `$store` (with fields `pool: Pool<$db>` and
 /// `keys: KeyRing`). `$begin` starts a write transaction; `$lock` is appended to the
@@ -231,7 +35,7 @@ macro_rules! impl_sql_store {
         dialect = $dialect:expr
     ) => {
         impl $store {
-            /// Brings the schema to [`SCHEMA_VERSION`](crate::store::sql::SCHEMA_VERSION) in
+            /// Brings the schema to the version this build writes (`schema::SCHEMA_VERSION`) in
             /// one write transaction (concurrent openers wait for it), or refuses a newer one.
             async fn migrate(&self) -> Result<(), $crate::error::StoreError> {
                 use $crate::store::sql::{backend, pending_migrations, VERSION_TABLE};

@@ -1,0 +1,138 @@
+//! The schema: embedded migrations, spelled for each dialect, and the version rules.
+
+use crate::error::{StoreError, StoreErrorKind};
+
+/// The schema version this build of verrou writes. A database at a later version is refused.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
+
+/// Migration `i` takes the schema from version `i` to `i + 1` (version 1: factors, recovery
+/// codes, throttle counters; version 2: the audit trail). Written once for both
+/// dialects: `{blob}` becomes the binary type and `{serial}` the auto-increment key.
+const MIGRATIONS: &[&str] = &[
+    r"
+CREATE TABLE verrou_totp_pending (
+    user_id    TEXT PRIMARY KEY,
+    factor_id  TEXT NOT NULL,
+    sealed     {blob} NOT NULL,
+    algorithm  TEXT NOT NULL,
+    digits     BIGINT NOT NULL,
+    period     BIGINT NOT NULL,
+    replaces   TEXT,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE TABLE verrou_totp_active (
+    user_id      TEXT PRIMARY KEY,
+    factor_id    TEXT NOT NULL,
+    sealed       {blob} NOT NULL,
+    algorithm    TEXT NOT NULL,
+    digits       BIGINT NOT NULL,
+    period       BIGINT NOT NULL,
+    last_step    BIGINT NOT NULL,
+    activated_at BIGINT NOT NULL
+);
+CREATE TABLE verrou_recovery_codes (
+    user_id TEXT NOT NULL,
+    lookup  TEXT NOT NULL,
+    phc     TEXT NOT NULL,
+    used    BOOLEAN NOT NULL,
+    PRIMARY KEY (user_id, lookup)
+);
+CREATE TABLE verrou_throttle (
+    throttle_key TEXT PRIMARY KEY,
+    failures     BIGINT NOT NULL,
+    last_failure BIGINT NOT NULL
+);
+",
+    r"
+CREATE TABLE verrou_audit (
+    id        {serial},
+    at        BIGINT NOT NULL,
+    user_id   TEXT NOT NULL,
+    client    TEXT,
+    kind      TEXT NOT NULL,
+    factor_id TEXT,
+    value     BIGINT,
+    detail    BIGINT
+);
+CREATE INDEX verrou_audit_by_user ON verrou_audit (user_id, id);
+",
+];
+
+/// How a dialect spells the types the migrations leave open.
+pub(crate) struct Dialect {
+    pub(crate) blob: &'static str,
+    pub(crate) serial: &'static str,
+}
+
+/// The migrations after `from`, in order, with their target version, spelled for `dialect`.
+pub(crate) fn pending_migrations(
+    from: i64,
+    dialect: &Dialect,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    if from > SCHEMA_VERSION {
+        return Err(StoreError::new(
+            StoreErrorKind::Incompatible,
+            "the database schema is newer than this version of verrou: upgrade verrou",
+        ));
+    }
+    if from < 0 {
+        return Err(StoreError::new(
+            StoreErrorKind::Corrupt,
+            "the recorded schema version is negative",
+        ));
+    }
+    Ok(MIGRATIONS
+        .iter()
+        .zip(1..)
+        .filter(|(_, to)| *to > from)
+        .map(|(sql, to)| {
+            let sql = sql
+                .replace("{blob}", dialect.blob)
+                .replace("{serial}", dialect.serial);
+            (to, sql)
+        })
+        .collect())
+}
+
+/// The table that records the schema version: one row.
+pub(crate) const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS verrou_schema_version (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    version BIGINT NOT NULL
+)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEST: Dialect = Dialect {
+        blob: "BLOB",
+        serial: "SERIAL",
+    };
+
+    #[test]
+    fn a_new_database_gets_every_migration_in_order() {
+        let all = pending_migrations(0, &TEST).unwrap();
+        let versions: Vec<i64> = all.iter().map(|(v, _)| *v).collect();
+        assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+        assert!(all.iter().all(|(_, sql)| !sql.contains('{')));
+    }
+
+    #[test]
+    fn an_older_database_gets_only_the_missing_ones() {
+        let missing = pending_migrations(1, &TEST).unwrap();
+        assert_eq!(missing.len(), 1);
+        assert!(missing[0].1.contains("verrou_audit"));
+        assert!(pending_migrations(SCHEMA_VERSION, &TEST)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn newer_and_negative_versions_are_refused() {
+        let newer = pending_migrations(SCHEMA_VERSION + 1, &TEST).unwrap_err();
+        assert_eq!(newer.kind(), StoreErrorKind::Incompatible);
+        let negative = pending_migrations(-1, &TEST).unwrap_err();
+        assert_eq!(negative.kind(), StoreErrorKind::Corrupt);
+    }
+}

@@ -1,0 +1,170 @@
+//! Conversions between verrou's types and the columns both databases store, and the
+//! mapping of driver errors. A value that does not convert back is `Corrupt`, never a panic.
+
+use crate::clock::Timestamp;
+use crate::error::{StoreError, StoreErrorKind};
+use crate::ids::{FactorId, UserId};
+use crate::store::ThrottleKey;
+use crate::totp::{Algorithm, TotpParams};
+
+/// Maps a driver error to a [`StoreError`] of the right kind.
+pub(crate) fn backend(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |error| {
+        let kind = match &error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreErrorKind::Unavailable,
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                // SQLite BUSY, LOCKED and their extended codes; PostgreSQL serialization
+                // failure, deadlock, lock not available.
+                Some("5" | "6" | "261" | "517" | "40001" | "40P01" | "55P03") => {
+                    StoreErrorKind::Contention
+                }
+                _ => StoreErrorKind::Backend,
+            },
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::ColumnIndexOutOfBounds { .. }
+            | sqlx::Error::TypeNotFound { .. }
+            | sqlx::Error::RowNotFound => StoreErrorKind::Corrupt,
+            _ => StoreErrorKind::Backend,
+        };
+        StoreError::with_source(kind, context, error)
+    }
+}
+
+fn corrupt(context: &'static str) -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, context)
+}
+
+/// A `u64` as the signed 64-bit integer both databases store.
+pub(crate) fn to_db(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::new(StoreErrorKind::Backend, "value over i64"))
+}
+
+/// A stored integer back as a `u64`.
+pub(crate) fn from_db(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt("negative stored value"))
+}
+
+pub(crate) fn timestamp(value: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_unix_seconds(from_db(value)?).map_err(|_| corrupt("stored time out of range"))
+}
+
+pub(crate) fn factor_id(text: &str) -> Result<FactorId, StoreError> {
+    FactorId::parse(text).map_err(|_| corrupt("stored factor id is malformed"))
+}
+
+pub(crate) fn failures(value: i64) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| corrupt("stored failure count out of range"))
+}
+
+pub(crate) fn params(algorithm: &str, digits: i64, period: i64) -> Result<TotpParams, StoreError> {
+    let algorithm = Algorithm::from_name(algorithm).ok_or_else(|| corrupt("stored algorithm"))?;
+    let digits = u8::try_from(digits).map_err(|_| corrupt("stored digits"))?;
+    TotpParams::new(algorithm, digits, from_db(period)?)
+        .map_err(|_| corrupt("stored TOTP parameters are out of range"))
+}
+
+/// The throttle key of a user's account, as stored.
+pub(crate) fn account_key(user: &UserId) -> String {
+    ThrottleKey::Account(user).storage_key()
+}
+
+/// Rebuilds an audit event from its stored columns.
+pub(crate) fn audit_event(
+    at: i64,
+    user: &str,
+    client: Option<&str>,
+    kind: &str,
+    factor: Option<&str>,
+    value: Option<i64>,
+    detail: Option<i64>,
+) -> Result<crate::audit::AuditEvent, StoreError> {
+    let columns = crate::audit::KindColumns {
+        factor: factor.map(factor_id).transpose()?,
+        value: value.map(from_db).transpose()?,
+        detail,
+    };
+    Ok(crate::audit::AuditEvent {
+        at: timestamp(at)?,
+        user: UserId::new(user).map_err(|_| corrupt("stored audit user id is malformed"))?,
+        client: client
+            .map(str::parse)
+            .transpose()
+            .map_err(|_| corrupt("stored audit client address is malformed"))?,
+        kind: crate::audit::AuditKind::from_columns(kind, &columns)
+            .ok_or_else(|| corrupt("stored audit event kind is unknown or incomplete"))?,
+    })
+}
+
+/// A key-ring failure on a stored secret: the data cannot be used as it is.
+pub(crate) fn sealing(context: &'static str) -> impl FnOnce(crate::KeyRingError) -> StoreError {
+    move |error| StoreError::with_source(StoreErrorKind::Corrupt, context, error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_values_that_do_not_fit_are_corrupt_not_panics() {
+        assert_eq!(from_db(-1).unwrap_err().kind(), StoreErrorKind::Corrupt);
+        assert_eq!(to_db(u64::MAX).unwrap_err().kind(), StoreErrorKind::Backend);
+        assert_eq!(
+            timestamp(i64::MAX).unwrap_err().kind(),
+            StoreErrorKind::Corrupt
+        );
+        assert_eq!(failures(-3).unwrap_err().kind(), StoreErrorKind::Corrupt);
+        assert_eq!(
+            factor_id("nope").unwrap_err().kind(),
+            StoreErrorKind::Corrupt
+        );
+        for (alg, digits, period) in [
+            ("MD5", 6, 30),
+            ("SHA1", 5, 30),
+            ("SHA1", 6, 0),
+            ("SHA1", 300, 30),
+        ] {
+            assert_eq!(
+                params(alg, digits, period).unwrap_err().kind(),
+                StoreErrorKind::Corrupt
+            );
+        }
+        assert_eq!(
+            params("SHA256", 8, 60).unwrap(),
+            TotpParams::new(Algorithm::Sha256, 8, 60).unwrap()
+        );
+    }
+
+    #[test]
+    fn audit_rows_that_do_not_fit_are_corrupt() {
+        let bad_kind = audit_event(1, "alice", None, "no_such_kind", None, None, None);
+        assert_eq!(bad_kind.unwrap_err().kind(), StoreErrorKind::Corrupt);
+        let bad_client = audit_event(
+            1,
+            "alice",
+            Some("not an address"),
+            "lock_lifted",
+            None,
+            None,
+            None,
+        );
+        assert_eq!(bad_client.unwrap_err().kind(), StoreErrorKind::Corrupt);
+        let bad_user = audit_event(1, "", None, "lock_lifted", None, None, None);
+        assert_eq!(bad_user.unwrap_err().kind(), StoreErrorKind::Corrupt);
+        let good = audit_event(
+            1,
+            "alice",
+            Some("192.0.2.1"),
+            "lock_lifted",
+            None,
+            None,
+            None,
+        );
+        assert_eq!(good.unwrap().kind, crate::audit::AuditKind::LockLifted);
+    }
+}
