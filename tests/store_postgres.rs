@@ -85,7 +85,7 @@ mod two_pools {
 
 // ---- PostgreSQL only: schema versions, secrets at rest ----------------------------------
 
-use conformance::{config, enrolled};
+use conformance::{config, enrolled, secret_bytes};
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, PgConnection};
@@ -128,7 +128,7 @@ async fn no_secret_in_clear_in_the_tables() {
         .unwrap();
     let e = enrolled(store, config()).await;
     let base32 = e.secret.to_base32().expose_secret().to_owned();
-    let raw_secret = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &base32).unwrap();
+    let raw_secret = secret_bytes(&e.secret);
     let mut conn = raw(&url, &schema).await;
     let sealed: Vec<u8> = sqlx::query_scalar("SELECT sealed FROM verrou_totp_active")
         .fetch_one(&mut conn)

@@ -41,6 +41,13 @@ pub const RACERS: usize = 32;
 /// A fixed, realistic start time (2026-11-23).
 pub const START: u64 = 1_795_000_000;
 
+/// A secret's raw bytes, from its Base32 form (the crate never hands them out).
+pub fn secret_bytes(secret: &TotpSecret) -> Vec<u8> {
+    let text = secret.to_base32();
+    let alphabet = base32::Alphabet::Rfc4648 { padding: false };
+    base32::decode(alphabet, text.expose_secret()).unwrap()
+}
+
 pub fn user(name: &str) -> UserId {
     UserId::new(name).unwrap()
 }

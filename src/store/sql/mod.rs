@@ -34,7 +34,34 @@ macro_rules! impl_sql_store {
         migration_lock = $migration_lock:expr,
         dialect = $dialect:expr
     ) => {
+        impl std::fmt::Debug for $store {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($store))
+                    .field("keys", &self.keys)
+                    .finish_non_exhaustive()
+            }
+        }
+
         impl $store {
+            /// The store over `pool`, its schema brought up to date; the pool is closed if
+            /// that fails.
+            async fn from_pool(
+                pool: sqlx::Pool<$db>,
+                keys: $crate::keyring::KeyRing,
+            ) -> Result<Self, $crate::error::StoreError> {
+                let store = Self { pool, keys };
+                if let Err(error) = store.migrate().await {
+                    store.close().await;
+                    return Err(error);
+                }
+                Ok(store)
+            }
+
+            /// Closes every connection; later operations fail.
+            pub async fn close(&self) {
+                self.pool.close().await;
+            }
+
             /// Brings the schema to the version this build writes (`schema::SCHEMA_VERSION`) in
             /// one write transaction (concurrent openers wait for it), or refuses a newer one.
             async fn migrate(&self) -> Result<(), $crate::error::StoreError> {

@@ -26,14 +26,6 @@ pub struct PostgresStore {
     keys: KeyRing,
 }
 
-impl std::fmt::Debug for PostgresStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore")
-            .field("keys", &self.keys)
-            .finish_non_exhaustive()
-    }
-}
-
 impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/database`) and brings the schema up to
     /// date. The URL may carry a password; it never appears in errors.
@@ -87,17 +79,7 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(backend("connect to PostgreSQL"))?;
-        let store = Self { pool, keys };
-        if let Err(error) = store.migrate().await {
-            store.close().await;
-            return Err(error);
-        }
-        Ok(store)
-    }
-
-    /// Closes every connection; later operations fail.
-    pub async fn close(&self) {
-        self.pool.close().await;
+        Self::from_pool(pool, keys).await
     }
 }
 

@@ -27,14 +27,6 @@ pub struct SqliteStore {
     keys: KeyRing,
 }
 
-impl std::fmt::Debug for SqliteStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("keys", &self.keys)
-            .finish_non_exhaustive()
-    }
-}
-
 impl SqliteStore {
     /// Opens (creating it if needed) the database file at `path` and brings its schema up to
     /// date.
@@ -56,17 +48,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(backend("open the SQLite database"))?;
-        let store = Self { pool, keys };
-        if let Err(error) = store.migrate().await {
-            store.close().await;
-            return Err(error);
-        }
-        Ok(store)
-    }
-
-    /// Closes every connection; later operations fail.
-    pub async fn close(&self) {
-        self.pool.close().await;
+        Self::from_pool(pool, keys).await
     }
 }
 
