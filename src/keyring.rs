@@ -12,6 +12,17 @@
 //! The associated data binds the blob to its place: the header (version and key id), the
 //! user id and the factor id. A blob copied onto another user's or another factor's row, or
 //! relabelled with another key id, fails to open.
+//!
+//! # Configuration format
+//! [`KeyRing::from_config`] reads entries separated by newlines or commas, each
+//! `<key id>:<standard Base64 of 32 random bytes>`; the **first entry is the active key**, the
+//! others only open older blobs. Blank entries and lines starting with `#` are skipped. For
+//! example, in the `VERROU_KEYS` environment variable after a rotation (placeholders, not
+//! keys):
+//! ```text
+//! 2026-11:<base64 of the new key>,2026-01:<base64 of the old key>
+//! ```
+//! `verrou-admin generate-key <id>` prints a new entry.
 
 use std::fmt;
 use std::sync::Arc;
@@ -65,6 +76,18 @@ pub enum KeyRingError {
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed")]
     Rng,
+    /// The key configuration is malformed: which entry (1-based; 0 for the whole text) and
+    /// why. The entry's text is never repeated: it may hold a key.
+    #[error("key configuration, entry {entry}: {reason}")]
+    Config {
+        /// The 1-based entry, or 0 when the configuration as a whole is wrong.
+        entry: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The key configuration could not be read (a missing environment variable or file).
+    #[error("the key configuration could not be read: {0}")]
+    Unreadable(&'static str),
 }
 
 /// The name of a key in the ring, stored in every blob it seals.
@@ -157,7 +180,80 @@ pub fn generate_key() -> Result<Zeroizing<[u8; KEY_LEN]>, KeyRingError> {
     Ok(key)
 }
 
+/// The environment variable [`KeyRing::from_env`] reads by default.
+pub const KEYS_ENV: &str = "VERROU_KEYS";
+
 impl KeyRing {
+    /// Parses a key configuration (see the [module documentation](self)).
+    ///
+    /// # Errors
+    /// [`KeyRingError::Config`] naming the entry and the reason, never its text.
+    pub fn from_config(text: &str) -> Result<Self, KeyRingError> {
+        let config = |entry, reason| KeyRingError::Config { entry, reason };
+        let mut keys: Vec<Key> = Vec::new();
+        let entries = text
+            .split(['\n', ','])
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty() && !entry.starts_with('#'));
+        for (index, entry) in entries.enumerate() {
+            let number = index + 1;
+            let (id, encoded) = entry
+                .split_once(':')
+                .ok_or(config(number, "expected <key id>:<base64 key>"))?;
+            let id = KeyId::new(id.trim()).map_err(|_| config(number, "invalid key id"))?;
+            let key = decode_key(encoded.trim())
+                .ok_or(config(number, "the key must be the Base64 of 32 bytes"))?;
+            if keys.iter().any(|k| k.id == id) {
+                return Err(config(number, "a key id appears twice"));
+            }
+            keys.push(Key::new(id, &key));
+        }
+        if keys.is_empty() {
+            return Err(config(0, "no key"));
+        }
+        Ok(Self { keys: keys.into() })
+    }
+
+    /// Reads the key configuration from the environment variable `var` (usually
+    /// [`KEYS_ENV`]).
+    ///
+    /// # Errors
+    /// [`KeyRingError::Unreadable`] if it is unset or not UTF-8; what
+    /// [`KeyRing::from_config`] returns.
+    pub fn from_env(var: &str) -> Result<Self, KeyRingError> {
+        let text = Zeroizing::new(std::env::var(var).map_err(|_| {
+            KeyRingError::Unreadable("the environment variable is unset or not UTF-8")
+        })?);
+        Self::from_config(&text)
+    }
+
+    /// Reads the key configuration from a file (one entry per line). Keep it readable by the
+    /// portal's user only.
+    ///
+    /// # Errors
+    /// [`KeyRingError::Unreadable`] if it cannot be read; what [`KeyRing::from_config`] returns.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, KeyRingError> {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|_| KeyRingError::Unreadable("the key file cannot be read as UTF-8"))?,
+        );
+        Self::from_config(&text)
+    }
+
+    /// A configuration entry for a new random key: `<id>:<base64>`. For operators creating
+    /// or rotating keys; the returned text is the key itself.
+    ///
+    /// # Errors
+    /// [`KeyRingError::Rng`].
+    pub fn generate_entry(id: &KeyId) -> Result<Zeroizing<String>, KeyRingError> {
+        use base64ct::Encoding as _;
+        let key = generate_key()?;
+        let mut buffer = Zeroizing::new([0u8; 44]);
+        let encoded = base64ct::Base64::encode(key.as_ref(), buffer.as_mut())
+            .map_err(|_| KeyRingError::Rng)?;
+        Ok(Zeroizing::new(format!("{id}:{encoded}")))
+    }
+
     /// A ring whose active key is `(id, key)`, with `older` keys kept to open blobs sealed
     /// before a rotation. The caller should wipe its copies of the key bytes.
     ///
@@ -266,6 +362,15 @@ impl KeyRing {
         let id = std::str::from_utf8(parsed.key_id).map_err(|_| KeyRingError::MalformedBlob)?;
         KeyId::new(id).map_err(|_| KeyRingError::MalformedBlob)
     }
+}
+
+/// Decodes a standard-Base64 key of exactly [`KEY_LEN`] bytes (constant-time decoding).
+fn decode_key(encoded: &str) -> Option<Zeroizing<[u8; KEY_LEN]>> {
+    use base64ct::Encoding as _;
+    let mut buffer = Zeroizing::new([0u8; KEY_LEN + 3]);
+    let decoded = base64ct::Base64::decode(encoded, buffer.as_mut()).ok()?;
+    let key: [u8; KEY_LEN] = decoded.try_into().ok()?;
+    Some(Zeroizing::new(key))
 }
 
 /// A blob split into its parts (nothing checked cryptographically yet).
@@ -457,6 +562,67 @@ mod tests {
             KeyRing::new((id.clone(), &k), [(id, &k)]).err(),
             Some(KeyRingError::DuplicateKeyId)
         );
+    }
+
+    #[test]
+    fn configuration_first_entry_is_active_and_others_open() {
+        let (secret, user, factor) = fixture();
+        let old = KeyRing::from_config("old:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+        let blob = old.seal(&secret, &user, &factor).unwrap();
+        let text = "# rotated 2026-11\n\
+                    new : ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8= \n\
+                    \n\
+                    old:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n";
+        let rotated = KeyRing::from_config(text).unwrap();
+        assert_eq!(rotated.active_id().as_str(), "new");
+        assert_eq!(rotated.open(&blob, &user, &factor).unwrap(), secret);
+        let comma = KeyRing::from_config(
+            "new:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=,old:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )
+        .unwrap();
+        assert_eq!(comma.key_ids().count(), 2);
+    }
+
+    #[test]
+    fn malformed_configuration_names_the_entry_never_the_key() {
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let cases = [
+            ("", 0, "no key"),
+            ("# only a comment", 0, "no key"),
+            (key, 1, "expected <key id>:<base64 key>"),
+            (&format!("bad id:{key}"), 1, "invalid key id"),
+            (
+                &format!("a:{key},b:AAECAwQF"),
+                2,
+                "the key must be the Base64 of 32 bytes",
+            ),
+            (
+                &format!("a:{key}A"),
+                1,
+                "the key must be the Base64 of 32 bytes",
+            ),
+            (
+                &format!("a:{}", &key[1..]),
+                1,
+                "the key must be the Base64 of 32 bytes",
+            ),
+            (&format!("a:{key},a:{key}"), 2, "a key id appears twice"),
+        ];
+        for (text, entry, reason) in cases {
+            let err = KeyRing::from_config(text).unwrap_err();
+            assert_eq!(err, KeyRingError::Config { entry, reason }, "{text:?}");
+            assert!(!err.to_string().contains("AAEC"));
+        }
+    }
+
+    #[test]
+    fn generated_entries_load_and_differ() {
+        let id = KeyId::new("2026-11").unwrap();
+        let first = KeyRing::generate_entry(&id).unwrap();
+        let second = KeyRing::generate_entry(&id).unwrap();
+        assert_ne!(*first, *second);
+        let ring = KeyRing::from_config(&first).unwrap();
+        assert_eq!(ring.active_id(), &id);
     }
 
     #[test]

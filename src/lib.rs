@@ -61,7 +61,7 @@ pub use crate::audit::{AuditEvent, AuditKind, AuditSink};
 pub use crate::clock::{Clock, SystemClock, Timestamp};
 pub use crate::error::{ApiMisuse, ConfigError, CryptoError, Error, InputError, StoreError};
 pub use crate::ids::{FactorId, UserId};
-pub use crate::keyring::{KeyId, KeyRing, KeyRingError};
+pub use crate::keyring::{KeyId, KeyRing, KeyRingError, KEYS_ENV};
 pub use crate::secret::TotpSecret;
 pub use crate::service::{
     ClientContext, EnrollmentOffer, EnrollmentOutcome, RecoveryCodeSet, RecoveryCodesOutcome,
