@@ -78,6 +78,28 @@ async fn make_two_pools() -> (TwoHandles<PostgresStore>, Schema) {
 
 store_conformance!(make_store);
 
+/// A schema for the rotation cases, opened with any key ring.
+struct InSchema {
+    url: String,
+    schema: Schema,
+}
+
+impl conformance::rotation::Database for InSchema {
+    type Store = PostgresStore;
+    async fn open(&self, keys: KeyRing) -> PostgresStore {
+        PostgresStore::connect_in_schema(&self.url, &self.schema.name, keys)
+            .await
+            .unwrap()
+    }
+}
+
+async fn make_schema() -> InSchema {
+    let (url, schema) = server();
+    InSchema { url, schema }
+}
+
+rotation_cases!(make_schema);
+
 mod two_pools {
     use super::*;
     store_conformance!(concurrency make_two_pools);

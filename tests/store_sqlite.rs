@@ -29,6 +29,28 @@ async fn make_two_handles() -> (TwoHandles<SqliteStore>, TempDir) {
 
 store_conformance!(make_store);
 
+/// A database file for the rotation cases, opened with any key ring.
+struct File {
+    dir: TempDir,
+}
+
+impl conformance::rotation::Database for File {
+    type Store = SqliteStore;
+    async fn open(&self, keys: KeyRing) -> SqliteStore {
+        SqliteStore::open(self.dir.path().join("verrou.db"), keys)
+            .await
+            .unwrap()
+    }
+}
+
+async fn make_file() -> File {
+    File {
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+rotation_cases!(make_file);
+
 mod two_handles {
     use super::*;
     store_conformance!(concurrency make_two_handles);

@@ -306,6 +306,55 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send;
 }
 
+/// What one pass of [`KeyRotation::reseal_stale`] did.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct ResealReport {
+    /// Stored secrets (pending and active factors) looked at.
+    pub scanned: usize,
+    /// Secrets re-sealed under the active key.
+    pub resealed: usize,
+    /// Secrets still sealed with another key: beyond the pass's limit, or changed by a
+    /// concurrent writer while the pass re-sealed them. Zero means the rotation is complete.
+    pub stale: usize,
+}
+
+/// Stores that keep TOTP secrets sealed under a [`KeyRing`](crate::KeyRing): re-sealing them
+/// under the ring's active key after a rotation.
+///
+/// Safe while verifications run: each secret is replaced only if its row still holds the
+/// exact blob that was opened (compare-and-set), and verification never writes the blob.
+/// Resumable and idempotent: a pass skips secrets already under the active key, so an
+/// interrupted rotation is finished by running it again, and a finished one does nothing.
+pub trait KeyRotation: Store {
+    /// Scans every stored secret in pages and re-seals at most `limit` of those sealed with a
+    /// key other than the active one.
+    fn reseal_stale(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<ResealReport, StoreError>> + Send;
+
+    /// Re-seals every stored secret under the active key: passes of
+    /// [`KeyRotation::reseal_stale`] until one finds nothing stale (at most five passes; a
+    /// non-zero `stale` in the result means writers with an older active key are still
+    /// running). The sum of the passes is returned.
+    fn rotate_keys(&self) -> impl Future<Output = Result<ResealReport, StoreError>> + Send {
+        async {
+            let mut total = ResealReport::default();
+            for _ in 0..5 {
+                let pass = self.reseal_stale(usize::MAX).await?;
+                total.scanned += pass.scanned;
+                total.resealed += pass.resealed;
+                total.stale = pass.stale;
+                if pass.stale == 0 {
+                    break;
+                }
+            }
+            Ok(total)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

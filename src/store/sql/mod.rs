@@ -43,6 +43,40 @@ macro_rules! impl_sql_store {
         }
 
         impl $store {
+            /// Re-seals one stored secret under the active key if its row still holds
+            /// `sealed` (compare-and-set); false if a concurrent writer changed it.
+            async fn reseal_row(
+                &self,
+                update: &'static str,
+                user: &str,
+                factor: &str,
+                sealed: &[u8],
+            ) -> Result<bool, $crate::error::StoreError> {
+                use $crate::store::sql::{backend, factor_id, sealing};
+                let user_id = $crate::ids::UserId::new(user).map_err(|_| {
+                    $crate::error::StoreError::new(
+                        $crate::error::StoreErrorKind::Corrupt,
+                        "stored user id is malformed",
+                    )
+                })?;
+                let factor_id = factor_id(factor)?;
+                let secret = self.open_secret(sealed, &user_id, &factor_id)?;
+                let resealed = self
+                    .keys
+                    .seal(&secret, &user_id, &factor_id)
+                    .map_err(sealing("re-seal a TOTP secret"))?;
+                let swapped = sqlx::query(update)
+                    .bind(user)
+                    .bind(factor)
+                    .bind(sealed)
+                    .bind(resealed)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend("re-seal a TOTP secret"))?
+                    .rows_affected();
+                Ok(swapped == 1)
+            }
+
             /// The store over `pool`, its schema brought up to date; the pool is closed if
             /// that fails.
             async fn from_pool(
@@ -184,6 +218,68 @@ macro_rules! impl_sql_store {
                         Err(error)
                     }
                 }
+            }
+        }
+
+        impl $crate::store::KeyRotation for $store {
+            async fn reseal_stale(
+                &self,
+                limit: usize,
+            ) -> Result<$crate::store::ResealReport, $crate::error::StoreError> {
+                use sqlx::Row as _;
+                use $crate::store::sql::{backend, sealing};
+                // Both tables hold sealed secrets; each is read in pages in user-id order.
+                const TABLES: [(&str, &str); 2] = [
+                    (
+                        "SELECT user_id, factor_id, sealed FROM verrou_totp_pending \
+                         WHERE user_id > $1 ORDER BY user_id LIMIT $2",
+                        "UPDATE verrou_totp_pending SET sealed = $4 \
+                         WHERE user_id = $1 AND factor_id = $2 AND sealed = $3",
+                    ),
+                    (
+                        "SELECT user_id, factor_id, sealed FROM verrou_totp_active \
+                         WHERE user_id > $1 ORDER BY user_id LIMIT $2",
+                        "UPDATE verrou_totp_active SET sealed = $4 \
+                         WHERE user_id = $1 AND factor_id = $2 AND sealed = $3",
+                    ),
+                ];
+                const PAGE: i64 = 500;
+                let active = self.keys.active_id().clone();
+                let mut report = $crate::store::ResealReport::default();
+                for (select, update) in TABLES {
+                    let mut after = String::new();
+                    loop {
+                        let rows = sqlx::query(select)
+                            .bind(&after)
+                            .bind(PAGE)
+                            .fetch_all(&self.pool)
+                            .await
+                            .map_err(backend("read sealed secrets"))?;
+                        let decode = || backend("decode a sealed secret");
+                        for row in &rows {
+                            let user: String = row.try_get(0).map_err(decode())?;
+                            let factor: String = row.try_get(1).map_err(decode())?;
+                            let sealed: Vec<u8> = row.try_get(2).map_err(decode())?;
+                            report.scanned += 1;
+                            let sealed_with = $crate::keyring::KeyRing::sealed_with(&sealed)
+                                .map_err(sealing("read a sealed secret's key id"))?;
+                            if sealed_with != active {
+                                if report.resealed >= limit {
+                                    report.stale += 1;
+                                } else if self.reseal_row(update, &user, &factor, &sealed).await? {
+                                    report.resealed += 1;
+                                } else {
+                                    report.stale += 1;
+                                }
+                            }
+                            after = user;
+                        }
+                        if rows.len() < PAGE as usize {
+                            break;
+                        }
+                    }
+                }
+                Ok(report)
             }
         }
 

@@ -1,0 +1,211 @@
+//! `verrou-admin`: the operators' incident-response commands, over the same store and key
+//! ring as the portal.
+//!
+//! ```text
+//! verrou-admin generate-key <key id>          print a new key-ring entry (<id>:<base64>)
+//! verrou-admin rotate-keys                    re-seal every TOTP secret under the active key
+//! verrou-admin reset-factor <user id>         remove the user's factor and recovery codes
+//! verrou-admin lift-lock <user id>            clear the user's second-factor lock
+//! verrou-admin audit [<user id>] [--limit N]  print the audit trail, newest first
+//! ```
+//!
+//! The store comes from `VERROU_STORE` (`sqlite:<path>`, or a `postgres://` URL, with
+//! `VERROU_PG_SCHEMA` naming a schema if the portal uses one); the key ring from
+//! `VERROU_KEYS` (see `verrou::keyring`) or the file named by `VERROU_KEYS_FILE`.
+//! Exit status: 0 done, 1 the operation did not complete (see its output), 2 bad usage or
+//! configuration. Nothing it prints on error contains a key, secret or password.
+
+use std::process::ExitCode;
+
+use verrou::store::KeyRotation;
+use verrou::{KeyId, KeyRing, UserId, Verrou, VerrouConfig, KEYS_ENV};
+
+const USAGE: &str = "usage: verrou-admin generate-key <key id>
+       verrou-admin rotate-keys
+       verrou-admin reset-factor <user id>
+       verrou-admin lift-lock <user id>
+       verrou-admin audit [<user id>] [--limit N]
+environment: VERROU_STORE (sqlite:<path> or postgres://…), VERROU_PG_SCHEMA (optional),
+             VERROU_KEYS or VERROU_KEYS_FILE";
+
+/// The default number of audit events printed.
+const AUDIT_LIMIT: usize = 100;
+
+/// A failure, with the exit status it maps to.
+enum Failure {
+    /// Bad usage or configuration (2).
+    Usage(String),
+    /// The operation ran and failed or did not complete (1).
+    Operation(String),
+}
+
+impl<E: std::error::Error> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Self::Operation(error.to_string())
+    }
+}
+
+/// What to do, parsed from the arguments.
+enum Command {
+    GenerateKey(KeyId),
+    RotateKeys,
+    ResetFactor(UserId),
+    LiftLock(UserId),
+    Audit { user: Option<UserId>, limit: usize },
+}
+
+fn parse(args: &[String]) -> Result<Command, Failure> {
+    let usage = |what: &str| Failure::Usage(format!("{what}\n{USAGE}"));
+    let user = |text: &str| UserId::new(text).map_err(|e| usage(&e.to_string()));
+    match args {
+        [cmd, id] if cmd == "generate-key" => KeyId::new(id)
+            .map(Command::GenerateKey)
+            .map_err(|e| usage(&e.to_string())),
+        [cmd] if cmd == "rotate-keys" => Ok(Command::RotateKeys),
+        [cmd, who] if cmd == "reset-factor" => Ok(Command::ResetFactor(user(who)?)),
+        [cmd, who] if cmd == "lift-lock" => Ok(Command::LiftLock(user(who)?)),
+        [cmd, rest @ ..] if cmd == "audit" => {
+            let (mut who, mut limit) = (None, AUDIT_LIMIT);
+            let mut rest = rest.iter();
+            while let Some(arg) = rest.next() {
+                if arg == "--limit" {
+                    let n = rest.next().ok_or_else(|| usage("--limit needs a number"))?;
+                    limit = n
+                        .parse()
+                        .map_err(|_| usage("--limit needs a positive number"))?;
+                } else if who.is_none() {
+                    who = Some(user(arg)?);
+                } else {
+                    return Err(usage("audit takes one user id"));
+                }
+            }
+            Ok(Command::Audit { user: who, limit })
+        }
+        _ => Err(usage("unknown or incomplete command")),
+    }
+}
+
+fn key_ring() -> Result<KeyRing, Failure> {
+    let ring = match std::env::var_os("VERROU_KEYS_FILE") {
+        Some(path) => KeyRing::from_file(path),
+        None => KeyRing::from_env(KEYS_ENV),
+    };
+    ring.map_err(|e| Failure::Usage(format!("key ring: {e}")))
+}
+
+async fn run(command: Command) -> Result<(), Failure> {
+    if let Command::GenerateKey(id) = &command {
+        let entry = KeyRing::generate_entry(id)?;
+        println!("{}", entry.as_str());
+        return Ok(());
+    }
+    let keys = key_ring()?;
+    let url = std::env::var("VERROU_STORE")
+        .map_err(|_| Failure::Usage(format!("VERROU_STORE is not set\n{USAGE}")))?;
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let store = verrou::store::SqliteStore::open(path, keys).await?;
+        let result = on_store(store.clone(), command).await;
+        store.close().await;
+        return result;
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return postgres(&url, keys, command).await;
+    }
+    Err(Failure::Usage(format!(
+        "VERROU_STORE must start with sqlite: or postgres://\n{USAGE}"
+    )))
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres(url: &str, keys: KeyRing, command: Command) -> Result<(), Failure> {
+    use verrou::store::PostgresStore;
+    let store = match std::env::var("VERROU_PG_SCHEMA") {
+        Ok(schema) => PostgresStore::connect_in_schema(url, &schema, keys).await?,
+        Err(_) => PostgresStore::connect(url, keys).await?,
+    };
+    let result = on_store(store.clone(), command).await;
+    store.close().await;
+    result
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres(_: &str, _: KeyRing, _: Command) -> Result<(), Failure> {
+    Err(Failure::Usage(
+        "this verrou-admin was built without the postgres feature".into(),
+    ))
+}
+
+async fn on_store<S: KeyRotation>(store: S, command: Command) -> Result<(), Failure> {
+    let verrou = Verrou::new(store, VerrouConfig::new("verrou-admin")?);
+    match command {
+        Command::GenerateKey(_) => Ok(()),
+        Command::RotateKeys => {
+            let report = verrou.store().rotate_keys().await?;
+            println!(
+                "scanned {} sealed secrets, re-sealed {}, still under another key {}",
+                report.scanned, report.resealed, report.stale
+            );
+            if report.stale > 0 {
+                return Err(Failure::Operation(
+                    "some secrets are still sealed with another key: a portal instance may \
+                     still run with an older active key; run again once every instance has \
+                     the new configuration"
+                        .into(),
+                ));
+            }
+            Ok(())
+        }
+        Command::ResetFactor(user) => {
+            let removed = verrou.remove_totp_factor(&user).await?;
+            println!(
+                "{user}: {}; recovery codes voided",
+                if removed {
+                    "factor removed"
+                } else {
+                    "had no factor"
+                }
+            );
+            Ok(())
+        }
+        Command::LiftLock(user) => {
+            verrou.lift_lock(&user).await?;
+            println!("{user}: lock lifted, failures cleared");
+            Ok(())
+        }
+        Command::Audit { user, limit } => {
+            for event in verrou.audit_trail(user.as_ref(), limit).await? {
+                let client = event.client.map(|c| c.to_string()).unwrap_or_default();
+                println!(
+                    "{}\t{}\t{}\t{}\t{:?}",
+                    event.at.unix_seconds(),
+                    event.user,
+                    client,
+                    event.kind.name(),
+                    event.kind
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = parse(&args).and_then(|command| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(run(command))
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("verrou-admin: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Operation(message)) => {
+            eprintln!("verrou-admin: {message}");
+            ExitCode::from(1)
+        }
+    }
+}

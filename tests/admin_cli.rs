@@ -1,0 +1,141 @@
+//! `verrou-admin` run as operators would: against a SQLite file a portal wrote, with the key
+//! ring from the environment, checking what it prints, what it changes and its exit status.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod conformance;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use conformance::{config, enrolled};
+use verrou::store::{SqliteStore, Store, ThrottleKey};
+use verrou::KeyRing;
+
+fn admin(store: &Path, keys: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
+        .args(args)
+        .env("VERROU_STORE", format!("sqlite:{}", store.display()))
+        .env("VERROU_KEYS", keys)
+        .env_remove("VERROU_KEYS_FILE")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+fn entry(id: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
+        .args(["generate-key", id])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    text(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test]
+async fn operators_rotate_reset_lift_and_read_the_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.db");
+    let (old, new) = (entry("2026-01"), entry("2026-11"));
+    assert_ne!(old, new);
+    assert!(old.starts_with("2026-01:") && old.len() == "2026-01:".len() + 44);
+
+    // The portal enrols alice under the old key, and she gets locked out by guessing.
+    let portal = SqliteStore::open(&path, KeyRing::from_config(&old).unwrap())
+        .await
+        .unwrap();
+    let e = enrolled(portal, config()).await;
+    for _ in 0..3 {
+        assert_ne!(e.verify("000000").await, verrou::TotpOutcome::Replayed);
+    }
+    let alice = e.user.clone();
+    e.verrou.store().close().await;
+
+    // Rotation: the new key first, the old one still listed to open old secrets.
+    let rotating = format!("{new},{old}");
+    let out = admin(&path, &rotating, &["rotate-keys"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("re-sealed 1, still under another key 0"));
+    // Again: nothing left to do.
+    let out = admin(&path, &rotating, &["rotate-keys"]);
+    assert!(text(&out.stdout).contains("re-sealed 0"));
+
+    // The old key can now go: the factor opens with the new key alone.
+    let store = SqliteStore::open(&path, KeyRing::from_config(&new).unwrap())
+        .await
+        .unwrap();
+    assert!(store.active_totp(&alice).await.unwrap().is_some());
+    assert!(
+        store
+            .throttle(&ThrottleKey::Account(&alice))
+            .await
+            .unwrap()
+            .failures
+            > 0
+    );
+    store.close().await;
+
+    let out = admin(&path, &new, &["lift-lock", "alice"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = admin(&path, &new, &["reset-factor", "alice"]);
+    assert!(text(&out.stdout).contains("alice: factor removed"));
+
+    let out = admin(&path, &new, &["audit", "alice", "--limit", "3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    let kinds: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split('\t').nth(3).unwrap())
+        .collect();
+    assert_eq!(kinds, ["totp_factor_removed", "lock_lifted", "totp_invalid"]);
+
+    let store = SqliteStore::open(&path, KeyRing::from_config(&new).unwrap())
+        .await
+        .unwrap();
+    assert!(store.active_totp(&alice).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .throttle(&ThrottleKey::Account(&alice))
+            .await
+            .unwrap()
+            .failures,
+        0
+    );
+    store.close().await;
+}
+
+#[test]
+fn bad_configuration_is_a_usage_error_that_shows_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.db");
+    let good = entry("k1");
+    let key = good.split_once(':').unwrap().1.to_owned();
+    // A key one character short: the error names the entry, never the key.
+    let broken = format!("k1:{}", &key[1..]);
+    let out = admin(&path, &broken, &["rotate-keys"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("entry 1"), "{err}");
+    assert!(!err.contains(&key[1..]), "{err}");
+
+    for args in [
+        &["frobnicate"][..],
+        &["reset-factor"],
+        &["audit", "a", "b"],
+        &["audit", "--limit", "x"],
+    ] {
+        let out = admin(&path, &good, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(text(&out.stderr).contains("usage:"), "{args:?}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
+        .arg("rotate-keys")
+        .env("VERROU_KEYS", &good)
+        .env("VERROU_STORE", "mysql://nope")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,182 @@
+//! Key rotation, for every store that seals secrets: written once, run on SQLite and
+//! PostgreSQL by `rotation_cases!(make_database)`, where `make_database` returns a
+//! [`Database`]: something that opens store handles on one database with a given key ring.
+
+use std::future::Future;
+use std::time::Duration;
+
+use verrou::store::{KeyRotation, Store};
+use verrou::testing::{insecure_code_at, InsecureManualClock};
+use verrou::{
+    ClientContext, KeyId, KeyRing, KeyRingError, TotpOutcome, TotpParams, TotpSecret, UserId,
+    Verrou,
+};
+
+use super::{at, config, enrol, start_enrollment, user, START};
+
+/// One database, opened as many times as a test needs, each time with its own key ring (as
+/// portal instances restarted with a new configuration would).
+pub trait Database: Send + Sync {
+    type Store: KeyRotation + Clone + 'static;
+    fn open(&self, keys: KeyRing) -> impl Future<Output = Self::Store> + Send;
+}
+
+/// `[active, older…]`, each key 32 copies of its number.
+pub fn ring(ids: &[(&str, u8)]) -> KeyRing {
+    let keys: Vec<(KeyId, [u8; 32])> = ids
+        .iter()
+        .map(|(id, byte)| (KeyId::new(id).unwrap(), [*byte; 32]))
+        .collect();
+    let (first, rest) = keys.split_first().unwrap();
+    KeyRing::new(
+        (first.0.clone(), &first.1),
+        rest.iter().map(|(id, k)| (id.clone(), k)),
+    )
+    .unwrap()
+}
+
+fn old() -> KeyRing {
+    ring(&[("k1", 1)])
+}
+fn rotating() -> KeyRing {
+    ring(&[("k2", 2), ("k1", 1)])
+}
+fn new_only() -> KeyRing {
+    ring(&[("k2", 2)])
+}
+
+/// Enrols `n` users (`user-0` …) on `store`, and leaves `pending` more users with a started,
+/// unconfirmed enrolment. Returns the confirmed users and their secrets.
+async fn populate<S: Store>(store: S, n: usize, pending: usize) -> Vec<(UserId, TotpSecret)> {
+    let clock = InsecureManualClock::new(at(START));
+    let verrou = Verrou::new(store, config()).with_clock(clock);
+    let mut users = Vec::new();
+    for i in 0..n {
+        let who = user(&format!("user-{i}"));
+        let secret = enrol(&verrou, &who).await;
+        users.push((who, secret));
+    }
+    for i in 0..pending {
+        start_enrollment(&verrou, &user(&format!("pending-{i}")), "p@example.org").await;
+    }
+    users
+}
+
+/// A fresh code for each user is accepted through `store`, at `time`.
+async fn all_verify<S: Store>(store: S, users: &[(UserId, TotpSecret)], time: u64) {
+    let verrou = Verrou::new(store, config()).with_clock(InsecureManualClock::new(at(time)));
+    for (who, secret) in users {
+        let code = insecure_code_at(secret, TotpParams::DEFAULT, at(time));
+        let outcome = verrou
+            .verify_totp(who, &code, &ClientContext::unknown())
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, TotpOutcome::Accepted(_)),
+            "{who}: {outcome:?}"
+        );
+    }
+}
+
+pub async fn rotation_reseals_everything_and_the_old_key_can_go<D: Database>(db: D) {
+    let users = populate(db.open(old()).await, 12, 3).await;
+
+    let report = db.open(rotating()).await.rotate_keys().await.unwrap();
+    assert_eq!((report.resealed, report.stale), (15, 0), "{report:?}");
+    // Idempotent: a second run finds nothing to do.
+    let again = db.open(rotating()).await.rotate_keys().await.unwrap();
+    assert_eq!((again.scanned, again.resealed, again.stale), (15, 0, 0));
+
+    // The old key is removed from the configuration: everything still opens and verifies.
+    let store = db.open(new_only()).await;
+    for i in 0..3 {
+        assert!(store
+            .pending_totp(&user(&format!("pending-{i}")))
+            .await
+            .unwrap()
+            .is_some());
+    }
+    all_verify(store, &users, START + 3_600).await;
+    // And a handle that only knows the old key can no longer read any secret.
+    let err = db
+        .open(old())
+        .await
+        .active_totp(&users[0].0)
+        .await
+        .unwrap_err();
+    let source = std::error::Error::source(&err).and_then(|e| e.downcast_ref::<KeyRingError>());
+    assert_eq!(source, Some(&KeyRingError::UnknownKey));
+}
+
+pub async fn an_interrupted_rotation_resumes<D: Database>(db: D) {
+    let users = populate(db.open(old()).await, 10, 0).await;
+    let first = db.open(rotating()).await;
+    let partial = first.reseal_stale(4).await.unwrap();
+    assert_eq!((partial.resealed, partial.stale), (4, 6), "{partial:?}");
+    drop(first); // the operator's process dies here
+
+    let resumed = db.open(rotating()).await.rotate_keys().await.unwrap();
+    assert_eq!((resumed.resealed, resumed.stale), (6, 0), "{resumed:?}");
+    all_verify(db.open(new_only()).await, &users, START + 3_600).await;
+}
+
+pub async fn rotation_is_safe_while_verifications_run<D: Database>(db: D) {
+    const STEPS: u64 = 6;
+    let users = populate(db.open(old()).await, 16, 0).await;
+    // The instances serving logins already know the new key (step one of a rotation).
+    let serving = db.open(rotating()).await;
+    let operator = db.open(rotating()).await;
+    let rotation = tokio::spawn(async move { operator.rotate_keys().await.unwrap() });
+    let logins: Vec<_> = users
+        .iter()
+        .cloned()
+        .map(|(who, secret)| {
+            let verrou = Verrou::new(serving.clone(), config());
+            let clock = InsecureManualClock::new(at(START + 3_600));
+            let verrou = verrou.with_clock(clock.clone());
+            tokio::spawn(async move {
+                let mut accepted = 0;
+                for _ in 0..STEPS {
+                    clock.advance(Duration::from_secs(30));
+                    let now = verrou::Clock::now(&clock).unwrap();
+                    let code = insecure_code_at(&secret, TotpParams::DEFAULT, now);
+                    let ctx = ClientContext::unknown();
+                    match verrou.verify_totp(&who, &code, &ctx).await.unwrap() {
+                        TotpOutcome::Accepted(_) => accepted += 1,
+                        other => panic!("{who}: {other:?} during the rotation"),
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for login in logins {
+        results.push(login.await.unwrap());
+    }
+    assert_eq!(results.iter().sum::<u64>(), 16 * STEPS);
+    let report = rotation.await.unwrap();
+    assert_eq!(report.stale, 0, "{report:?}");
+    assert!(report.resealed >= 16, "{report:?}");
+    all_verify(db.open(new_only()).await, &users, START + 7_200).await;
+}
+
+/// Expands to one `#[tokio::test]` per rotation case, each on a fresh database from `$make`.
+#[macro_export]
+macro_rules! rotation_cases {
+    ($make:path) => {
+        $crate::rotation_cases!(@cases $make;
+            rotation_reseals_everything_and_the_old_key_can_go,
+            an_interrupted_rotation_resumes,
+            rotation_is_safe_while_verifications_run,
+        );
+    };
+    (@cases $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::conformance::rotation::$case($make().await).await;
+            }
+        )*
+    };
+}
