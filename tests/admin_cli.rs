@@ -90,7 +90,10 @@ async fn operators_rotate_reset_lift_and_read_the_trail() {
         .iter()
         .map(|l| l.split('\t').nth(3).unwrap())
         .collect();
-    assert_eq!(kinds, ["totp_factor_removed", "lock_lifted", "totp_invalid"]);
+    assert_eq!(
+        kinds,
+        ["totp_factor_removed", "lock_lifted", "totp_invalid"]
+    );
 
     let store = SqliteStore::open(&path, KeyRing::from_config(&new).unwrap())
         .await
@@ -138,4 +141,35 @@ fn bad_configuration_is_a_usage_error_that_shows_no_key() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The same commands against PostgreSQL, in a schema of the test's own.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn operators_reach_a_postgres_store_in_its_schema() {
+    use verrou::store::PostgresStore;
+    let (url, schema) = conformance::postgres::server();
+    let keys = entry("k1");
+    let portal =
+        PostgresStore::connect_in_schema(&url, &schema.name, KeyRing::from_config(&keys).unwrap())
+            .await
+            .unwrap();
+    let e = enrolled(portal, config()).await;
+    e.verrou.store().close().await;
+    let rotating = format!("{},{keys}", entry("k2"));
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
+            .args(args)
+            .env("VERROU_STORE", &url)
+            .env("VERROU_PG_SCHEMA", &schema.name)
+            .env("VERROU_KEYS", &rotating)
+            .env_remove("VERROU_KEYS_FILE")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["rotate-keys"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("re-sealed 1, still under another key 0"));
+    let out = run(&["audit"]);
+    assert!(text(&out.stdout).contains("totp_enrollment_confirmed"));
 }

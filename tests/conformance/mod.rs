@@ -29,6 +29,8 @@ use verrou::store::{
 use verrou::testing::{
     insecure_code_at, insecure_enrol, insecure_recovery_codes, InsecureManualClock,
 };
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod rotation;
 pub mod two_handles;
 
