@@ -205,6 +205,22 @@ async fn no_secret_in_clear_in_the_database_files() {
     assert!(files >= 2, "expected the database and its WAL");
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let f = enrolled_on_file().await;
+    // The database and the WAL and shared-memory files SQLite made beside it.
+    let mut files = 0;
+    for entry in std::fs::read_dir(f.path.parent().unwrap()).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{:?} is {mode:o}", entry.file_name());
+        files += 1;
+    }
+    assert!(files >= 2);
+}
+
 #[tokio::test]
 async fn another_key_ring_gets_a_typed_error_not_a_secret() {
     let f = enrolled_on_file().await;

@@ -7,7 +7,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Pool, Sqlite};
 
 use super::{backend, impl_sql_store, Dialect};
-use crate::error::StoreError;
+use crate::error::{StoreError, StoreErrorKind};
 use crate::keyring::KeyRing;
 
 /// How long a writer waits for another writer's lock before reporting contention.
@@ -29,13 +29,16 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating it if needed) the database file at `path` and brings its schema up to
-    /// date.
+    /// date. A new file is created readable and writable by its owner only (on Unix; SQLite
+    /// gives its `-wal` and `-shm` files the same permissions).
     ///
     /// # Errors
     /// [`StoreErrorKind::Unavailable`](crate::error::StoreErrorKind::Unavailable) if the file
     /// cannot be opened; [`StoreErrorKind::Incompatible`](crate::error::StoreErrorKind::Incompatible)
     /// if its schema is newer than this version of verrou.
     pub async fn open(path: impl AsRef<Path>, keys: KeyRing) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        create_private(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -49,6 +52,24 @@ impl SqliteStore {
             .await
             .map_err(backend("open the SQLite database"))?;
         Self::from_pool(pool, keys).await
+    }
+}
+
+/// Creates `path` as an empty file only its owner can read and write, unless it exists. One
+/// system call at start-up, so it runs inline.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::with_source(
+            StoreErrorKind::Unavailable,
+            "create the SQLite database file",
+            e,
+        )),
     }
 }
 
