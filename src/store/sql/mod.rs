@@ -19,7 +19,7 @@ mod values;
 pub(crate) use self::schema::{pending_migrations, Dialect, VERSION_TABLE};
 pub(crate) use self::values::{
     account_key, audit_event, backend, factor_id, failures, from_db, params, sealing, timestamp,
-    to_db,
+    to_db, user_id,
 };
 
 /// Implements [`Store`](crate::store::Store) for `$store` (with fields `pool: Pool<$db>` and
@@ -52,13 +52,8 @@ macro_rules! impl_sql_store {
                 factor: &str,
                 sealed: &[u8],
             ) -> Result<bool, $crate::error::StoreError> {
-                use $crate::store::sql::{backend, factor_id, sealing};
-                let user_id = $crate::ids::UserId::new(user).map_err(|_| {
-                    $crate::error::StoreError::new(
-                        $crate::error::StoreErrorKind::Corrupt,
-                        "stored user id is malformed",
-                    )
-                })?;
+                use $crate::store::sql::{backend, factor_id, sealing, user_id};
+                let user_id = user_id(user)?;
                 let factor_id = factor_id(factor)?;
                 let secret = self.open_secret(sealed, &user_id, &factor_id)?;
                 let resealed = self
@@ -118,7 +113,7 @@ macro_rules! impl_sql_store {
                             .await
                             .map_err(backend("read the schema version"))?;
                     for (version, sql) in pending_migrations(current.unwrap_or(0), &$dialect)? {
-                        // Built from the static templates above and static type names only.
+                        // Built from schema.rs's static templates and static type names only.
                         sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
                             .execute(&mut *tx)
                             .await

@@ -54,6 +54,10 @@ pub(crate) fn timestamp(value: i64) -> Result<Timestamp, StoreError> {
     Timestamp::from_unix_seconds(from_db(value)?).map_err(|_| corrupt("stored time out of range"))
 }
 
+pub(crate) fn user_id(text: &str) -> Result<UserId, StoreError> {
+    UserId::new(text).map_err(|_| corrupt("stored user id is malformed"))
+}
+
 pub(crate) fn factor_id(text: &str) -> Result<FactorId, StoreError> {
     FactorId::parse(text).map_err(|_| corrupt("stored factor id is malformed"))
 }
@@ -91,7 +95,7 @@ pub(crate) fn audit_event(
     };
     Ok(crate::audit::AuditEvent {
         at: timestamp(at)?,
-        user: UserId::new(user).map_err(|_| corrupt("stored audit user id is malformed"))?,
+        user: user_id(user)?,
         client: client
             .map(str::parse)
             .transpose()
