@@ -1,7 +1,8 @@
 //! Audit events: what happened, to whom, when and from where — never a secret, code or token.
 //!
-//! The service sends every event to `tracing` (target `verrou::audit`) and to the
-//! [`AuditSink`] the application installs.
+//! The service sends every event to `tracing` (target `verrou::audit`), to the store's
+//! persistent trail ([`crate::store::Store::record_audit`], read back with
+//! [`crate::Verrou::audit_trail`]) and to the [`AuditSink`] the application installs, if any.
 
 use std::net::IpAddr;
 use std::sync::Mutex;
