@@ -231,3 +231,106 @@ async fn sigkill_mid_load_forgets_nothing() {
         .unwrap();
     assert_eq!(check, "ok");
 }
+
+// ---- two processes, one database ---------------------------------------------------------
+
+const RACE_ROUNDS: u64 = 40;
+
+/// A child of `two_processes_never_accept_one_code_twice`: once its sibling is ready too,
+/// walks through the same codes (user 0's TOTP codes, user 1's recovery codes) and prints
+/// what it got accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "started by `two_processes_never_accept_one_code_twice` in a child process"]
+async fn race_child() {
+    let dir = PathBuf::from(std::env::var(CHILD_DIR).expect("run by the race test"));
+    let store = SqliteStore::open(db(&dir), keys()).await.unwrap();
+    let clock = InsecureManualClock::new(Timestamp::from_unix_seconds(CHILD_START).unwrap());
+    let verrou = Verrou::new(store, VerrouConfig::new("Race").unwrap()).with_clock(clock.clone());
+    let ctx = ClientContext::unknown();
+    let (secret, _) = read_user(&dir, 0);
+    let (_, recovery) = read_user(&dir, 1);
+    // Start together: the parent creates `go` once both children said they are ready.
+    println!("ready");
+    while !dir.join("go").exists() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for round in 0..RACE_ROUNDS {
+        clock.set_unix_seconds(CHILD_START + 30 * round);
+        let code = insecure_code_at(&secret, TotpParams::DEFAULT, clock.now().unwrap());
+        match verrou.verify_totp(&user(0), &code, &ctx).await.unwrap() {
+            TotpOutcome::Accepted(accepted) => println!("totp {}", accepted.step),
+            // The sibling's code, or the throttle its replays engaged: both are refusals.
+            TotpOutcome::Replayed | TotpOutcome::Throttled { .. } | TotpOutcome::Locked { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        if let Some(code) = recovery.get(round as usize) {
+            match verrou
+                .verify_recovery_code(&user(1), code, &ctx)
+                .await
+                .unwrap()
+            {
+                RecoveryOutcome::Accepted { .. } => println!("recovery {code}"),
+                RecoveryOutcome::Replayed
+                | RecoveryOutcome::Throttled { .. }
+                | RecoveryOutcome::Locked { .. }
+                | RecoveryOutcome::Busy { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    verrou.store().close().await;
+}
+
+/// Two processes on one SQLite file (real file locks, not one process's connections) race
+/// through the same TOTP codes and recovery codes: none is ever accepted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_never_accept_one_code_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path()).await;
+    let mut children: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["race_child", "--exact", "--ignored", "--nocapture"])
+                .env(CHILD_DIR, dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut outputs: Vec<_> = children
+        .iter_mut()
+        .map(|child| BufReader::new(child.stdout.take().unwrap()).lines())
+        .collect();
+    for lines in &mut outputs {
+        let ready = lines.find(|l| l.as_deref().map_or(true, |l| l == "ready"));
+        assert!(matches!(ready, Some(Ok(_))), "a child never got ready");
+    }
+    std::fs::write(dir.path().join("go"), b"").unwrap();
+    let mut accepted = Vec::new();
+    let mut per_child = Vec::new();
+    for (mut child, lines) in children.into_iter().zip(outputs) {
+        let mine: Vec<String> = lines
+            .map(Result::unwrap)
+            .filter(|l| l.starts_with("totp ") || l.starts_with("recovery "))
+            .collect();
+        assert!(child.wait().unwrap().success(), "a child failed");
+        per_child.push(mine.len());
+        accepted.extend(mine);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for line in &accepted {
+        assert!(seen.insert(line.clone()), "accepted twice: {line}");
+    }
+    let totp = accepted.iter().filter(|l| l.starts_with("totp ")).count();
+    let recovery = accepted.len() - totp;
+    eprintln!("accepted: {totp} TOTP steps, {recovery} recovery codes; per child {per_child:?}");
+    assert!(
+        totp >= 1 && totp as u64 <= RACE_ROUNDS,
+        "{totp} steps accepted"
+    );
+    assert!(
+        (1..=10).contains(&recovery),
+        "{recovery} recovery codes accepted"
+    );
+}
