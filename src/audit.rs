@@ -199,6 +199,7 @@ pub(crate) fn trace(at: Timestamp, user: &UserId, client: Option<IpAddr>, kind: 
 
 /// An event's kind as flat columns, for SQL stores: the kind's [`AuditKind::name`], an
 /// optional factor id, and up to two integers whose meaning depends on the kind.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[derive(Clone, Debug, Default, Eq, PartialEq)]
 pub(crate) struct KindColumns {
     pub(crate) factor: Option<FactorId>,
@@ -206,6 +207,7 @@ pub(crate) struct KindColumns {
     pub(crate) detail: Option<i64>,
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl AuditKind {
     /// The kind's fields as columns (see [`AuditKind::from_columns`]).
     pub(crate) fn to_columns(&self) -> KindColumns {
@@ -292,7 +294,7 @@ impl AuditKind {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "sqlite", feature = "postgres")))]
 mod tests {
     use super::*;
 
