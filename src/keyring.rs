@@ -248,9 +248,15 @@ impl KeyRing {
     pub fn generate_entry(id: &KeyId) -> Result<Zeroizing<String>, KeyRingError> {
         use base64ct::Encoding as _;
         let key = generate_key()?;
+        // 32 bytes are exactly 44 Base64 characters: encoding into 44 cannot fail, and if it
+        // did, no key would be handed out.
         let mut buffer = Zeroizing::new([0u8; 44]);
-        let encoded = base64ct::Base64::encode(key.as_ref(), buffer.as_mut())
-            .map_err(|_| KeyRingError::Rng)?;
+        let encoded = base64ct::Base64::encode(key.as_ref(), buffer.as_mut()).map_err(|_| {
+            KeyRingError::Config {
+                entry: 0,
+                reason: "the key could not be encoded",
+            }
+        })?;
         Ok(Zeroizing::new(format!("{id}:{encoded}")))
     }
 
