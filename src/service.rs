@@ -815,9 +815,24 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 return Ok(TotpOutcome::Invalid);
             }
         };
-        // Records the step and resets the account's failure count, atomically.
-        match self.store.accept_totp_step(user, factor, step).await? {
-            StepAdvance::Advanced => {}
+        // Records the step, resets the account's failure count and stores the audit record,
+        // atomically: an accepted step is never missing from the trail.
+        let accepted = AuditEvent {
+            at: now,
+            user: user.clone(),
+            client: ctx.addr,
+            kind: AuditKind::TotpAccepted {
+                factor,
+                step,
+                drift,
+            },
+        };
+        match self
+            .store
+            .accept_totp_step(user, factor, step, accepted.clone())
+            .await?
+        {
+            StepAdvance::Advanced => self.announce(&accepted),
             StepAdvance::AlreadyUsed => {
                 return self.replayed(user, ctx, now, factor, &counted).await
             }
@@ -828,12 +843,6 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 return Ok(TotpOutcome::Invalid);
             }
         }
-        let kind = AuditKind::TotpAccepted {
-            factor,
-            step,
-            drift,
-        };
-        self.emit(user, ctx, now, kind).await?;
         Ok(TotpOutcome::Accepted(TotpAccepted {
             step,
             drift,
@@ -1192,18 +1201,23 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         now: Timestamp,
         kind: AuditKind,
     ) -> Result<(), Error> {
-        audit::trace(now, user, ctx.addr, &kind);
         let event = AuditEvent {
             at: now,
             user: user.clone(),
             client: ctx.addr,
             kind,
         };
-        if let Some(sink) = &self.sink {
-            sink.record(&event);
-        }
+        self.announce(&event);
         self.store.record_audit(event).await?;
         Ok(())
+    }
+
+    /// Sends an event to `tracing` and to the sink (the store's copy is written elsewhere).
+    fn announce(&self, event: &AuditEvent) {
+        audit::trace(event.at, &event.user, event.client, &event.kind);
+        if let Some(sink) = &self.sink {
+            sink.record(event);
+        }
     }
 }
 

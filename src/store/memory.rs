@@ -38,6 +38,16 @@ struct Inner {
     audit: VecDeque<AuditEvent>,
 }
 
+impl Inner {
+    /// Appends to the audit trail, dropping the oldest event when it is full.
+    fn append_audit(&mut self, event: AuditEvent) {
+        if self.audit.len() >= MEMORY_AUDIT_CAPACITY {
+            self.audit.pop_front();
+        }
+        self.audit.push_back(event);
+    }
+}
+
 /// Everything about one user, so each operation looks the user up once.
 #[derive(Debug, Default)]
 struct UserEntry {
@@ -124,23 +134,28 @@ impl Store for MemoryStore {
         user: &UserId,
         factor: FactorId,
         step: u64,
+        record: AuditEvent,
     ) -> Result<StepAdvance, StoreError> {
         let mut inner = self.lock()?;
         let Some(entry) = inner.users.get_mut(user) else {
             return Ok(StepAdvance::NoSuchFactor);
         };
-        match &mut entry.active {
+        let advance = match &mut entry.active {
             Some(active) if active.id == factor => {
                 if step > active.last_step {
                     active.last_step = step;
                     entry.throttle = ThrottleState::default();
-                    Ok(StepAdvance::Advanced)
+                    StepAdvance::Advanced
                 } else {
-                    Ok(StepAdvance::AlreadyUsed)
+                    StepAdvance::AlreadyUsed
                 }
             }
-            _ => Ok(StepAdvance::NoSuchFactor),
+            _ => StepAdvance::NoSuchFactor,
+        };
+        if advance == StepAdvance::Advanced {
+            inner.append_audit(record);
         }
+        Ok(advance)
     }
 
     async fn replace_recovery_codes(
@@ -246,11 +261,7 @@ impl Store for MemoryStore {
     }
 
     async fn record_audit(&self, event: AuditEvent) -> Result<(), StoreError> {
-        let mut inner = self.lock()?;
-        if inner.audit.len() >= MEMORY_AUDIT_CAPACITY {
-            inner.audit.pop_front();
-        }
-        inner.audit.push_back(event);
+        self.lock()?.append_audit(event);
         Ok(())
     }
 

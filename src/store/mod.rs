@@ -3,8 +3,9 @@
 //! Every method is one atomic operation named for its intent. There is no "read, modify in
 //! Rust, write back" pair that two requests could interleave:
 //! - [`Store::accept_totp_step`] moves the last accepted time step forward only if the new
-//!   step is later (one conditional update) and resets the account's failure count with it,
-//!   so one code is accepted once, however many requests or instances race;
+//!   step is later (one conditional update) and resets the account's failure count and
+//!   records the acceptance's audit event with it, so one code is accepted once, however many
+//!   requests or instances race, and never without its audit record;
 //! - [`Store::activate_pending_totp`] promotes a pending factor only if it is still the
 //!   pending one, unexpired, and the active factor is still the one it was meant to replace;
 //! - [`Store::reserve_attempt`] checks the throttle and counts the attempt in one step, so a
@@ -231,12 +232,15 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Option<TotpFactor>, StoreError>> + Send;
 
     /// Atomically: if the active factor is `factor` and its last step is below `step`, set it
-    /// to `step` **and** reset the user's account throttle counter (a success).
+    /// to `step`, reset the user's account throttle counter (a success) **and** append
+    /// `record` to the audit trail. An accepted step and its audit record are stored together
+    /// or not at all.
     fn accept_totp_step(
         &self,
         user: &UserId,
         factor: FactorId,
         step: u64,
+        record: AuditEvent,
     ) -> impl Future<Output = Result<StepAdvance, StoreError>> + Send;
 
     /// Replaces the user's whole set of recovery codes (old codes stop working at once).

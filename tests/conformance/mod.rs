@@ -51,6 +51,11 @@ pub fn secret_bytes(secret: &TotpSecret) -> Vec<u8> {
     base32::decode(alphabet, text.expose_secret()).unwrap()
 }
 
+/// An audit record for a store-level step acceptance (its content is not under test there).
+pub fn step_event() -> AuditEvent {
+    AuditEvent::new(at(START), user("alice"), None, AuditKind::LockLifted)
+}
+
 pub fn user(name: &str) -> UserId {
     UserId::new(name).unwrap()
 }
@@ -257,7 +262,7 @@ pub async fn step_advances_only_forward<S: Store>(store: S) {
     ];
     for (step, expected) in sequence {
         let got = store
-            .accept_totp_step(&alice, factor.id, step)
+            .accept_totp_step(&alice, factor.id, step, step_event())
             .await
             .unwrap();
         assert_eq!(got, expected, "step {step}");
@@ -266,12 +271,15 @@ pub async fn step_advances_only_forward<S: Store>(store: S) {
     assert_eq!(last, 15);
     let other = FactorId::generate().unwrap();
     assert_eq!(
-        store.accept_totp_step(&alice, other, 99).await.unwrap(),
+        store
+            .accept_totp_step(&alice, other, 99, step_event())
+            .await
+            .unwrap(),
         StepAdvance::NoSuchFactor
     );
     assert_eq!(
         store
-            .accept_totp_step(&user("bob"), factor.id, 99)
+            .accept_totp_step(&user("bob"), factor.id, 99, step_event())
             .await
             .unwrap(),
         StepAdvance::NoSuchFactor
@@ -280,16 +288,24 @@ pub async fn step_advances_only_forward<S: Store>(store: S) {
         store.active_totp(&alice).await.unwrap().unwrap().last_step,
         15
     );
+    // The audit record goes in with each advance, and only then.
+    assert_eq!(store.audit_trail(None, 100).await.unwrap().len(), 2);
 }
 
-/// 32 tasks record the same step: exactly one `Advanced`, the others `AlreadyUsed`.
+/// 32 tasks record the same step: exactly one `Advanced`, the others `AlreadyUsed`, and one
+/// audit record.
 pub async fn concurrent_same_step_advances_once<S: Store + 'static>(store: S) {
     let store = Arc::new(store);
     let alice = user("alice");
     let factor = active_factor(&*store, &alice, 10).await;
     let results = race(|_| {
         let (store, alice) = (store.clone(), alice.clone());
-        async move { store.accept_totp_step(&alice, factor.id, 11).await.unwrap() }
+        async move {
+            store
+                .accept_totp_step(&alice, factor.id, 11, step_event())
+                .await
+                .unwrap()
+        }
     })
     .await;
     let advanced = results
@@ -301,6 +317,7 @@ pub async fn concurrent_same_step_advances_once<S: Store + 'static>(store: S) {
         .filter(|r| **r == StepAdvance::AlreadyUsed)
         .count();
     assert_eq!((advanced, used), (1, RACERS - 1));
+    assert_eq!(store.audit_trail(None, 100).await.unwrap().len(), 1);
 }
 
 /// Concurrent different steps: the last step ends at the maximum, never goes back.
@@ -313,7 +330,7 @@ pub async fn concurrent_steps_never_go_back<S: Store + 'static>(store: S) {
         let step = 1 + (i as u64 * 7) % 32;
         async move {
             store
-                .accept_totp_step(&alice, factor.id, step)
+                .accept_totp_step(&alice, factor.id, step, step_event())
                 .await
                 .unwrap()
         }
@@ -335,7 +352,10 @@ pub async fn factors_are_removed<S: Store>(store: S) {
     assert_eq!(store.active_totp(&alice).await.unwrap(), None);
     assert_eq!(store.pending_totp(&alice).await.unwrap(), None);
     assert_eq!(
-        store.accept_totp_step(&alice, factor.id, 5).await.unwrap(),
+        store
+            .accept_totp_step(&alice, factor.id, 5, step_event())
+            .await
+            .unwrap(),
         StepAdvance::NoSuchFactor
     );
 }
@@ -427,12 +447,18 @@ pub async fn accepting_a_step_resets_the_account_counter<S: Store>(store: S) {
             .unwrap();
     }
     assert_eq!(
-        store.accept_totp_step(&alice, factor.id, 10).await.unwrap(),
+        store
+            .accept_totp_step(&alice, factor.id, 10, step_event())
+            .await
+            .unwrap(),
         StepAdvance::AlreadyUsed
     );
     assert_eq!(store.throttle(&key).await.unwrap().failures, 3);
     assert_eq!(
-        store.accept_totp_step(&alice, factor.id, 11).await.unwrap(),
+        store
+            .accept_totp_step(&alice, factor.id, 11, step_event())
+            .await
+            .unwrap(),
         StepAdvance::Advanced
     );
     assert_eq!(store.throttle(&key).await.unwrap().failures, 0);

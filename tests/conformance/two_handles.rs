@@ -56,8 +56,11 @@ impl<S: Store> Store for TwoHandles<S> {
         user: &UserId,
         factor: FactorId,
         step: u64,
+        record: AuditEvent,
     ) -> Result<StepAdvance, StoreError> {
-        self.pick().accept_totp_step(user, factor, step).await
+        self.pick()
+            .accept_totp_step(user, factor, step, record)
+            .await
     }
     async fn replace_recovery_codes(
         &self,

@@ -72,6 +72,33 @@ macro_rules! impl_sql_store {
                 Ok(swapped == 1)
             }
 
+            /// Appends `event` to the audit trail, through the pool or inside a transaction.
+            async fn insert_audit<'e, E>(
+                executor: E,
+                event: $crate::audit::AuditEvent,
+            ) -> Result<(), $crate::error::StoreError>
+            where
+                E: sqlx::Executor<'e, Database = $db>,
+            {
+                use $crate::store::sql::{backend, to_db};
+                let columns = event.kind.to_columns();
+                sqlx::query(
+                    "INSERT INTO verrou_audit (at, user_id, client, kind, factor_id, value, \
+                     detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(to_db(event.at.unix_seconds())?)
+                .bind(event.user.as_str())
+                .bind(event.client.map(|addr| addr.to_string()))
+                .bind(event.kind.name())
+                .bind(columns.factor.map(|id| id.to_string()))
+                .bind(columns.value.map(to_db).transpose()?)
+                .bind(columns.detail)
+                .execute(executor)
+                .await
+                .map_err(backend("record an audit event"))?;
+                Ok(())
+            }
+
             /// The store over `pool`, its schema brought up to date; the pool is closed if
             /// that fails.
             async fn from_pool(
@@ -452,6 +479,7 @@ macro_rules! impl_sql_store {
                 user: &$crate::ids::UserId,
                 factor: $crate::ids::FactorId,
                 step: u64,
+                record: $crate::audit::AuditEvent,
             ) -> Result<$crate::store::StepAdvance, $crate::error::StoreError> {
                 use $crate::store::sql::{backend, to_db};
                 use $crate::store::StepAdvance;
@@ -472,6 +500,7 @@ macro_rules! impl_sql_store {
                     .rows_affected();
                     if advanced == 1 {
                         Self::reset_account(&mut tx, user).await?;
+                        Self::insert_audit(&mut *tx, record).await?;
                         return Ok(StepAdvance::Advanced);
                     }
                     let exists: i64 = sqlx::query_scalar(
@@ -718,23 +747,7 @@ macro_rules! impl_sql_store {
                 &self,
                 event: $crate::audit::AuditEvent,
             ) -> Result<(), $crate::error::StoreError> {
-                use $crate::store::sql::{backend, to_db};
-                let columns = event.kind.to_columns();
-                sqlx::query(
-                    "INSERT INTO verrou_audit (at, user_id, client, kind, factor_id, value, \
-                     detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(to_db(event.at.unix_seconds())?)
-                .bind(event.user.as_str())
-                .bind(event.client.map(|addr| addr.to_string()))
-                .bind(event.kind.name())
-                .bind(columns.factor.map(|id| id.to_string()))
-                .bind(columns.value.map(to_db).transpose()?)
-                .bind(columns.detail)
-                .execute(&self.pool)
-                .await
-                .map_err(backend("record an audit event"))?;
-                Ok(())
+                Self::insert_audit(&self.pool, event).await
             }
 
             async fn audit_trail(
