@@ -6,8 +6,8 @@
 //! code every (simulated) period and every third round spend a recovery code, printing each
 //! success only after the service returned it. The parent kills the child mid-load, reopens
 //! the database and checks that every printed time step is still used (its code is refused
-//! as a replay), that every printed recovery code is still spent, and that SQLite's integrity
-//! check passes.
+//! as a replay, and its audit record is there), that every printed recovery code is still
+//! spent, and that SQLite's integrity check passes.
 
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -28,8 +28,8 @@ use verrou::testing::{
     InsecureManualClock,
 };
 use verrou::{
-    ClientContext, Clock, KeyId, KeyRing, RecoveryOutcome, Timestamp, TotpOutcome, TotpParams,
-    TotpSecret, UserId, Verrou, VerrouConfig,
+    AuditKind, ClientContext, Clock, KeyId, KeyRing, RecoveryOutcome, Timestamp, TotpOutcome,
+    TotpParams, TotpSecret, UserId, Verrou, VerrouConfig,
 };
 
 const CHILD_DIR: &str = "VERROU_CRASH_DIR";
@@ -153,6 +153,7 @@ async fn sigkill_mid_load_forgets_nothing() {
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let mut steps: HashMap<usize, u64> = HashMap::new();
+    let mut reported: Vec<(usize, u64)> = Vec::new();
     let mut spent: Vec<(usize, String)> = Vec::new();
     let (mut totp, deadline) = (0, Instant::now() + Duration::from_secs(120));
     for line in stdout.lines() {
@@ -160,9 +161,10 @@ async fn sigkill_mid_load_forgets_nothing() {
         let parts: Vec<&str> = line.split(' ').collect();
         match parts.as_slice() {
             ["totp", i, step] => {
-                let step: u64 = step.parse().unwrap();
-                let last = steps.entry(i.parse().unwrap()).or_default();
+                let (i, step): (usize, u64) = (i.parse().unwrap(), step.parse().unwrap());
+                let last = steps.entry(i).or_default();
                 *last = (*last).max(step);
+                reported.push((i, step));
                 totp += 1;
             }
             ["recovery", i, code] => spent.push((i.parse().unwrap(), (*code).to_owned())),
@@ -192,6 +194,17 @@ async fn sigkill_mid_load_forgets_nothing() {
             active.last_step >= *step,
             "user {i}: step {step} was accepted but the store says {}",
             active.last_step
+        );
+    }
+    // Each accepted step's audit record was committed with it.
+    for (i, step) in &reported {
+        let trail = store.audit_trail(Some(&user(*i)), 100_000).await.unwrap();
+        let recorded = trail.iter().any(
+            |event| matches!(event.kind, AuditKind::TotpAccepted { step: s, .. } if s == *step),
+        );
+        assert!(
+            recorded,
+            "user {i}: step {step} accepted without its audit record"
         );
     }
     for (i, code) in &spent {
