@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use conformance::{config, enrolled};
 use verrou::store::{SqliteStore, Store, ThrottleKey};
-use verrou::KeyRing;
+use verrou::{KeyRing, UserId};
 
 fn admin(store: &Path, keys: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
@@ -24,6 +24,17 @@ fn admin(store: &Path, keys: &str, args: &[&str]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// Whether `user` has a factor that opens with `keys` alone, and their failure count.
+async fn inspect(path: &Path, keys: &str, user: &UserId) -> (bool, u32) {
+    let store = SqliteStore::open(path, KeyRing::from_config(keys).unwrap())
+        .await
+        .unwrap();
+    let has_factor = store.active_totp(user).await.unwrap().is_some();
+    let failures = store.throttle(&ThrottleKey::Account(user)).await.unwrap();
+    store.close().await;
+    (has_factor, failures.failures)
 }
 
 fn entry(id: &str) -> String {
@@ -64,19 +75,8 @@ async fn operators_rotate_reset_lift_and_read_the_trail() {
     assert!(text(&out.stdout).contains("re-sealed 0"));
 
     // The old key can now go: the factor opens with the new key alone.
-    let store = SqliteStore::open(&path, KeyRing::from_config(&new).unwrap())
-        .await
-        .unwrap();
-    assert!(store.active_totp(&alice).await.unwrap().is_some());
-    assert!(
-        store
-            .throttle(&ThrottleKey::Account(&alice))
-            .await
-            .unwrap()
-            .failures
-            > 0
-    );
-    store.close().await;
+    let (has_factor, failures) = inspect(&path, &new, &alice).await;
+    assert!(has_factor && failures > 0);
 
     let out = admin(&path, &new, &["lift-lock", "alice"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -95,19 +95,7 @@ async fn operators_rotate_reset_lift_and_read_the_trail() {
         ["totp_factor_removed", "lock_lifted", "totp_invalid"]
     );
 
-    let store = SqliteStore::open(&path, KeyRing::from_config(&new).unwrap())
-        .await
-        .unwrap();
-    assert!(store.active_totp(&alice).await.unwrap().is_none());
-    assert_eq!(
-        store
-            .throttle(&ThrottleKey::Account(&alice))
-            .await
-            .unwrap()
-            .failures,
-        0
-    );
-    store.close().await;
+    assert_eq!(inspect(&path, &new, &alice).await, (false, 0));
 }
 
 #[test]

@@ -78,6 +78,13 @@ async fn raw(path: &Path) -> SqliteConnection {
         .unwrap()
 }
 
+/// Runs `sql` on the file directly, as an operator's SQLite shell would.
+async fn raw_exec(path: &Path, sql: &'static str) {
+    let mut conn = raw(path).await;
+    sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+}
+
 async fn schema_version(path: &Path) -> i64 {
     sqlx::query_scalar("SELECT version FROM verrou_schema_version")
         .fetch_one(&mut raw(path).await)
@@ -129,12 +136,11 @@ impl OnFile {
 async fn a_newer_schema_is_refused() {
     let f = enrolled_on_file().await;
     f.close().await;
-    let mut conn = raw(&f.path).await;
-    sqlx::query("UPDATE verrou_schema_version SET version = version + 1")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.unwrap();
+    raw_exec(
+        &f.path,
+        "UPDATE verrou_schema_version SET version = version + 1",
+    )
+    .await;
     let err = SqliteStore::open(&f.path, f.keys.clone())
         .await
         .unwrap_err();
@@ -147,12 +153,11 @@ async fn an_older_schema_is_upgraded_in_place() {
     let f = enrolled_on_file().await;
     f.close().await;
     // Take the database back to schema version 1 (before the audit trail).
-    let mut conn = raw(&f.path).await;
-    sqlx::raw_sql("DROP TABLE verrou_audit; UPDATE verrou_schema_version SET version = 1")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.unwrap();
+    raw_exec(
+        &f.path,
+        "DROP TABLE verrou_audit; UPDATE verrou_schema_version SET version = 1",
+    )
+    .await;
     assert_eq!(schema_version(&f.path).await, 1);
 
     let path = f.path.clone();
