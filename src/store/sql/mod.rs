@@ -99,6 +99,26 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            /// How many unused recovery codes `user` has, through the pool or inside a
+            /// transaction.
+            async fn count_unused<'e, E>(
+                executor: E,
+                user: &$crate::ids::UserId,
+            ) -> Result<usize, $crate::error::StoreError>
+            where
+                E: sqlx::Executor<'e, Database = $db>,
+            {
+                use $crate::store::sql::{backend, from_db};
+                let remaining: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM verrou_recovery_codes WHERE user_id = $1 AND NOT used",
+                )
+                .bind(user.as_str())
+                .fetch_one(executor)
+                .await
+                .map_err(backend("count recovery codes"))?;
+                Ok(usize::try_from(from_db(remaining)?).unwrap_or(usize::MAX))
+            }
+
             /// The store over `pool`, its schema brought up to date; the pool is closed if
             /// that fails.
             async fn from_pool(
@@ -584,7 +604,7 @@ macro_rules! impl_sql_store {
                 user: &$crate::ids::UserId,
                 lookup: $crate::recovery::Lookup,
             ) -> Result<$crate::store::Consumption, $crate::error::StoreError> {
-                use $crate::store::sql::{backend, from_db};
+                use $crate::store::sql::backend;
                 use $crate::store::Consumption;
                 let mut tx = self.write("consume a recovery code").await?;
                 let result: Result<_, $crate::error::StoreError> = async {
@@ -601,15 +621,7 @@ macro_rules! impl_sql_store {
                     .rows_affected();
                     if consumed == 1 {
                         Self::reset_account(&mut tx, user).await?;
-                        let remaining: i64 = sqlx::query_scalar(
-                            "SELECT COUNT(*) FROM verrou_recovery_codes \
-                             WHERE user_id = $1 AND NOT used",
-                        )
-                        .bind(user.as_str())
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(backend("count recovery codes"))?;
-                        let remaining = usize::try_from(from_db(remaining)?).unwrap_or(usize::MAX);
+                        let remaining = Self::count_unused(&mut *tx, user).await?;
                         return Ok(Consumption::Consumed { remaining });
                     }
                     let exists: i64 = sqlx::query_scalar(
@@ -635,15 +647,7 @@ macro_rules! impl_sql_store {
                 &self,
                 user: &$crate::ids::UserId,
             ) -> Result<usize, $crate::error::StoreError> {
-                use $crate::store::sql::{backend, from_db};
-                let remaining: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM verrou_recovery_codes WHERE user_id = $1 AND NOT used",
-                )
-                .bind(user.as_str())
-                .fetch_one(&self.pool)
-                .await
-                .map_err(backend("count recovery codes"))?;
-                Ok(usize::try_from(from_db(remaining)?).unwrap_or(usize::MAX))
+                Self::count_unused(&self.pool, user).await
             }
 
             async fn remove_totp(
