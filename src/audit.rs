@@ -9,7 +9,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::clock::Timestamp;
-use crate::ids::{FactorId, UserId};
+use crate::ids::{FactorId, SessionId, UserId};
+use crate::service::SecondFactorMethod;
+use crate::session::proof::ProofError;
+use crate::session::{BindingKind, RevocationReason};
 
 /// One audit event.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -113,8 +116,52 @@ pub enum AuditKind {
     RecoveryCodeInvalid,
     /// A recovery code that was already used was presented again: the list may have leaked.
     RecoveryCodeReplayed,
-    /// An operator removed the user's TOTP factor (active and pending).
+    /// An operator removed the user's TOTP factor (active and pending), or the user disabled
+    /// it.
     TotpFactorRemoved,
+    /// A password-only session was created.
+    SessionCreated {
+        /// The session.
+        session: SessionId,
+    },
+    /// A session passed the second factor (first time or step-up); its token was replaced.
+    SessionElevated {
+        /// The session.
+        session: SessionId,
+        /// How.
+        method: SecondFactorMethod,
+    },
+    /// A session's soft signals changed: step-up asked for.
+    SessionSignalsChanged {
+        /// The session.
+        session: SessionId,
+    },
+    /// A session was revoked (and deleted).
+    SessionRevoked {
+        /// The session.
+        session: SessionId,
+        /// Why.
+        reason: RevocationReason,
+    },
+    /// A device key was registered for a session.
+    BindingRegistered {
+        /// The session.
+        session: SessionId,
+        /// DBSC or the WebCrypto fallback.
+        kind: BindingKind,
+    },
+    /// A bound cookie was renewed with a valid device proof.
+    BindingRefreshed {
+        /// The session.
+        session: SessionId,
+    },
+    /// A device-binding proof was refused.
+    BindingProofFailed {
+        /// The session.
+        session: SessionId,
+        /// Why.
+        reason: ProofError,
+    },
 }
 
 impl AuditKind {
@@ -137,6 +184,13 @@ impl AuditKind {
             Self::RecoveryCodeInvalid => "recovery_code_invalid",
             Self::RecoveryCodeReplayed => "recovery_code_replayed",
             Self::TotpFactorRemoved => "totp_factor_removed",
+            Self::SessionCreated { .. } => "session_created",
+            Self::SessionElevated { .. } => "session_elevated",
+            Self::SessionSignalsChanged { .. } => "session_signals_changed",
+            Self::SessionRevoked { .. } => "session_revoked",
+            Self::BindingRegistered { .. } => "binding_registered",
+            Self::BindingRefreshed { .. } => "binding_refreshed",
+            Self::BindingProofFailed { .. } => "binding_proof_failed",
         }
     }
 }
@@ -190,7 +244,9 @@ pub(crate) fn trace(at: Timestamp, user: &UserId, client: Option<IpAddr>, kind: 
         | AuditKind::RecoveryCodesLow { .. }
         | AuditKind::Locked { .. }
         | AuditKind::LockEngaged { .. }
-        | AuditKind::Throttled { .. } => {
+        | AuditKind::Throttled { .. }
+        | AuditKind::SessionSignalsChanged { .. }
+        | AuditKind::BindingProofFailed { .. } => {
             tracing::warn!(target: "verrou::audit", kind = name, at, user, client, detail = ?kind);
         }
         _ => tracing::info!(target: "verrou::audit", kind = name, at, user, client, detail = ?kind),
@@ -203,6 +259,7 @@ pub(crate) fn trace(at: Timestamp, user: &UserId, client: Option<IpAddr>, kind: 
 #[derive(Clone, Debug, Default, Eq, PartialEq)]
 pub(crate) struct KindColumns {
     pub(crate) factor: Option<FactorId>,
+    pub(crate) session: Option<SessionId>,
     pub(crate) value: Option<u64>,
     pub(crate) detail: Option<i64>,
 }
@@ -211,6 +268,34 @@ pub(crate) struct KindColumns {
 impl AuditKind {
     /// The kind's fields as columns (see [`AuditKind::from_columns`]).
     pub(crate) fn to_columns(&self) -> KindColumns {
+        let (session, value) = match *self {
+            Self::SessionCreated { session }
+            | Self::SessionSignalsChanged { session }
+            | Self::BindingRefreshed { session } => (Some(session), None),
+            Self::SessionElevated { session, method } => (
+                Some(session),
+                Some(code_of(&SecondFactorMethod::ALL, &method)),
+            ),
+            Self::SessionRevoked { session, reason } => (
+                Some(session),
+                Some(code_of(&RevocationReason::ALL, &reason)),
+            ),
+            Self::BindingRegistered { session, kind } => {
+                (Some(session), Some(code_of(&BindingKind::ALL, &kind)))
+            }
+            Self::BindingProofFailed { session, reason } => {
+                (Some(session), Some(code_of(&ProofError::ALL, &reason)))
+            }
+            _ => (None, None),
+        };
+        if session.is_some() {
+            return KindColumns {
+                factor: None,
+                session,
+                value,
+                detail: None,
+            };
+        }
         let (factor, value, detail) = match *self {
             Self::TotpEnrollmentStarted {
                 factor,
@@ -238,13 +323,11 @@ impl AuditKind {
             | Self::RecoveryCodesLow { remaining: n } => {
                 (None, Some(u64::try_from(n).unwrap_or(u64::MAX)), None)
             }
-            Self::LockLifted
-            | Self::RecoveryCodeInvalid
-            | Self::RecoveryCodeReplayed
-            | Self::TotpFactorRemoved => (None, None, None),
+            _ => (None, None, None),
         };
         KindColumns {
             factor,
+            session: None,
             value,
             detail,
         }
@@ -253,6 +336,7 @@ impl AuditKind {
     /// Rebuilds a kind from its name and columns; `None` if they do not fit together.
     pub(crate) fn from_columns(name: &str, columns: &KindColumns) -> Option<Self> {
         let factor = || columns.factor;
+        let session = || columns.session;
         let value = || columns.value;
         let count = || value().and_then(|v| usize::try_from(v).ok());
         let until = || match value() {
@@ -289,9 +373,49 @@ impl AuditKind {
             "recovery_code_invalid" => Self::RecoveryCodeInvalid,
             "recovery_code_replayed" => Self::RecoveryCodeReplayed,
             "totp_factor_removed" => Self::TotpFactorRemoved,
+            "session_created" => Self::SessionCreated {
+                session: session()?,
+            },
+            "session_elevated" => Self::SessionElevated {
+                session: session()?,
+                method: from_code(&SecondFactorMethod::ALL, value())?,
+            },
+            "session_signals_changed" => Self::SessionSignalsChanged {
+                session: session()?,
+            },
+            "session_revoked" => Self::SessionRevoked {
+                session: session()?,
+                reason: from_code(&RevocationReason::ALL, value())?,
+            },
+            "binding_registered" => Self::BindingRegistered {
+                session: session()?,
+                kind: from_code(&BindingKind::ALL, value())?,
+            },
+            "binding_refreshed" => Self::BindingRefreshed {
+                session: session()?,
+            },
+            "binding_proof_failed" => Self::BindingProofFailed {
+                session: session()?,
+                reason: from_code(&ProofError::ALL, value())?,
+            },
             _ => return None,
         })
     }
+}
+
+/// The position of `item` in `all`: the code SQL stores keep for a closed set of values.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn code_of<T: PartialEq>(all: &[T], item: &T) -> u64 {
+    let index = all.iter().position(|candidate| candidate == item);
+    index
+        .and_then(|i| u64::try_from(i).ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// The item of `all` at position `code`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn from_code<T: Copy>(all: &[T], code: Option<u64>) -> Option<T> {
+    all.get(usize::try_from(code?).ok()?).copied()
 }
 
 #[cfg(all(test, any(feature = "sqlite", feature = "postgres")))]
@@ -335,6 +459,23 @@ mod tests {
             AuditKind::RecoveryCodeReplayed,
             AuditKind::TotpFactorRemoved,
         ];
+        let session = SessionId::generate().unwrap();
+        let mut kinds = kinds.to_vec();
+        kinds.push(AuditKind::SessionCreated { session });
+        kinds.push(AuditKind::SessionSignalsChanged { session });
+        kinds.push(AuditKind::BindingRefreshed { session });
+        for method in SecondFactorMethod::ALL {
+            kinds.push(AuditKind::SessionElevated { session, method });
+        }
+        for reason in RevocationReason::ALL {
+            kinds.push(AuditKind::SessionRevoked { session, reason });
+        }
+        for kind in BindingKind::ALL {
+            kinds.push(AuditKind::BindingRegistered { session, kind });
+        }
+        for reason in ProofError::ALL {
+            kinds.push(AuditKind::BindingProofFailed { session, reason });
+        }
         for kind in kinds {
             let back = AuditKind::from_columns(kind.name(), &kind.to_columns());
             assert_eq!(back, Some(kind));

@@ -41,9 +41,18 @@ pub enum InputError {
         /// The maximum length in bytes.
         max: usize,
     },
+    /// An organisation identifier is empty, too long or contains control characters.
+    #[error("organisation id must be 1 to {max} bytes without control characters")]
+    OrgId {
+        /// The maximum length in bytes.
+        max: usize,
+    },
     /// A factor identifier is not 32 lowercase hexadecimal characters.
     #[error("factor id must be 32 lowercase hexadecimal characters")]
     FactorId,
+    /// A session identifier is not 32 lowercase hexadecimal characters.
+    #[error("session id must be 32 lowercase hexadecimal characters")]
+    SessionId,
     /// An issuer or account name cannot be put in an `otpauth://` label.
     #[error("{field} must be 1 to {max} bytes, without ':' or control characters, and not start or end with a space")]
     Label {
@@ -101,6 +110,9 @@ pub enum ConfigError {
     /// A recovery-code setting is out of range.
     #[error("recovery codes: {0}")]
     Recovery(&'static str),
+    /// A session setting is out of range or unusable.
+    #[error("sessions: {0}")]
+    Session(&'static str),
     /// The issuer shown in authenticator apps is not a valid label.
     #[error("issuer: {0}")]
     Issuer(InputError),
@@ -136,6 +148,9 @@ pub enum ApiMisuse {
     /// A second-factor proof was presented for re-enrolment but the user has no active factor.
     #[error("re-enrolment was requested but the user has no active TOTP factor")]
     NoActiveFactor,
+    /// A second-factor proof was presented to elevate another user's session.
+    #[error("the second-factor proof belongs to another user than the session")]
+    ProofForAnotherUser,
 }
 
 /// What kind of store failure happened.

@@ -1,4 +1,4 @@
-//! Identifiers: the portal's user id and verrou's factor id.
+//! Identifiers: the portal's user and organisation ids, verrou's factor and session ids.
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ impl UserId {
     /// containing control characters.
     pub fn new(id: impl AsRef<str>) -> Result<Self, InputError> {
         let id = id.as_ref();
-        if id.is_empty() || id.len() > Self::MAX_LEN || id.chars().any(char::is_control) {
+        if !is_plain_id(id, Self::MAX_LEN) {
             return Err(InputError::UserId { max: Self::MAX_LEN });
         }
         Ok(Self(id.into()))
@@ -45,53 +45,122 @@ impl fmt::Display for UserId {
     }
 }
 
-/// A random 128-bit identifier of one TOTP factor, as 32 lowercase hex characters.
-///
-/// A new factor id is drawn for every enrolment, so a re-enrolled factor never shares an id
-/// (or its used time steps) with the one it replaces.
-#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
-pub struct FactorId([u8; 16]);
+/// The portal's identifier for a partner organisation (a tenant): the same rules as
+/// [`UserId`]. Sessions carry it, so an operator can revoke every session of one
+/// organisation at once.
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct OrgId(Arc<str>);
 
-impl FactorId {
-    /// Draws a fresh factor id from the operating system's CSPRNG.
+impl OrgId {
+    /// Longest accepted organisation id, in bytes.
+    pub const MAX_LEN: usize = 256;
+
+    /// Validates and wraps an organisation id.
     ///
     /// # Errors
-    /// [`CryptoError::Rng`] when the OS RNG fails.
-    pub fn generate() -> Result<Self, CryptoError> {
-        let mut bytes = [0u8; 16];
-        SysRng
-            .try_fill_bytes(&mut bytes)
-            .map_err(|_| CryptoError::Rng)?;
-        Ok(Self(bytes))
+    /// [`InputError::OrgId`] when empty, longer than [`OrgId::MAX_LEN`] bytes, or containing
+    /// control characters.
+    pub fn new(id: impl AsRef<str>) -> Result<Self, InputError> {
+        let id = id.as_ref();
+        if !is_plain_id(id, Self::MAX_LEN) {
+            return Err(InputError::OrgId { max: Self::MAX_LEN });
+        }
+        Ok(Self(id.into()))
     }
 
-    /// Parses the 32-character lowercase hex form (as stored by SQL backends).
-    ///
-    /// # Errors
-    /// [`InputError::FactorId`] for anything else.
-    pub fn parse(text: &str) -> Result<Self, InputError> {
-        let bytes = text.as_bytes();
-        if bytes.len() != 32 {
-            return Err(InputError::FactorId);
-        }
-        let mut out = [0u8; 16];
-        for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-            let (hi, lo) = match pair {
-                [hi, lo] => (hex_value(*hi), hex_value(*lo)),
-                _ => (None, None),
-            };
-            match (hi, lo) {
-                (Some(hi), Some(lo)) => *byte = (hi << 4) | lo,
-                _ => return Err(InputError::FactorId),
-            }
-        }
-        Ok(Self(out))
-    }
-
-    /// The raw 16 bytes.
-    pub fn as_bytes(&self) -> &[u8; 16] {
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+impl fmt::Display for OrgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// 1 to `max` bytes, no control characters.
+fn is_plain_id(id: &str, max: usize) -> bool {
+    !id.is_empty() && id.len() <= max && !id.chars().any(char::is_control)
+}
+
+/// A random 128-bit identifier, shown as 32 lowercase hex characters: what factor and
+/// session ids share. Not secret; never a credential.
+macro_rules! random_id {
+    ($(#[$doc:meta])* $name:ident, $error:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+        pub struct $name([u8; 16]);
+
+        impl $name {
+            /// Draws a fresh id from the operating system's CSPRNG.
+            ///
+            /// # Errors
+            /// [`CryptoError::Rng`] when the OS RNG fails.
+            pub fn generate() -> Result<Self, CryptoError> {
+                let mut bytes = [0u8; 16];
+                SysRng
+                    .try_fill_bytes(&mut bytes)
+                    .map_err(|_| CryptoError::Rng)?;
+                Ok(Self(bytes))
+            }
+
+            /// Parses the 32-character lowercase hex form (as displayed and stored).
+            ///
+            /// # Errors
+            #[doc = concat!("[`", stringify!($error), "`] for anything else.")]
+            pub fn parse(text: &str) -> Result<Self, InputError> {
+                parse_hex_16(text).map(Self).ok_or($error)
+            }
+
+            /// The raw 16 bytes.
+            pub fn as_bytes(&self) -> &[u8; 16] {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for byte in self.0 {
+                    write!(f, "{byte:02x}")?;
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+random_id!(
+    /// A random 128-bit identifier of one TOTP factor, as 32 lowercase hex characters.
+    ///
+    /// A new factor id is drawn for every enrolment, so a re-enrolled factor never shares an id
+    /// (or its used time steps) with the one it replaces.
+    FactorId,
+    InputError::FactorId
+);
+
+random_id!(
+    /// A random 128-bit identifier of one session, as 32 lowercase hex characters.
+    ///
+    /// The session's public handle: it appears in audit events, session lists and as the DBSC
+    /// session identifier, and it names a session to revoke. It is **not** a credential (the
+    /// token in the cookie is, and only its hash is stored).
+    SessionId,
+    InputError::SessionId
+);
+
+fn parse_hex_16(text: &str) -> Option<[u8; 16]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let [hi, lo] = pair else { return None };
+        *byte = (hex_value(*hi)? << 4) | hex_value(*lo)?;
+    }
+    Some(out)
 }
 
 fn hex_value(c: u8) -> Option<u8> {
@@ -99,15 +168,6 @@ fn hex_value(c: u8) -> Option<u8> {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
         _ => None,
-    }
-}
-
-impl fmt::Display for FactorId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
     }
 }
 
@@ -124,6 +184,20 @@ mod tests {
         assert!(UserId::new("a\u{0}b").is_err());
         assert!(UserId::new("x".repeat(256)).is_ok());
         assert!(UserId::new("x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn org_id_rules() {
+        assert!(OrgId::new("org-42").is_ok());
+        assert_eq!(OrgId::new(""), Err(InputError::OrgId { max: 256 }));
+        assert!(OrgId::new("a\tb").is_err());
+    }
+
+    #[test]
+    fn session_id_round_trip() {
+        let id = SessionId::generate().unwrap();
+        assert_eq!(SessionId::parse(&id.to_string()).unwrap(), id);
+        assert_eq!(SessionId::parse("zz"), Err(InputError::SessionId));
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub mod lockout;
 pub mod recovery;
 pub mod secret;
 mod service;
+pub mod session;
 pub mod store;
 #[cfg(feature = "insecure-test-utils")]
 pub mod testing;
@@ -60,13 +61,15 @@ pub mod totp;
 pub use crate::audit::{AuditEvent, AuditKind, AuditSink};
 pub use crate::clock::{Clock, SystemClock, Timestamp};
 pub use crate::error::{ApiMisuse, ConfigError, CryptoError, Error, InputError, StoreError};
-pub use crate::ids::{FactorId, UserId};
+pub use crate::ids::{FactorId, OrgId, SessionId, UserId};
 pub use crate::keyring::{KeyId, KeyRing, KeyRingError, KEYS_ENV};
 pub use crate::secret::TotpSecret;
 pub use crate::service::{
-    ClientContext, EnrollmentOffer, EnrollmentOutcome, RecoveryCodeSet, RecoveryCodesOutcome,
-    RecoveryOutcome, ReenrollmentOutcome, SecondFactorMethod, SecondFactorProof, TotpAccepted,
-    TotpOutcome, Verrou, VerrouConfig,
+    ActiveSession, BindingOutcome, BoundCredential, ClientContext, DisableOutcome, Elevated,
+    ElevationOutcome, EnrollmentOffer, EnrollmentOutcome, NewSession, RecoveryCodeSet,
+    RecoveryCodesOutcome, RecoveryOutcome, ReenrollmentOutcome, RefreshOutcome, SecondFactorMethod,
+    SecondFactorProof, SessionCookies, SessionStatus, TotpAccepted, TotpOutcome, Verrou,
+    VerrouConfig,
 };
 pub use crate::totp::{Algorithm, TotpParams};
 

@@ -134,3 +134,89 @@ pub fn insecure_key_ring() -> Result<crate::KeyRing, crate::KeyRingError> {
     let key = crate::keyring::generate_key()?;
     crate::KeyRing::new((crate::KeyId::new("test")?, &key), [])
 }
+
+/// A device key, as a DBSC browser (or verrou's WebCrypto fallback) holds one: signs ES256
+/// proofs over server challenges. Plays the browser in tests.
+pub struct InsecureDevice {
+    key: p256::ecdsa::SigningKey,
+}
+
+impl std::fmt::Debug for InsecureDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InsecureDevice")
+    }
+}
+
+impl InsecureDevice {
+    /// A fresh random key.
+    ///
+    /// # Errors
+    /// [`crate::CryptoError::Rng`] if the OS RNG fails.
+    pub fn generate() -> Result<Self, crate::CryptoError> {
+        use rand::TryRng as _;
+        loop {
+            let mut scalar = zeroize::Zeroizing::new([0u8; 32]);
+            rand::rngs::SysRng
+                .try_fill_bytes(scalar.as_mut())
+                .map_err(|_| crate::CryptoError::Rng)?;
+            // A random 256-bit value is a valid scalar except with probability ~2^-32.
+            if let Ok(key) = p256::ecdsa::SigningKey::from_slice(scalar.as_ref()) {
+                return Ok(Self { key });
+            }
+        }
+    }
+
+    /// The public key as a JWK object (`kty`, `crv`, `x`, `y`).
+    pub fn jwk(&self) -> serde_json::Value {
+        use base64ct::{Base64UrlUnpadded, Encoding as _};
+        let point = self.key.verifying_key().to_sec1_point(false);
+        let bytes = point.as_bytes();
+        let (x, y) = bytes
+            .get(1..33)
+            .zip(bytes.get(33..65))
+            .unwrap_or((&[], &[]));
+        serde_json::json!({
+            "kty": "EC",
+            "crv": "P-256",
+            "x": Base64UrlUnpadded::encode_string(x),
+            "y": Base64UrlUnpadded::encode_string(y),
+        })
+    }
+
+    /// A registration proof, as the DBSC draft describes: header `alg` ES256, `typ`
+    /// `dbsc+jwt`, the public key as `jwk`; payload `jti` = the challenge.
+    pub fn registration_proof(&self, challenge: &str) -> String {
+        let header = serde_json::json!({"alg": "ES256", "typ": "dbsc+jwt", "jwk": self.jwk()});
+        self.sign(&header, &serde_json::json!({ "jti": challenge }))
+    }
+
+    /// A refresh proof: signed with the registered key, without the key in the header.
+    pub fn refresh_proof(&self, challenge: &str) -> String {
+        let header = serde_json::json!({"alg": "ES256", "typ": "dbsc+jwt"});
+        self.sign(&header, &serde_json::json!({ "jti": challenge }))
+    }
+
+    /// Any header and payload, signed with this key (JOSE r‖s signature).
+    pub fn sign(&self, header: &serde_json::Value, payload: &serde_json::Value) -> String {
+        self.sign_raw(
+            header.to_string().as_bytes(),
+            payload.to_string().as_bytes(),
+        )
+    }
+
+    /// Raw header and payload bytes (for malformed-JSON tests), signed with this key.
+    pub fn sign_raw(&self, header: &[u8], payload: &[u8]) -> String {
+        use base64ct::{Base64UrlUnpadded, Encoding as _};
+        use p256::ecdsa::signature::Signer as _;
+        let input = format!(
+            "{}.{}",
+            Base64UrlUnpadded::encode_string(header),
+            Base64UrlUnpadded::encode_string(payload)
+        );
+        let signature: p256::ecdsa::Signature = self.key.sign(input.as_bytes());
+        format!(
+            "{input}.{}",
+            Base64UrlUnpadded::encode_string(&signature.to_bytes())
+        )
+    }
+}

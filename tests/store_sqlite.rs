@@ -155,18 +155,27 @@ async fn an_older_schema_is_upgraded_in_place() {
     // Take the database back to schema version 1 (before the audit trail).
     raw_exec(
         &f.path,
-        "DROP TABLE verrou_audit; UPDATE verrou_schema_version SET version = 1",
+        "DROP TABLE verrou_audit; DROP TABLE verrou_sessions; \
+         DROP TABLE verrou_session_bindings; UPDATE verrou_schema_version SET version = 1",
     )
     .await;
     assert_eq!(schema_version(&f.path).await, 1);
 
     let path = f.path.clone();
     let (again, _dir) = f.reopen().await;
-    assert_eq!(schema_version(&path).await, 2);
+    assert_eq!(schema_version(&path).await, 3);
     // The factor written at version 1 still works, and the trail is recorded again.
     again.accept(&again.code(0)).await;
     let trail = again.verrou.audit_trail(None, 10).await.unwrap();
     assert_eq!(trail.len(), 1);
+    // And sessions work on the upgraded file.
+    let browser = again.sign_in(None).await;
+    assert!(matches!(
+        again
+            .status(&browser, verrou::session::Requirement::AnySession)
+            .await,
+        verrou::SessionStatus::Active(_)
+    ));
 }
 
 #[tokio::test]

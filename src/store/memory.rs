@@ -5,16 +5,21 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::sessions::{RevocationContext, SessionStore};
 use super::{
     Activation, Consumption, PendingTotp, RecoveryCodeRecord, Reservation, StepAdvance, Store,
     ThrottleKey, TotpFactor,
 };
 use crate::audit::AuditEvent;
+use crate::audit::AuditKind;
 use crate::clock::Timestamp;
 use crate::error::{StoreError, StoreErrorKind};
-use crate::ids::{FactorId, UserId};
+use crate::ids::{FactorId, SessionId, UserId};
 use crate::lockout::{ThrottlePolicy, ThrottleState};
 use crate::recovery::Lookup;
+use crate::session::{
+    Assurance, BindingRecord, Elevation, RevocationScope, SessionRecord, TokenHash,
+};
 
 /// A store in process memory. Clones share the same data, like handles to one database.
 /// The audit trail keeps the newest [`MEMORY_AUDIT_CAPACITY`] events.
@@ -36,6 +41,9 @@ struct Inner {
     users: Map<UserId, UserEntry>,
     addresses: Map<IpAddr, ThrottleState>,
     audit: VecDeque<AuditEvent>,
+    sessions: Map<SessionId, SessionRecord>,
+    tokens: Map<TokenHash, SessionId>,
+    bindings: Map<SessionId, BindingRecord>,
 }
 
 impl Inner {
@@ -45,6 +53,14 @@ impl Inner {
             self.audit.pop_front();
         }
         self.audit.push_back(event);
+    }
+
+    /// Removes one session with its token index entry and binding.
+    fn remove_session(&mut self, id: SessionId) -> Option<SessionRecord> {
+        let record = self.sessions.remove(&id)?;
+        self.tokens.remove(&record.token);
+        self.bindings.remove(&id);
+        Some(record)
     }
 }
 
@@ -277,5 +293,150 @@ impl Store for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn create_session(&self, record: SessionRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        if inner.sessions.contains_key(&record.id) || inner.tokens.contains_key(&record.token) {
+            return Err(StoreError::new(
+                StoreErrorKind::Backend,
+                "a session with this id or token exists",
+            ));
+        }
+        inner.tokens.insert(record.token, record.id);
+        inner.sessions.insert(record.id, record);
+        Ok(())
+    }
+
+    async fn session_by_token(
+        &self,
+        token: &TokenHash,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let inner = self.lock()?;
+        let id = inner.tokens.get(token);
+        Ok(id.and_then(|id| inner.sessions.get(id)).cloned())
+    }
+
+    async fn touch_session(&self, session: SessionId, at: Timestamp) -> Result<(), StoreError> {
+        if let Some(record) = self.lock()?.sessions.get_mut(&session) {
+            record.last_seen = record.last_seen.max(at);
+        }
+        Ok(())
+    }
+
+    async fn elevate_session(
+        &self,
+        session: SessionId,
+        current: &TokenHash,
+        elevation: Elevation,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        let Some(record) = inner.sessions.get_mut(&session) else {
+            return Ok(false);
+        };
+        if record.token != *current {
+            return Ok(false);
+        }
+        let old = std::mem::replace(&mut record.token, elevation.token);
+        record.assurance = Assurance::SecondFactor;
+        record.second_factor = Some(elevation.second_factor);
+        record.signals = elevation.signals;
+        record.expires_at = elevation.expires_at;
+        inner.tokens.remove(&old);
+        inner.tokens.insert(elevation.token, session);
+        Ok(true)
+    }
+
+    async fn revoke_sessions(
+        &self,
+        scope: &RevocationScope,
+        context: RevocationContext,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut inner = self.lock()?;
+        let doomed: Vec<SessionId> = inner
+            .sessions
+            .values()
+            .filter(|record| in_scope(record, scope))
+            .map(|record| record.id)
+            .collect();
+        let mut events = Vec::with_capacity(doomed.len());
+        for id in doomed {
+            if let Some(record) = inner.remove_session(id) {
+                let kind = AuditKind::SessionRevoked {
+                    session: id,
+                    reason: context.reason,
+                };
+                let event = AuditEvent::new(context.at, record.user, context.client, kind);
+                inner.append_audit(event.clone());
+                events.push(event);
+            }
+        }
+        Ok(events)
+    }
+
+    async fn user_sessions(&self, user: &UserId) -> Result<Vec<SessionRecord>, StoreError> {
+        let inner = self.lock()?;
+        let mut sessions: Vec<SessionRecord> = inner
+            .sessions
+            .values()
+            .filter(|record| record.user == *user)
+            .cloned()
+            .collect();
+        sessions.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        Ok(sessions)
+    }
+
+    async fn binding(&self, session: SessionId) -> Result<Option<BindingRecord>, StoreError> {
+        Ok(self.lock()?.bindings.get(&session).cloned())
+    }
+
+    async fn swap_binding(
+        &self,
+        session: SessionId,
+        expected: Option<u64>,
+        record: BindingRecord,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        if !inner.sessions.contains_key(&session) {
+            return Ok(false);
+        }
+        let current = inner.bindings.get(&session).map(|binding| binding.version);
+        if current != expected {
+            return Ok(false);
+        }
+        inner.bindings.insert(session, record);
+        Ok(true)
+    }
+
+    async fn purge_expired_sessions(
+        &self,
+        now: Timestamp,
+        idle_before: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let mut inner = self.lock()?;
+        let expired: Vec<SessionId> = inner
+            .sessions
+            .values()
+            .filter(|record| record.expires_at <= now || record.last_seen < idle_before)
+            .map(|record| record.id)
+            .collect();
+        for id in &expired {
+            inner.remove_session(*id);
+        }
+        Ok(expired.len())
+    }
+}
+
+/// Whether `record` falls in `scope`.
+fn in_scope(record: &SessionRecord, scope: &RevocationScope) -> bool {
+    match scope {
+        RevocationScope::Session(id) => record.id == *id,
+        RevocationScope::User { user, except } => {
+            record.user == *user && Some(record.id) != *except
+        }
+        RevocationScope::Org(org) => record.org.as_ref() == Some(org),
+        RevocationScope::IssuedBefore(instant) => record.created_at < *instant,
     }
 }

@@ -14,6 +14,7 @@
 //! The same conformance suite (`tests/conformance/`) runs against every backend.
 
 mod memory;
+mod sessions;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 
@@ -21,6 +22,7 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr};
 
 pub use self::memory::{MemoryStore, MEMORY_AUDIT_CAPACITY};
+pub use self::sessions::{RevocationContext, SessionStore};
 #[cfg(feature = "postgres")]
 pub use self::sql::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
@@ -200,7 +202,10 @@ impl Reservation {
 ///
 /// Implementations must be safe to share between tasks and, for SQL backends, between
 /// processes: correctness may not depend on a lock held in this process.
-pub trait Store: Send + Sync {
+///
+/// Sessions are part of every store: the session operations are the supertrait
+/// [`SessionStore`], split out only to keep each half readable.
+pub trait Store: SessionStore + Send + Sync {
     /// Stores `pending` as the user's pending factor, replacing any earlier pending one.
     fn put_pending_totp(
         &self,

@@ -32,7 +32,11 @@ use verrou::testing::{
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod rotation;
+pub mod sessions;
 pub mod two_handles;
+
+#[allow(unused_imports)]
+pub use self::sessions::*;
 
 use verrou::{
     ClientContext, Clock, EnrollmentOffer, FactorId, RecoveryOutcome, Timestamp, TotpAccepted,
@@ -631,6 +635,18 @@ impl<S: Store + Clone> Enrolled<S> {
             .with_audit_sink(sink.clone());
         (verrou, sink)
     }
+
+    /// Like [`Enrolled::audited`], with another configuration.
+    pub fn audited_with(
+        &self,
+        config: VerrouConfig,
+    ) -> (Verrou<S, InsecureManualClock>, Arc<MemoryAuditSink>) {
+        let sink = Arc::new(MemoryAuditSink::new());
+        let verrou = Verrou::new(self.verrou.store().clone(), config)
+            .with_clock(self.clock.clone())
+            .with_audit_sink(sink.clone());
+        (verrou, sink)
+    }
 }
 
 impl<S: Store> Enrolled<S> {
@@ -903,6 +919,16 @@ macro_rules! store_conformance {
             consuming_a_recovery_code_resets_the_account_counter,
             audit_trail_is_kept_newest_first,
             service_writes_its_audit_trail_to_the_store,
+            sessions_are_created_found_and_touched,
+            elevation_swaps_the_token_once,
+            revocation_covers_each_scope,
+            binding_changes_only_by_compare_and_set,
+            expired_sessions_are_purged,
+            service_sessions_rise_only_through_the_second_factor,
+            service_lifetimes_follow_the_injected_clock,
+            service_step_up_needs_a_fresh_second_factor,
+            service_factor_changes_revoke_other_sessions,
+            service_unbound_sessions_end_after_the_grace,
         );
         $crate::store_conformance!(concurrency $make);
     };
@@ -916,6 +942,11 @@ macro_rules! store_conformance {
             service_burst_is_throttled,
             concurrent_recovery_consumption_succeeds_once,
             service_recovery_code_race_accepts_one,
+            concurrent_elevations_succeed_once,
+            concurrent_binding_swaps_succeed_once,
+            service_concurrent_refreshes_accept_one_proof,
+            service_revocation_takes_effect_on_the_next_request,
+            service_stolen_cookies_stop_working_without_the_device,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {

@@ -5,11 +5,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use verrou::lockout::{ThrottlePolicy, ThrottleState};
 use verrou::recovery::Lookup;
+use verrou::session::{BindingRecord, Elevation, RevocationScope, SessionRecord, TokenHash};
 use verrou::store::{
     Activation, Consumption, PendingTotp, RecoveryCodeRecord, Reservation, StepAdvance, Store,
     ThrottleKey, TotpFactor,
 };
-use verrou::{AuditEvent, FactorId, StoreError, Timestamp, UserId};
+use verrou::store::{RevocationContext, SessionStore};
+use verrou::{AuditEvent, FactorId, SessionId, StoreError, Timestamp, UserId};
 
 #[derive(Debug)]
 pub struct TwoHandles<S> {
@@ -112,5 +114,58 @@ impl<S: Store> Store for TwoHandles<S> {
         limit: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         self.pick().audit_trail(user, limit).await
+    }
+}
+
+impl<S: Store> SessionStore for TwoHandles<S> {
+    async fn create_session(&self, record: SessionRecord) -> Result<(), StoreError> {
+        self.pick().create_session(record).await
+    }
+    async fn session_by_token(
+        &self,
+        token: &TokenHash,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.pick().session_by_token(token).await
+    }
+    async fn touch_session(&self, session: SessionId, at: Timestamp) -> Result<(), StoreError> {
+        self.pick().touch_session(session, at).await
+    }
+    async fn elevate_session(
+        &self,
+        session: SessionId,
+        current: &TokenHash,
+        elevation: Elevation,
+    ) -> Result<bool, StoreError> {
+        self.pick()
+            .elevate_session(session, current, elevation)
+            .await
+    }
+    async fn revoke_sessions(
+        &self,
+        scope: &RevocationScope,
+        context: RevocationContext,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.pick().revoke_sessions(scope, context).await
+    }
+    async fn user_sessions(&self, user: &UserId) -> Result<Vec<SessionRecord>, StoreError> {
+        self.pick().user_sessions(user).await
+    }
+    async fn binding(&self, session: SessionId) -> Result<Option<BindingRecord>, StoreError> {
+        self.pick().binding(session).await
+    }
+    async fn swap_binding(
+        &self,
+        session: SessionId,
+        expected: Option<u64>,
+        record: BindingRecord,
+    ) -> Result<bool, StoreError> {
+        self.pick().swap_binding(session, expected, record).await
+    }
+    async fn purge_expired_sessions(
+        &self,
+        now: Timestamp,
+        idle_before: Timestamp,
+    ) -> Result<usize, StoreError> {
+        self.pick().purge_expired_sessions(now, idle_before).await
     }
 }

@@ -12,14 +12,16 @@
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 mod schema;
+mod sessions;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 mod values;
 
 pub(crate) use self::schema::{pending_migrations, Dialect, VERSION_TABLE};
+pub(crate) use self::sessions::impl_sql_sessions;
 pub(crate) use self::values::{
-    account_key, audit_event, backend, factor_id, failures, from_db, params, sealing, timestamp,
-    to_db, user_id,
+    account_key, audit_event, backend, code, factor_id, failures, from_code, from_db, org_id,
+    params, sealing, session_id, timestamp, to_db, token_hash, user_id,
 };
 
 /// Implements [`Store`](crate::store::Store) for `$store` (with fields `pool: Pool<$db>` and
@@ -84,7 +86,7 @@ macro_rules! impl_sql_store {
                 let columns = event.kind.to_columns();
                 sqlx::query(
                     "INSERT INTO verrou_audit (at, user_id, client, kind, factor_id, value, \
-                     detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     detail, session_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(to_db(event.at.unix_seconds())?)
                 .bind(event.user.as_str())
@@ -93,6 +95,7 @@ macro_rules! impl_sql_store {
                 .bind(columns.factor.map(|id| id.to_string()))
                 .bind(columns.value.map(to_db).transpose()?)
                 .bind(columns.detail)
+                .bind(columns.session.map(|id| id.to_string()))
                 .execute(executor)
                 .await
                 .map_err(backend("record an audit event"))?;
@@ -762,7 +765,7 @@ macro_rules! impl_sql_store {
                 use sqlx::Row as _;
                 use $crate::store::sql::{audit_event, backend};
                 let rows = sqlx::query(
-                    "SELECT at, user_id, client, kind, factor_id, value, detail \
+                    "SELECT at, user_id, client, kind, factor_id, session_id, value, detail \
                      FROM verrou_audit WHERE ($1 IS NULL OR user_id = $1) \
                      ORDER BY id DESC LIMIT $2",
                 )
@@ -782,11 +785,14 @@ macro_rules! impl_sql_store {
                             row.try_get(4).map_err(decode())?,
                             row.try_get(5).map_err(decode())?,
                             row.try_get(6).map_err(decode())?,
+                            row.try_get(7).map_err(decode())?,
                         )
                     })
                     .collect()
             }
         }
+
+        $crate::store::sql::impl_sql_sessions!($store, $db, lock = $lock);
     };
 }
 pub(crate) use impl_sql_store;

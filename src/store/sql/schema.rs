@@ -3,10 +3,11 @@
 use crate::error::{StoreError, StoreErrorKind};
 
 /// The schema version this build of verrou writes. A database at a later version is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// Migration `i` takes the schema from version `i` to `i + 1` (version 1: factors, recovery
-/// codes, throttle counters; version 2: the audit trail). Written once for both
+/// codes, throttle counters; version 2: the audit trail; version 3: sessions and their device
+/// bindings, and the audit trail's session column). Written once for both
 /// dialects: `{blob}` becomes the binary type and `{serial}` the auto-increment key.
 const MIGRATIONS: &[&str] = &[
     r"
@@ -56,6 +57,40 @@ CREATE TABLE verrou_audit (
     detail    BIGINT
 );
 CREATE INDEX verrou_audit_by_user ON verrou_audit (user_id, id);
+",
+    r"
+CREATE TABLE verrou_sessions (
+    session_id           TEXT PRIMARY KEY,
+    token_hash           TEXT NOT NULL UNIQUE,
+    user_id              TEXT NOT NULL,
+    org_id               TEXT,
+    assurance            BIGINT NOT NULL,
+    created_at           BIGINT NOT NULL,
+    last_seen            BIGINT NOT NULL,
+    expires_at           BIGINT NOT NULL,
+    second_factor_at     BIGINT,
+    second_factor_method BIGINT,
+    signals              TEXT
+);
+CREATE INDEX verrou_sessions_by_user ON verrou_sessions (user_id);
+CREATE INDEX verrou_sessions_by_org ON verrou_sessions (org_id);
+CREATE INDEX verrou_sessions_by_created ON verrou_sessions (created_at);
+CREATE TABLE verrou_session_bindings (
+    session_id             TEXT PRIMARY KEY,
+    version                BIGINT NOT NULL,
+    offered_at             BIGINT NOT NULL,
+    device_key             {blob},
+    binding_kind           BIGINT,
+    challenge              TEXT,
+    challenge_expires      BIGINT,
+    prev_challenge         TEXT,
+    prev_challenge_expires BIGINT,
+    cookie_hash            TEXT,
+    cookie_expires         BIGINT,
+    prev_cookie_hash       TEXT,
+    prev_cookie_expires    BIGINT
+);
+ALTER TABLE verrou_audit ADD COLUMN session_id TEXT;
 ",
 ];
 
@@ -121,8 +156,9 @@ mod tests {
     #[test]
     fn an_older_database_gets_only_the_missing_ones() {
         let missing = pending_migrations(1, &TEST).unwrap();
-        assert_eq!(missing.len(), 1);
+        assert_eq!(missing.len(), 2);
         assert!(missing[0].1.contains("verrou_audit"));
+        assert!(missing[1].1.contains("verrou_sessions"));
         assert!(pending_migrations(SCHEMA_VERSION, &TEST)
             .unwrap()
             .is_empty());

@@ -3,7 +3,8 @@
 
 use crate::clock::Timestamp;
 use crate::error::{StoreError, StoreErrorKind};
-use crate::ids::{FactorId, UserId};
+use crate::ids::{FactorId, OrgId, SessionId, UserId};
+use crate::session::TokenHash;
 use crate::store::ThrottleKey;
 use crate::totp::{Algorithm, TotpParams};
 
@@ -62,6 +63,32 @@ pub(crate) fn factor_id(text: &str) -> Result<FactorId, StoreError> {
     FactorId::parse(text).map_err(|_| corrupt("stored factor id is malformed"))
 }
 
+pub(crate) fn session_id(text: &str) -> Result<SessionId, StoreError> {
+    SessionId::parse(text).map_err(|_| corrupt("stored session id is malformed"))
+}
+
+pub(crate) fn org_id(text: &str) -> Result<OrgId, StoreError> {
+    OrgId::new(text).map_err(|_| corrupt("stored organisation id is malformed"))
+}
+
+pub(crate) fn token_hash(text: &str) -> Result<TokenHash, StoreError> {
+    TokenHash::from_hex(text).ok_or_else(|| corrupt("stored token hash is malformed"))
+}
+
+/// The position of `item` in `all`, as stored.
+pub(crate) fn code<T: PartialEq>(all: &[T], item: &T) -> i64 {
+    let index = all.iter().position(|candidate| candidate == item);
+    index.and_then(|i| i64::try_from(i).ok()).unwrap_or(-1)
+}
+
+/// A stored code back as one of `all`.
+pub(crate) fn from_code<T: Copy>(all: &[T], stored: i64) -> Result<T, StoreError> {
+    let index = usize::try_from(stored).map_err(|_| corrupt("stored code is negative"))?;
+    all.get(index)
+        .copied()
+        .ok_or_else(|| corrupt("stored code is unknown"))
+}
+
 pub(crate) fn failures(value: i64) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| corrupt("stored failure count out of range"))
 }
@@ -79,17 +106,20 @@ pub(crate) fn account_key(user: &UserId) -> String {
 }
 
 /// Rebuilds an audit event from its stored columns.
+#[allow(clippy::too_many_arguments, reason = "one argument per stored column")]
 pub(crate) fn audit_event(
     at: i64,
     user: &str,
     client: Option<&str>,
     kind: &str,
     factor: Option<&str>,
+    session: Option<&str>,
     value: Option<i64>,
     detail: Option<i64>,
 ) -> Result<crate::audit::AuditEvent, StoreError> {
     let columns = crate::audit::KindColumns {
         factor: factor.map(factor_id).transpose()?,
+        session: session.map(session_id).transpose()?,
         value: value.map(from_db).transpose()?,
         detail,
     };
@@ -146,7 +176,7 @@ mod tests {
 
     #[test]
     fn audit_rows_that_do_not_fit_are_corrupt() {
-        let bad_kind = audit_event(1, "alice", None, "no_such_kind", None, None, None);
+        let bad_kind = audit_event(1, "alice", None, "no_such_kind", None, None, None, None);
         assert_eq!(bad_kind.unwrap_err().kind(), StoreErrorKind::Corrupt);
         let bad_client = audit_event(
             1,
@@ -156,15 +186,17 @@ mod tests {
             None,
             None,
             None,
+            None,
         );
         assert_eq!(bad_client.unwrap_err().kind(), StoreErrorKind::Corrupt);
-        let bad_user = audit_event(1, "", None, "lock_lifted", None, None, None);
+        let bad_user = audit_event(1, "", None, "lock_lifted", None, None, None, None);
         assert_eq!(bad_user.unwrap_err().kind(), StoreErrorKind::Corrupt);
         let good = audit_event(
             1,
             "alice",
             Some("192.0.2.1"),
             "lock_lifted",
+            None,
             None,
             None,
             None,

@@ -1,5 +1,14 @@
 //! The service facade: enrolment, verification and operator actions, with the rules and the
-//! audit trail. Composes the pure primitives with a [`Store`].
+//! audit trail. Composes the pure primitives with a [`Store`]. Sessions (`sessions.rs`) and
+//! device binding (`binding.rs`) are further `impl` blocks of the same [`Verrou`].
+
+mod binding;
+mod sessions;
+
+pub use self::binding::{BindingOutcome, BoundCredential, RefreshOutcome};
+pub use self::sessions::{
+    ActiveSession, Elevated, ElevationOutcome, NewSession, SessionCookies, SessionStatus,
+};
 
 use std::fmt;
 use std::net::IpAddr;
@@ -7,15 +16,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::audit::{self, AuditEvent, AuditKind, AuditSink};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{ApiMisuse, ConfigError, CryptoError, Error, InputError};
-use crate::ids::{FactorId, UserId};
+use crate::ids::{FactorId, SessionId, UserId};
 use crate::lockout::{Gate, ThrottlePolicy, ThrottleState};
 use crate::recovery::{self, HashGate, HashParams, MalformedRecoveryCode, RecoveryCodeInput};
 use crate::secret::TotpSecret;
+use crate::session::{RevocationReason, RevocationScope, SessionPolicy, TokenHash};
 use crate::store::{
     Activation, Consumption, PendingTotp, RecoveryCodeRecord, Reservation, StepAdvance, Store,
     ThrottleKey,
@@ -40,6 +51,7 @@ pub struct VerrouConfig {
     recovery_hash: HashParams,
     argon2_concurrency: usize,
     argon2_max_in_flight: usize,
+    sessions: SessionPolicy,
 }
 
 impl VerrouConfig {
@@ -65,6 +77,7 @@ impl VerrouConfig {
             recovery_hash: HashParams::OWASP,
             argon2_concurrency: default_argon2_concurrency(),
             argon2_max_in_flight: 4 * default_argon2_concurrency(),
+            sessions: SessionPolicy::new(),
         })
     }
 
@@ -160,6 +173,27 @@ impl VerrouConfig {
         Ok(self)
     }
 
+    /// How recent a second factor must be for step-up actions (re-enrolment, recovery-code
+    /// regeneration, disabling the factor, and [`Requirement::RecentSecondFactor`](crate::session::Requirement::RecentSecondFactor) pages):
+    /// the same setting as [`VerrouConfig::with_reenrollment_freshness`].
+    ///
+    /// # Errors
+    /// [`ConfigError::Duration`] outside 1 second to 1 hour.
+    pub fn with_step_up_freshness(self, max_age: Duration) -> Result<Self, ConfigError> {
+        self.with_reenrollment_freshness(max_age)
+    }
+
+    /// Session lifetimes, device binding and soft signals.
+    pub fn with_session_policy(mut self, policy: SessionPolicy) -> Self {
+        self.sessions = policy;
+        self
+    }
+
+    /// The session policy.
+    pub fn session_policy(&self) -> &SessionPolicy {
+        &self.sessions
+    }
+
     /// The per-account throttle.
     ///
     /// # Errors
@@ -215,22 +249,66 @@ fn default_argon2_concurrency() -> usize {
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
 pub struct ClientContext {
     addr: Option<IpAddr>,
+    user_agent: Option<[u8; 32]>,
+    session: Option<SessionId>,
 }
 
 impl ClientContext {
     /// No client address known: only the per-account throttle applies.
     pub fn unknown() -> Self {
-        Self { addr: None }
+        Self::default()
     }
 
     /// A request from `addr`.
     pub fn from_addr(addr: IpAddr) -> Self {
-        Self { addr: Some(addr) }
+        Self {
+            addr: Some(addr),
+            ..Self::default()
+        }
+    }
+
+    /// The request's `User-Agent` (kept only as a hash, for the optional soft signals).
+    pub fn with_user_agent(mut self, user_agent: &str) -> Self {
+        self.user_agent = Some(Sha256::digest(user_agent.as_bytes()).into());
+        self
+    }
+
+    /// The request comes from this authenticated session: actions that revoke "the user's
+    /// other sessions" (re-enrolment, disabling the factor) keep this one.
+    pub fn in_session(mut self, session: SessionId) -> Self {
+        self.session = Some(session);
+        self
     }
 
     /// The client address, if known.
     pub fn addr(&self) -> Option<IpAddr> {
         self.addr
+    }
+
+    /// The session the request comes from, if the portal said.
+    pub fn session(&self) -> Option<SessionId> {
+        self.session
+    }
+
+    /// Digest of the soft signals: the address prefix (IPv4 /24, IPv6 /48) and the user-agent
+    /// hash. `None` when neither is known.
+    pub(crate) fn signals(&self) -> Option<TokenHash> {
+        if self.addr.is_none() && self.user_agent.is_none() {
+            return None;
+        }
+        let prefix = self.addr.map(|addr| match addr {
+            IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
+                None => IpAddr::V6((u128::from(v6) & !((1u128 << 80) - 1)).into()),
+            },
+        });
+        let mut hasher = Sha256::new();
+        hasher.update(b"verrou soft signals v1\0");
+        hasher.update(prefix.map(|p| p.to_string()).unwrap_or_default().as_bytes());
+        hasher.update(b"\0");
+        hasher.update(self.user_agent.unwrap_or_default());
+        Some(TokenHash(hasher.finalize().into()))
     }
 }
 
@@ -255,6 +333,11 @@ pub enum SecondFactorMethod {
     /// A recovery code: second-factor assurance, but the user has probably lost the app.
     /// Urge them to re-enrol (and to regenerate their codes).
     RecoveryCode,
+}
+
+impl SecondFactorMethod {
+    /// Every method, for stores that keep them as codes.
+    pub const ALL: [Self; 2] = [Self::Totp, Self::RecoveryCode];
 }
 
 impl SecondFactorProof {
@@ -352,6 +435,22 @@ pub enum EnrollmentOutcome {
     },
     /// The input is not a code.
     Malformed(MalformedCode),
+}
+
+/// The outcome of [`Verrou::disable_totp`].
+#[must_use]
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum DisableOutcome {
+    /// The factor and recovery codes are gone; the user's other sessions are revoked.
+    Disabled {
+        /// Whether there was a factor.
+        had_factor: bool,
+        /// How many other sessions were revoked.
+        revoked_sessions: usize,
+    },
+    /// The proof is too old: ask for a current code first.
+    StepUpRequired,
 }
 
 /// The outcome of [`Verrou::start_totp_reenrollment`].
@@ -749,6 +848,11 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                     AuditKind::TotpEnrollmentConfirmed { factor },
                 )
                 .await?;
+                if pending.replaces.is_some() {
+                    // A new factor voids every session the old one admitted, but the one
+                    // re-enrolling (if the portal named it in the context).
+                    self.revoke_other_sessions(user, ctx).await?;
+                }
                 Ok(EnrollmentOutcome::Confirmed {
                     factor,
                     proof: SecondFactorProof::new(user, now, SecondFactorMethod::Totp),
@@ -1064,19 +1168,67 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     /// # Errors
     /// Store or clock failures.
     pub async fn remove_totp_factor(&self, user: &UserId) -> Result<bool, Error> {
+        let ctx = ClientContext::unknown();
+        let removed = self.remove_factor_and_codes(user, &ctx).await?;
+        let scope = RevocationScope::User {
+            user: user.clone(),
+            except: None,
+        };
+        self.revoke(&scope, RevocationReason::FactorChanged, &ctx)
+            .await?;
+        Ok(removed)
+    }
+
+    /// The user turns their second factor off: removes the TOTP factor and recovery codes and
+    /// revokes the user's other sessions (all but the one `ctx` names). Needs a second factor
+    /// within the step-up freshness, otherwise [`DisableOutcome::StepUpRequired`].
+    ///
+    /// # Errors
+    /// Store or clock failures.
+    pub async fn disable_totp(
+        &self,
+        proof: &SecondFactorProof,
+        ctx: &ClientContext,
+    ) -> Result<DisableOutcome, Error> {
+        let now = self.clock.now()?;
+        if !self.is_fresh(proof, now) {
+            return Ok(DisableOutcome::StepUpRequired);
+        }
+        let had_factor = self.remove_factor_and_codes(&proof.user, ctx).await?;
+        let revoked_sessions = self.revoke_other_sessions(&proof.user, ctx).await?;
+        Ok(DisableOutcome::Disabled {
+            had_factor,
+            revoked_sessions,
+        })
+    }
+
+    async fn remove_factor_and_codes(
+        &self,
+        user: &UserId,
+        ctx: &ClientContext,
+    ) -> Result<bool, Error> {
         let now = self.clock.now()?;
         self.store.replace_recovery_codes(user, Vec::new()).await?;
         let removed = self.store.remove_totp(user).await?;
         if removed {
-            self.emit(
-                user,
-                &ClientContext::unknown(),
-                now,
-                AuditKind::TotpFactorRemoved,
-            )
-            .await?;
+            self.emit(user, ctx, now, AuditKind::TotpFactorRemoved)
+                .await?;
         }
         Ok(removed)
+    }
+
+    /// Revokes the user's sessions but the one `ctx` names.
+    async fn revoke_other_sessions(
+        &self,
+        user: &UserId,
+        ctx: &ClientContext,
+    ) -> Result<usize, Error> {
+        let scope = RevocationScope::User {
+            user: user.clone(),
+            except: ctx.session(),
+        };
+        self.revoke(&scope, RevocationReason::FactorChanged, ctx)
+            .await
     }
 
     /// For operators: the newest `limit` audit events, newest first, of `user` or of

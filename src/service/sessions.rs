@@ -1,0 +1,495 @@
+//! Sessions: creation, the per-request check, elevation by the second factor, step-up and
+//! revocation.
+
+use std::time::Duration;
+
+use super::{ClientContext, SecondFactorProof, Verrou};
+use crate::audit::AuditKind;
+use crate::clock::{Clock, Timestamp};
+use crate::error::{ApiMisuse, Error};
+use crate::ids::{OrgId, SessionId, UserId};
+use crate::session::cookie::{cookie_value, BOUND_COOKIE, SESSION_COOKIE};
+use crate::session::token::TokenKind;
+use crate::session::{
+    Assurance, BindingMode, BindingRecord, Challenge, Elevation, ExpiryReason, IssuedChallenge,
+    Requirement, RevocationReason, RevocationScope, SessionRecord, SessionToken, StepUpReason,
+};
+use crate::store::{RevocationContext, Store};
+
+/// A session just created: set its token as the session cookie (see
+/// [`crate::session::cookie::set_cookie`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct NewSession {
+    /// The token for the session cookie. Shown once; only its hash is stored.
+    pub token: SessionToken,
+    /// The session's public handle.
+    pub session: SessionId,
+    /// How long the cookie should live (`Max-Age`).
+    pub max_age: Duration,
+}
+
+/// The cookies a request carried, as raw values (parsed by verrou).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct SessionCookies<'a> {
+    session: &'a str,
+    bound: Option<&'a str>,
+}
+
+impl<'a> SessionCookies<'a> {
+    /// The session cookie's value and, if present, the bound cookie's.
+    pub fn new(session: &'a str, bound: Option<&'a str>) -> Self {
+        Self { session, bound }
+    }
+
+    /// Both from a `Cookie` request header (`None` without exactly one session cookie).
+    pub fn from_header(header: &'a str) -> Option<Self> {
+        Some(Self {
+            session: cookie_value(header, SESSION_COOKIE)?,
+            bound: cookie_value(header, BOUND_COOKIE),
+        })
+    }
+
+    /// The session cookie's value.
+    pub fn session(&self) -> &'a str {
+        self.session
+    }
+}
+
+/// A live session, as the portal sees it.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct ActiveSession {
+    /// The public handle (for `ClientContext::in_session`, session lists, revocation).
+    pub id: SessionId,
+    /// Whose session.
+    pub user: UserId,
+    /// The user's organisation.
+    pub org: Option<OrgId>,
+    /// What it proved.
+    pub assurance: Assurance,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Its absolute expiry.
+    pub expires_at: Timestamp,
+    /// The last second factor passed in this session: present it to step-up actions
+    /// ([`Verrou::start_totp_reenrollment`], [`Verrou::generate_recovery_codes`],
+    /// [`Verrou::disable_totp`]).
+    pub second_factor: Option<SecondFactorProof>,
+}
+
+/// The result of [`Verrou::authenticate`]: only [`SessionStatus::Active`] lets the request
+/// through.
+#[must_use]
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum SessionStatus {
+    /// The session meets the requirement.
+    Active(ActiveSession),
+    /// A password-only session on a page that needs the second factor: send the user to the
+    /// second-factor page.
+    SecondFactorRequired(ActiveSession),
+    /// The session must pass the second factor again first (stale for a sensitive action, or
+    /// its soft signals changed).
+    StepUpRequired {
+        /// The session.
+        session: ActiveSession,
+        /// Why.
+        reason: StepUpReason,
+    },
+    /// The session is bound to a device and the request has no current bound cookie: answer
+    /// so that the browser refreshes it with a device proof (DBSC does this by itself; the
+    /// fallback script on a 401). A stolen cookie replayed elsewhere ends here.
+    RefreshRequired {
+        /// The session.
+        session: SessionId,
+    },
+    /// Binding is required and the session did not register a device key in time: ask for
+    /// the second factor again (which offers binding anew).
+    BindingMissing {
+        /// The session.
+        session: SessionId,
+    },
+    /// The session expired.
+    Expired(ExpiryReason),
+    /// No such session: never issued, logged out, or revoked.
+    NotFound,
+    /// The cookie is not a session token.
+    Malformed,
+}
+
+/// The result of [`Verrou::record_second_factor`].
+#[must_use]
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ElevationOutcome {
+    /// The session passed the second factor and has a new token.
+    Elevated(Elevated),
+    /// The proof is older than the step-up freshness: verify a code again.
+    StepUpRequired,
+    /// The session is gone (expired, revoked) or its token was already replaced.
+    NotFound,
+}
+
+/// An elevated session: replace the session cookie (the old token no longer works) and, if
+/// `binding_offer` is set, offer device binding.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Elevated {
+    /// The new session token.
+    pub token: SessionToken,
+    /// The session.
+    pub session: SessionId,
+    /// How long the cookie should live.
+    pub max_age: Duration,
+    /// A registration challenge: send it as `Secure-Session-Registration`
+    /// ([`crate::session::dbsc::DbscPaths::registration_header`]) and to the fallback script
+    /// in the page. `None` when binding is off or the session is already bound.
+    pub binding_offer: Option<Challenge>,
+}
+
+impl<S: Store, C: Clock> Verrou<S, C> {
+    /// Creates a password-only session for `user` (call it once the password is checked).
+    /// It can only complete or enrol the second factor, and expires after the password-only
+    /// lifetime (default 10 minutes) unless elevated.
+    ///
+    /// # Errors
+    /// Store, clock or RNG failures.
+    pub async fn create_session(
+        &self,
+        user: &UserId,
+        org: Option<&OrgId>,
+        ctx: &ClientContext,
+    ) -> Result<NewSession, Error> {
+        let now = self.clock.now()?;
+        let policy = &self.config.sessions;
+        let token = SessionToken::generate()?;
+        let session = SessionId::generate()?;
+        let record = SessionRecord {
+            id: session,
+            token: token.hash(TokenKind::Session),
+            user: user.clone(),
+            org: org.cloned(),
+            assurance: Assurance::PasswordOnly,
+            created_at: now,
+            last_seen: now,
+            expires_at: now.saturating_add(policy.password_only_lifetime),
+            second_factor: None,
+            signals: ctx.signals(),
+        };
+        self.store.create_session(record).await?;
+        self.emit(user, ctx, now, AuditKind::SessionCreated { session })
+            .await?;
+        Ok(NewSession {
+            token,
+            session,
+            max_age: policy.absolute_lifetime,
+        })
+    }
+
+    /// Checks a request's session against `requirement`. In order: the cookie parses; the
+    /// session exists (not revoked); it has not expired (absolute, idle, or password-only
+    /// too long); a bound session presents its current (or previous, unexpired) bound cookie,
+    /// and an unbound one is within the binding grace; the assurance suffices; the soft
+    /// signals (if on) are unchanged; a sensitive action's second factor is fresh.
+    ///
+    /// Flags the client sends play no part: the level is the stored one.
+    ///
+    /// # Errors
+    /// Store or clock failures.
+    pub async fn authenticate(
+        &self,
+        cookies: &SessionCookies<'_>,
+        requirement: Requirement,
+        ctx: &ClientContext,
+    ) -> Result<SessionStatus, Error> {
+        let now = self.clock.now()?;
+        let record = match self.live_session(cookies.session, now).await? {
+            Ok(record) => record,
+            Err(status) => return Ok(status),
+        };
+        let policy = &self.config.sessions;
+        if record.assurance == Assurance::SecondFactor && policy.binding != BindingMode::Off {
+            let binding = self.store.binding(record.id).await?;
+            if let Some(status) = self.binding_status(&record, binding.as_ref(), cookies, now) {
+                return Ok(status);
+            }
+        }
+        if now.duration_since(record.last_seen) >= policy.touch_interval {
+            self.store.touch_session(record.id, now).await?;
+        }
+        let session = self.active(&record);
+        if requirement == Requirement::AnySession {
+            return Ok(SessionStatus::Active(session));
+        }
+        if record.assurance < Assurance::SecondFactor {
+            return Ok(SessionStatus::SecondFactorRequired(session));
+        }
+        if policy.soft_signals && ctx.signals() != record.signals {
+            let kind = AuditKind::SessionSignalsChanged { session: record.id };
+            self.emit(&record.user, ctx, now, kind).await?;
+            let reason = StepUpReason::SignalsChanged;
+            return Ok(SessionStatus::StepUpRequired { session, reason });
+        }
+        if requirement == Requirement::RecentSecondFactor
+            && !session
+                .second_factor
+                .as_ref()
+                .is_some_and(|proof| self.is_fresh(proof, now))
+        {
+            let reason = StepUpReason::Stale;
+            return Ok(SessionStatus::StepUpRequired { session, reason });
+        }
+        Ok(SessionStatus::Active(session))
+    }
+
+    /// The session a cookie names, if it is live at `now`; otherwise the status to answer.
+    pub(super) async fn live_session(
+        &self,
+        cookie: &str,
+        now: Timestamp,
+    ) -> Result<Result<SessionRecord, SessionStatus>, Error> {
+        let Ok(token) = SessionToken::parse(cookie) else {
+            return Ok(Err(SessionStatus::Malformed));
+        };
+        let Some(record) = self
+            .store
+            .session_by_token(&token.hash(TokenKind::Session))
+            .await?
+        else {
+            return Ok(Err(SessionStatus::NotFound));
+        };
+        let policy = &self.config.sessions;
+        let expired = if now >= record.expires_at {
+            Some(match record.assurance {
+                Assurance::PasswordOnly => ExpiryReason::SecondFactorNotCompleted,
+                _ => ExpiryReason::Absolute,
+            })
+        } else if now.duration_since(record.last_seen) >= policy.idle_timeout {
+            Some(ExpiryReason::Idle)
+        } else {
+            None
+        };
+        Ok(match expired {
+            Some(reason) => Err(SessionStatus::Expired(reason)),
+            None => Ok(record),
+        })
+    }
+
+    /// For a second-factor session: `None` if its binding state lets the request through.
+    fn binding_status(
+        &self,
+        record: &SessionRecord,
+        binding: Option<&BindingRecord>,
+        cookies: &SessionCookies<'_>,
+        now: Timestamp,
+    ) -> Option<SessionStatus> {
+        let session = record.id;
+        if let Some(binding) = binding.filter(|binding| binding.key.is_some()) {
+            let presented = cookies
+                .bound
+                .and_then(|value| SessionToken::parse(value).ok())
+                .map(|token| token.hash(TokenKind::Bound));
+            let current = [binding.cookie, binding.previous_cookie]
+                .into_iter()
+                .flatten()
+                .any(|issued| Some(issued.hash) == presented && now < issued.expires_at);
+            return (!current).then_some(SessionStatus::RefreshRequired { session });
+        }
+        let BindingMode::Required { grace } = self.config.sessions.binding else {
+            return None;
+        };
+        let since = binding
+            .map(|binding| binding.offered_at)
+            .or(record.second_factor.map(|sf| sf.0));
+        let late = since.is_none_or(|since| now >= since.saturating_add(grace));
+        late.then_some(SessionStatus::BindingMissing { session })
+    }
+
+    fn active(&self, record: &SessionRecord) -> ActiveSession {
+        ActiveSession {
+            id: record.id,
+            user: record.user.clone(),
+            org: record.org.clone(),
+            assurance: record.assurance,
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+            second_factor: record
+                .second_factor
+                .map(|(at, method)| SecondFactorProof::new(&record.user, at, method)),
+        }
+    }
+
+    /// Raises the session to second-factor assurance with `proof` (from an accepted TOTP or
+    /// recovery code), or records a step-up: the session gets a **new token** (the old one
+    /// stops working: no fixation), its second-factor time and soft signals are renewed, and
+    /// device binding is offered if the session is not bound yet.
+    ///
+    /// # Errors
+    /// [`ApiMisuse::ProofForAnotherUser`] if `proof` is not the session user's; store, clock
+    /// or RNG failures.
+    pub async fn record_second_factor(
+        &self,
+        session_cookie: &str,
+        proof: &SecondFactorProof,
+        ctx: &ClientContext,
+    ) -> Result<ElevationOutcome, Error> {
+        let now = self.clock.now()?;
+        let record = match self.live_session(session_cookie, now).await? {
+            Ok(record) => record,
+            Err(_) => return Ok(ElevationOutcome::NotFound),
+        };
+        if record.user != *proof.user() {
+            return Err(ApiMisuse::ProofForAnotherUser.into());
+        }
+        if !self.is_fresh(proof, now) {
+            return Ok(ElevationOutcome::StepUpRequired);
+        }
+        let policy = &self.config.sessions;
+        let token = SessionToken::generate()?;
+        let expires_at = record.created_at.saturating_add(policy.absolute_lifetime);
+        let elevation = Elevation {
+            token: token.hash(TokenKind::Session),
+            second_factor: (proof.verified_at(), proof.method()),
+            expires_at,
+            signals: ctx.signals(),
+        };
+        if !self
+            .store
+            .elevate_session(record.id, &record.token, elevation)
+            .await?
+        {
+            return Ok(ElevationOutcome::NotFound);
+        }
+        let session = record.id;
+        let method = proof.method();
+        self.emit(
+            &record.user,
+            ctx,
+            now,
+            AuditKind::SessionElevated { session, method },
+        )
+        .await?;
+        let binding_offer = self.offer_binding(session, now).await?;
+        Ok(ElevationOutcome::Elevated(Elevated {
+            token,
+            session,
+            max_age: expires_at.duration_since(now),
+            binding_offer,
+        }))
+    }
+
+    /// Offers binding to a session that has no registered key: a fresh registration
+    /// challenge, replacing any earlier offer.
+    async fn offer_binding(
+        &self,
+        session: SessionId,
+        now: Timestamp,
+    ) -> Result<Option<Challenge>, Error> {
+        if self.config.sessions.binding == BindingMode::Off {
+            return Ok(None);
+        }
+        let existing = self.store.binding(session).await?;
+        if existing
+            .as_ref()
+            .is_some_and(|binding| binding.key.is_some())
+        {
+            return Ok(None);
+        }
+        let challenge = Challenge::generate()?;
+        let record = BindingRecord {
+            version: existing.as_ref().map_or(1, |binding| binding.version + 1),
+            offered_at: now,
+            key: None,
+            challenge: Some(IssuedChallenge {
+                challenge: challenge.clone(),
+                expires_at: now.saturating_add(self.config.sessions.challenge_ttl()),
+            }),
+            previous_challenge: None,
+            cookie: None,
+            previous_cookie: None,
+        };
+        let expected = existing.map(|binding| binding.version);
+        let offered = self.store.swap_binding(session, expected, record).await?;
+        Ok(offered.then_some(challenge))
+    }
+
+    /// Ends the session the cookie names (logout). True if there was one.
+    ///
+    /// # Errors
+    /// Store or clock failures.
+    pub async fn logout(&self, session_cookie: &str, ctx: &ClientContext) -> Result<bool, Error> {
+        let Ok(token) = SessionToken::parse(session_cookie) else {
+            return Ok(false);
+        };
+        let Some(record) = self
+            .store
+            .session_by_token(&token.hash(TokenKind::Session))
+            .await?
+        else {
+            return Ok(false);
+        };
+        let scope = RevocationScope::Session(record.id);
+        Ok(self.revoke(&scope, RevocationReason::Logout, ctx).await? > 0)
+    }
+
+    /// Revokes every session in `scope`: one session, a user's (optionally but one), an
+    /// organisation's, or every session created before an instant. Takes effect on the next
+    /// request on every instance sharing the store. Returns how many sessions ended; each gets
+    /// a `SessionRevoked` audit record.
+    ///
+    /// # Errors
+    /// Store or clock failures.
+    pub async fn revoke_sessions(
+        &self,
+        scope: &RevocationScope,
+        ctx: &ClientContext,
+    ) -> Result<usize, Error> {
+        self.revoke(scope, RevocationReason::Revoked, ctx).await
+    }
+
+    pub(super) async fn revoke(
+        &self,
+        scope: &RevocationScope,
+        reason: RevocationReason,
+        ctx: &ClientContext,
+    ) -> Result<usize, Error> {
+        let now = self.clock.now()?;
+        let context = RevocationContext {
+            at: now,
+            client: ctx.addr(),
+            reason,
+        };
+        let events = self.store.revoke_sessions(scope, context).await?;
+        for event in &events {
+            self.announce(event);
+        }
+        Ok(events.len())
+    }
+
+    /// The user's sessions that have not expired, newest first (for a "your sessions" page
+    /// or an operator).
+    ///
+    /// # Errors
+    /// Store or clock failures.
+    pub async fn user_sessions(&self, user: &UserId) -> Result<Vec<ActiveSession>, Error> {
+        let now = self.clock.now()?;
+        let idle = self.config.sessions.idle_timeout;
+        let records = self.store.user_sessions(user).await?;
+        Ok(records
+            .iter()
+            .filter(|record| now < record.expires_at && now.duration_since(record.last_seen) < idle)
+            .map(|record| self.active(record))
+            .collect())
+    }
+
+    /// Housekeeping: deletes expired and idle sessions. Returns how many went.
+    ///
+    /// # Errors
+    /// Store or clock failures.
+    pub async fn purge_expired_sessions(&self) -> Result<usize, Error> {
+        let now = self.clock.now()?;
+        let idle_before = now.saturating_sub(self.config.sessions.idle_timeout);
+        Ok(self.store.purge_expired_sessions(now, idle_before).await?)
+    }
+}

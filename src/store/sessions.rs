@@ -1,0 +1,102 @@
+//! The session half of the store: every operation atomic, like the factor half.
+//!
+//! - a token swap ([`SessionStore::elevate_session`]) succeeds only if the session still holds
+//!   the token the request presented, so of two racing elevations one wins and the old token
+//!   is dead either way (no fixation);
+//! - a binding changes only by compare-and-set on its version ([`SessionStore::swap_binding`]),
+//!   so a challenge is answered once and a page load cannot overwrite a registration;
+//! - a revocation deletes the sessions, their bindings and writes one audit record per
+//!   session in one transaction, and every instance reads the store on every request, so it
+//!   takes effect on the next request everywhere.
+
+use std::future::Future;
+
+use crate::audit::AuditEvent;
+use crate::clock::Timestamp;
+use crate::error::StoreError;
+use crate::ids::{SessionId, UserId};
+use crate::session::{
+    BindingRecord, Elevation, RevocationReason, RevocationScope, SessionRecord, TokenHash,
+};
+
+/// A revocation's context: when, from where, and why (for the audit records).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[allow(clippy::exhaustive_structs, reason = "plain parameters")]
+pub struct RevocationContext {
+    /// When.
+    pub at: Timestamp,
+    /// The client address of the request that revoked, if any.
+    pub client: Option<std::net::IpAddr>,
+    /// Why.
+    pub reason: RevocationReason,
+}
+
+/// Session storage. Every [`Store`](super::Store) implements it.
+pub trait SessionStore: Send + Sync {
+    /// Inserts a new session.
+    fn create_session(
+        &self,
+        record: SessionRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The session whose current token hashes to `token`.
+    fn session_by_token(
+        &self,
+        token: &TokenHash,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
+
+    /// Sets the session's `last_seen` to `at` if it is earlier (idle tracking).
+    fn touch_session(
+        &self,
+        session: SessionId,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Atomically: if the session still holds token `current`, replace it with
+    /// `elevation.token`, raise it to second-factor assurance and record the second factor
+    /// and signals. False if the token was already swapped or the session is gone.
+    fn elevate_session(
+        &self,
+        session: SessionId,
+        current: &TokenHash,
+        elevation: Elevation,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes every session in `scope` with its binding and appends one
+    /// `SessionRevoked` audit record per session, in one transaction. Returns those records.
+    fn revoke_sessions(
+        &self,
+        scope: &RevocationScope,
+        context: RevocationContext,
+    ) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send;
+
+    /// The user's sessions, newest first.
+    fn user_sessions(
+        &self,
+        user: &UserId,
+    ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
+
+    /// The session's binding record.
+    fn binding(
+        &self,
+        session: SessionId,
+    ) -> impl Future<Output = Result<Option<BindingRecord>, StoreError>> + Send;
+
+    /// Atomically: if the session exists and its binding's version is `expected` (`None`: it
+    /// has no binding), store `record`. False otherwise (someone else changed it first).
+    fn swap_binding(
+        &self,
+        session: SessionId,
+        expected: Option<u64>,
+        record: BindingRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes sessions past their absolute expiry, or idle since before `idle_before`, with
+    /// their bindings (housekeeping; expired sessions are refused whether purged or not).
+    /// Returns how many went.
+    fn purge_expired_sessions(
+        &self,
+        now: Timestamp,
+        idle_before: Timestamp,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}

@@ -1,0 +1,832 @@
+//! Session cases of the conformance suite: the store's session operations, and the service's
+//! session rules (assurance, expiry, revocation, device binding) over each backend.
+
+use std::time::Duration;
+
+use verrou::audit::AuditKind;
+use verrou::session::proof::ProofError;
+use verrou::session::{
+    Assurance, BindingKind, BindingMode, BindingRecord, Challenge, Elevation, ExpiryReason,
+    IssuedChallenge, Requirement, RevocationReason, RevocationScope, SessionPolicy, SessionRecord,
+    StepUpReason, TokenHash,
+};
+use verrou::store::{RevocationContext, Store};
+use verrou::testing::InsecureDevice;
+use verrou::{
+    BindingOutcome, ClientContext, ElevationOutcome, OrgId, RefreshOutcome, SecondFactorMethod,
+    SessionCookies, SessionId, SessionStatus,
+};
+
+use super::{at, config, enrolled, race, user, Enrolled, RACERS, START};
+
+fn hash(byte: u8) -> TokenHash {
+    TokenHash([byte; 32])
+}
+
+fn record(who: &str, org: Option<&str>, token: u8, created: u64) -> SessionRecord {
+    SessionRecord {
+        id: SessionId::generate().unwrap(),
+        token: hash(token),
+        user: user(who),
+        org: org.map(|org| OrgId::new(org).unwrap()),
+        assurance: Assurance::PasswordOnly,
+        created_at: at(created),
+        last_seen: at(created),
+        expires_at: at(created + 3600),
+        second_factor: None,
+        signals: Some(hash(200)),
+    }
+}
+
+fn revocation(reason: RevocationReason) -> RevocationContext {
+    RevocationContext {
+        at: at(START + 5),
+        client: None,
+        reason,
+    }
+}
+
+async fn alive<S: Store>(store: &S, token: u8) -> bool {
+    store
+        .session_by_token(&hash(token))
+        .await
+        .unwrap()
+        .is_some()
+}
+
+fn offered(version: u64) -> BindingRecord {
+    BindingRecord {
+        version,
+        offered_at: at(START),
+        key: None,
+        challenge: Some(IssuedChallenge {
+            challenge: Challenge::generate().unwrap(),
+            expires_at: at(START + 600),
+        }),
+        previous_challenge: None,
+        cookie: None,
+        previous_cookie: None,
+    }
+}
+
+// ---- store operations ---------------------------------------------------------------
+
+pub async fn sessions_are_created_found_and_touched<S: Store>(store: S) {
+    let first = record("alice", Some("org-1"), 1, START);
+    let second = record("alice", None, 2, START + 10);
+    store.create_session(first.clone()).await.unwrap();
+    store.create_session(second.clone()).await.unwrap();
+    assert_eq!(
+        store.session_by_token(&hash(1)).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(store.session_by_token(&hash(9)).await.unwrap(), None);
+    // A reused token hash is refused, never a second session on one token.
+    assert!(store
+        .create_session(record("bob", None, 1, START))
+        .await
+        .is_err());
+
+    store
+        .touch_session(first.id, at(START + 100))
+        .await
+        .unwrap();
+    store.touch_session(first.id, at(START + 50)).await.unwrap(); // never backwards
+    let touched = store.session_by_token(&hash(1)).await.unwrap().unwrap();
+    assert_eq!(touched.last_seen, at(START + 100));
+
+    let listed = store.user_sessions(&user("alice")).await.unwrap();
+    let ids: Vec<_> = listed.iter().map(|s| s.id).collect();
+    assert_eq!(ids, [second.id, first.id]);
+    assert!(store.user_sessions(&user("bob")).await.unwrap().is_empty());
+}
+
+pub async fn elevation_swaps_the_token_once<S: Store>(store: S) {
+    let session = record("alice", None, 1, START);
+    store.create_session(session.clone()).await.unwrap();
+    let elevation = Elevation {
+        token: hash(2),
+        second_factor: (at(START + 20), SecondFactorMethod::RecoveryCode),
+        expires_at: at(START + 43_200),
+        signals: None,
+    };
+    assert!(store
+        .elevate_session(session.id, &hash(1), elevation.clone())
+        .await
+        .unwrap());
+    assert_eq!(store.session_by_token(&hash(1)).await.unwrap(), None);
+    let elevated = store.session_by_token(&hash(2)).await.unwrap().unwrap();
+    assert_eq!(elevated.assurance, Assurance::SecondFactor);
+    assert_eq!(
+        elevated.second_factor,
+        Some((at(START + 20), SecondFactorMethod::RecoveryCode))
+    );
+    assert_eq!(elevated.expires_at, at(START + 43_200));
+    assert_eq!(elevated.signals, None);
+    // The old token cannot elevate again (fixation, double submission).
+    let again = Elevation {
+        token: hash(3),
+        ..elevation
+    };
+    assert!(!store
+        .elevate_session(session.id, &hash(1), again)
+        .await
+        .unwrap());
+    assert_eq!(store.session_by_token(&hash(3)).await.unwrap(), None);
+}
+
+pub async fn revocation_covers_each_scope<S: Store>(store: S) {
+    let a1 = record("alice", Some("org-1"), 1, START);
+    let a2 = record("alice", Some("org-1"), 2, START + 100);
+    let b1 = record("bob", Some("org-1"), 3, START + 200);
+    let c1 = record("carol", Some("org-2"), 4, START + 300);
+    let d1 = record("dave", None, 5, START + 400);
+    for session in [&a1, &a2, &b1, &c1, &d1] {
+        store.create_session(session.clone()).await.unwrap();
+        store
+            .swap_binding(session.id, None, offered(1))
+            .await
+            .unwrap();
+    }
+
+    // One user's sessions but the current one.
+    let scope = RevocationScope::User {
+        user: user("alice"),
+        except: Some(a2.id),
+    };
+    let events = store
+        .revoke_sessions(&scope, revocation(RevocationReason::FactorChanged))
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].kind,
+        AuditKind::SessionRevoked {
+            session: a1.id,
+            reason: RevocationReason::FactorChanged
+        }
+    );
+    assert!(!alive(&store, 1).await && alive(&store, 2).await);
+    assert_eq!(store.binding(a1.id).await.unwrap(), None);
+
+    // A whole organisation.
+    let org = RevocationScope::Org(OrgId::new("org-1").unwrap());
+    let events = store
+        .revoke_sessions(&org, revocation(RevocationReason::Revoked))
+        .await
+        .unwrap();
+    let mut users: Vec<_> = events.iter().map(|e| e.user.as_str().to_owned()).collect();
+    users.sort();
+    assert_eq!(users, ["alice", "bob"]);
+    assert!(!alive(&store, 2).await && !alive(&store, 3).await);
+    assert!(alive(&store, 4).await && alive(&store, 5).await);
+    assert_eq!(store.binding(b1.id).await.unwrap(), None);
+    assert!(store.binding(c1.id).await.unwrap().is_some());
+
+    // Everything issued before an instant.
+    let before = RevocationScope::IssuedBefore(at(START + 350));
+    let events = store
+        .revoke_sessions(&before, revocation(RevocationReason::Revoked))
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert!(!alive(&store, 4).await && alive(&store, 5).await);
+
+    // One session.
+    let one = RevocationScope::Session(d1.id);
+    let events = store
+        .revoke_sessions(&one, revocation(RevocationReason::Logout))
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert!(!alive(&store, 5).await);
+    let again = store
+        .revoke_sessions(&one, revocation(RevocationReason::Logout))
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+
+    // Each revoked session has its audit record in the store's trail.
+    let trail = store.audit_trail(None, 100).await.unwrap();
+    let revoked = trail
+        .iter()
+        .filter(|e| matches!(e.kind, AuditKind::SessionRevoked { .. }))
+        .count();
+    assert_eq!(revoked, 5);
+}
+
+pub async fn binding_changes_only_by_compare_and_set<S: Store>(store: S) {
+    let session = record("alice", None, 1, START);
+    // No session, no binding.
+    assert!(!store
+        .swap_binding(session.id, None, offered(1))
+        .await
+        .unwrap());
+    store.create_session(session.clone()).await.unwrap();
+    let first = offered(1);
+    assert!(store
+        .swap_binding(session.id, None, first.clone())
+        .await
+        .unwrap());
+    assert!(!store
+        .swap_binding(session.id, None, offered(1))
+        .await
+        .unwrap());
+    assert_eq!(store.binding(session.id).await.unwrap(), Some(first));
+
+    let device = InsecureDevice::generate().unwrap();
+    let key = verrou::session::proof::ParsedProof::parse(&device.registration_proof("x"))
+        .unwrap()
+        .verify_embedded()
+        .unwrap();
+    let bound = BindingRecord {
+        version: 2,
+        key: Some((key, BindingKind::WebCrypto)),
+        cookie: Some(verrou::session::IssuedCookie {
+            hash: hash(7),
+            expires_at: at(START + 300),
+        }),
+        previous_cookie: Some(verrou::session::IssuedCookie {
+            hash: hash(8),
+            expires_at: at(START + 200),
+        }),
+        previous_challenge: offered(0).challenge,
+        ..offered(2)
+    };
+    assert!(store
+        .swap_binding(session.id, Some(1), bound.clone())
+        .await
+        .unwrap());
+    assert!(!store
+        .swap_binding(session.id, Some(1), offered(2))
+        .await
+        .unwrap());
+    assert_eq!(store.binding(session.id).await.unwrap(), Some(bound));
+}
+
+pub async fn expired_sessions_are_purged<S: Store>(store: S) {
+    let old = record("alice", None, 1, START); // expires START + 3600
+    let idle = record("alice", None, 2, START + 1000);
+    let fresh = record("bob", None, 3, START + 3000);
+    for session in [&old, &idle, &fresh] {
+        store.create_session(session.clone()).await.unwrap();
+        store
+            .swap_binding(session.id, None, offered(1))
+            .await
+            .unwrap();
+    }
+    let purged = store
+        .purge_expired_sessions(at(START + 3600), at(START + 2000))
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
+    assert_eq!(store.session_by_token(&hash(1)).await.unwrap(), None);
+    assert_eq!(store.session_by_token(&hash(2)).await.unwrap(), None);
+    assert!(store.session_by_token(&hash(3)).await.unwrap().is_some());
+    assert_eq!(store.binding(old.id).await.unwrap(), None);
+    assert!(store.binding(fresh.id).await.unwrap().is_some());
+}
+
+pub async fn concurrent_elevations_succeed_once<S: Store + 'static>(store: S) {
+    let store = std::sync::Arc::new(store);
+    let session = record("alice", None, 1, START);
+    store.create_session(session.clone()).await.unwrap();
+    let results = race(|i| {
+        let store = store.clone();
+        let elevation = Elevation {
+            token: TokenHash([u8::try_from(i + 10).unwrap(); 32]),
+            second_factor: (at(START), SecondFactorMethod::Totp),
+            expires_at: at(START + 3600),
+            signals: None,
+        };
+        async move {
+            store
+                .elevate_session(session.id, &hash(1), elevation)
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    assert_eq!(results.iter().filter(|won| **won).count(), 1);
+}
+
+pub async fn concurrent_binding_swaps_succeed_once<S: Store + 'static>(store: S) {
+    let store = std::sync::Arc::new(store);
+    let session = record("alice", None, 1, START);
+    store.create_session(session.clone()).await.unwrap();
+    store
+        .swap_binding(session.id, None, offered(1))
+        .await
+        .unwrap();
+    let results = race(|_| {
+        let store = store.clone();
+        async move {
+            store
+                .swap_binding(session.id, Some(1), offered(2))
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    assert_eq!(results.iter().filter(|won| **won).count(), 1);
+    assert_eq!(store.binding(session.id).await.unwrap().unwrap().version, 2);
+}
+
+// ---- the service's session rules over this store ----------------------------------------
+
+/// Binding off, to look at lifetimes and assurance alone.
+pub fn unbound_config() -> verrou::VerrouConfig {
+    let policy = SessionPolicy::new()
+        .with_binding(BindingMode::Off, Duration::from_secs(300))
+        .unwrap();
+    config().with_session_policy(policy)
+}
+
+/// A user's browser: its cookies, and its device key once bound.
+pub struct Browser {
+    pub session: String,
+    pub bound: Option<String>,
+    pub id: SessionId,
+}
+
+impl Browser {
+    pub fn cookies(&self) -> SessionCookies<'_> {
+        SessionCookies::new(&self.session, self.bound.as_deref())
+    }
+}
+
+impl<S: Store> Enrolled<S> {
+    /// Signs in with the password: a password-only session.
+    pub async fn sign_in(&self, org: Option<&str>) -> Browser {
+        let org = org.map(|org| OrgId::new(org).unwrap());
+        let new = self
+            .verrou
+            .create_session(&self.user, org.as_ref(), &ClientContext::unknown())
+            .await
+            .unwrap();
+        Browser {
+            session: new.token.expose_secret().to_owned(),
+            bound: None,
+            id: new.session,
+        }
+    }
+
+    /// Passes the second factor in the browser's session; returns the binding offer.
+    pub async fn elevate(&self, browser: &mut Browser) -> Option<Challenge> {
+        self.advance_steps(1);
+        let proof = self.accept(&self.code(0)).await.proof;
+        let outcome = self
+            .verrou
+            .record_second_factor(&browser.session, &proof, &ClientContext::unknown())
+            .await
+            .unwrap();
+        let ElevationOutcome::Elevated(elevated) = outcome else {
+            panic!("elevation refused: {outcome:?}");
+        };
+        browser.session = elevated.token.expose_secret().to_owned();
+        elevated.binding_offer
+    }
+
+    pub async fn status(&self, browser: &Browser, requirement: Requirement) -> SessionStatus {
+        self.verrou
+            .authenticate(&browser.cookies(), requirement, &ClientContext::unknown())
+            .await
+            .unwrap()
+    }
+
+    /// Signs in, passes the second factor and registers `device` (the DBSC flow).
+    pub async fn bound_browser(&self, device: &InsecureDevice) -> Browser {
+        let mut browser = self.sign_in(Some("org-1")).await;
+        let challenge = self.elevate(&mut browser).await.expect("binding offered");
+        let proof = device.registration_proof(challenge.as_str());
+        let outcome = self
+            .verrou
+            .register_binding(
+                &browser.session,
+                &proof,
+                BindingKind::Dbsc,
+                &ClientContext::unknown(),
+            )
+            .await
+            .unwrap();
+        let BindingOutcome::Bound(credential) = outcome else {
+            panic!("registration refused: {outcome:?}");
+        };
+        browser.bound = Some(credential.cookie.expose_secret().to_owned());
+        browser
+    }
+
+    /// The browser refreshes its bound cookie: asks for a challenge, signs it with `device`.
+    pub async fn refresh(&self, browser: &mut Browser, device: &InsecureDevice) -> RefreshOutcome {
+        let ctx = ClientContext::unknown();
+        let first = self
+            .verrou
+            .refresh_binding(&browser.session, None, &ctx)
+            .await
+            .unwrap();
+        let RefreshOutcome::Challenge { challenge, .. } = first else {
+            return first;
+        };
+        let proof = device.refresh_proof(challenge.as_str());
+        let outcome = self
+            .verrou
+            .refresh_binding(&browser.session, Some(&proof), &ctx)
+            .await
+            .unwrap();
+        if let RefreshOutcome::Refreshed(credential) = &outcome {
+            browser.bound = Some(credential.cookie.expose_secret().to_owned());
+        }
+        outcome
+    }
+}
+
+fn is_active(status: &SessionStatus) -> bool {
+    matches!(status, SessionStatus::Active(_))
+}
+
+pub async fn service_sessions_rise_only_through_the_second_factor<S: Store>(store: S) {
+    let e = enrolled(store, unbound_config()).await;
+    let mut browser = e.sign_in(None).await;
+    let password_only = browser.session.clone();
+    assert!(matches!(
+        e.status(&browser, Requirement::SecondFactor).await,
+        SessionStatus::SecondFactorRequired(_)
+    ));
+    assert!(is_active(
+        &e.status(&browser, Requirement::AnySession).await
+    ));
+    // A cookie value that is not a token, or an unknown one.
+    let garbage = SessionCookies::new("mfa_verified=true", None);
+    let ctx = ClientContext::unknown();
+    assert_eq!(
+        e.verrou
+            .authenticate(&garbage, Requirement::AnySession, &ctx)
+            .await
+            .unwrap(),
+        SessionStatus::Malformed
+    );
+
+    e.elevate(&mut browser).await;
+    let SessionStatus::Active(active) = e.status(&browser, Requirement::SecondFactor).await else {
+        panic!("elevated session refused");
+    };
+    assert_eq!(active.assurance, Assurance::SecondFactor);
+    // No fixation: the password-only token died with the elevation.
+    let old = SessionCookies::new(&password_only, None);
+    assert_eq!(
+        e.verrou
+            .authenticate(&old, Requirement::AnySession, &ctx)
+            .await
+            .unwrap(),
+        SessionStatus::NotFound
+    );
+    // Another user's proof cannot elevate this session.
+    let other = e.sign_in(None).await;
+    let mallory = user("mallory");
+    let mallory_secret = super::enrol(&e.verrou, &mallory).await;
+    e.advance_steps(1);
+    let code = verrou::testing::insecure_code_at(
+        &mallory_secret,
+        verrou::TotpParams::DEFAULT,
+        verrou::Clock::now(&e.clock).unwrap(),
+    );
+    let verrou::TotpOutcome::Accepted(accepted) =
+        e.verrou.verify_totp(&mallory, &code, &ctx).await.unwrap()
+    else {
+        panic!("mallory's code refused");
+    };
+    let refused = e
+        .verrou
+        .record_second_factor(&other.session, &accepted.proof, &ctx)
+        .await;
+    assert!(matches!(
+        refused,
+        Err(verrou::Error::Misuse(
+            verrou::ApiMisuse::ProofForAnotherUser
+        ))
+    ));
+}
+
+pub async fn service_lifetimes_follow_the_injected_clock<S: Store>(store: S) {
+    let e = enrolled(store, unbound_config()).await;
+    // A password-only session that never completes the second factor.
+    let lingering = e.sign_in(None).await;
+    e.clock.advance(Duration::from_secs(10 * 60));
+    assert_eq!(
+        e.status(&lingering, Requirement::AnySession).await,
+        SessionStatus::Expired(ExpiryReason::SecondFactorNotCompleted)
+    );
+
+    // Idle: 29 minutes apart is fine, 30 is not.
+    let mut browser = e.sign_in(None).await;
+    e.elevate(&mut browser).await;
+    e.clock.advance(Duration::from_secs(29 * 60));
+    assert!(is_active(
+        &e.status(&browser, Requirement::SecondFactor).await
+    ));
+    e.clock.advance(Duration::from_secs(30 * 60));
+    assert_eq!(
+        e.status(&browser, Requirement::SecondFactor).await,
+        SessionStatus::Expired(ExpiryReason::Idle)
+    );
+
+    // Absolute: kept busy, it still ends 12 hours after creation.
+    let mut busy = e.sign_in(None).await;
+    e.elevate(&mut busy).await;
+    for _ in 0..((12 * 60) / 20) {
+        e.clock.advance(Duration::from_secs(20 * 60));
+        let status = e.status(&busy, Requirement::SecondFactor).await;
+        if status == SessionStatus::Expired(ExpiryReason::Absolute) {
+            return;
+        }
+        assert!(is_active(&status), "{status:?}");
+    }
+    panic!("the session outlived its absolute lifetime");
+}
+
+pub async fn service_step_up_needs_a_fresh_second_factor<S: Store>(store: S) {
+    let e = enrolled(store, unbound_config()).await;
+    let mut browser = e.sign_in(None).await;
+    e.elevate(&mut browser).await;
+    assert!(is_active(
+        &e.status(&browser, Requirement::RecentSecondFactor).await
+    ));
+    e.clock.advance(Duration::from_secs(6 * 60));
+    let SessionStatus::StepUpRequired { reason, session } =
+        e.status(&browser, Requirement::RecentSecondFactor).await
+    else {
+        panic!("a stale second factor passed a sensitive action");
+    };
+    assert_eq!(reason, StepUpReason::Stale);
+    // The session's own proof is too old for re-enrolment as well.
+    let proof = session.second_factor.unwrap();
+    let outcome = e
+        .verrou
+        .start_totp_reenrollment(&proof, "alice@example.org", &ClientContext::unknown())
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        verrou::ReenrollmentOutcome::StepUpRequired
+    ));
+    // Ordinary pages still work; a step-up renews freshness.
+    assert!(is_active(
+        &e.status(&browser, Requirement::SecondFactor).await
+    ));
+    e.elevate(&mut browser).await;
+    assert!(is_active(
+        &e.status(&browser, Requirement::RecentSecondFactor).await
+    ));
+}
+
+/// Revocation is read by every request: through two handles (the concurrency variant of the
+/// suite alternates them, as two portal instances), the next check sees it.
+pub async fn service_revocation_takes_effect_on_the_next_request<S: Store>(store: S) {
+    let e = enrolled(store, unbound_config()).await;
+    let mut a = e.sign_in(Some("org-1")).await;
+    let mut b = e.sign_in(Some("org-1")).await;
+    let mut c = e.sign_in(Some("org-2")).await;
+    for browser in [&mut a, &mut b, &mut c] {
+        e.elevate(browser).await;
+    }
+    let ctx = ClientContext::unknown();
+    assert!(is_active(&e.status(&a, Requirement::SecondFactor).await));
+    let org = RevocationScope::Org(OrgId::new("org-1").unwrap());
+    assert_eq!(e.verrou.revoke_sessions(&org, &ctx).await.unwrap(), 2);
+    assert_eq!(
+        e.status(&a, Requirement::SecondFactor).await,
+        SessionStatus::NotFound
+    );
+    assert_eq!(
+        e.status(&b, Requirement::SecondFactor).await,
+        SessionStatus::NotFound
+    );
+    assert!(is_active(&e.status(&c, Requirement::SecondFactor).await));
+    // Logout, then everything before an instant.
+    assert!(e.verrou.logout(&c.session, &ctx).await.unwrap());
+    assert_eq!(
+        e.status(&c, Requirement::SecondFactor).await,
+        SessionStatus::NotFound
+    );
+    let mut d = e.sign_in(None).await;
+    e.elevate(&mut d).await;
+    e.clock.advance(Duration::from_secs(1));
+    let cutoff = verrou::Clock::now(&e.clock).unwrap();
+    let scope = RevocationScope::IssuedBefore(cutoff);
+    assert_eq!(e.verrou.revoke_sessions(&scope, &ctx).await.unwrap(), 1);
+    assert_eq!(
+        e.status(&d, Requirement::SecondFactor).await,
+        SessionStatus::NotFound
+    );
+}
+
+/// Re-enrolment and disabling revoke the user's other sessions, not the one acting.
+pub async fn service_factor_changes_revoke_other_sessions<S: Store>(store: S) {
+    let e = enrolled(store, unbound_config()).await;
+    let mut acting = e.sign_in(None).await;
+    let mut other = e.sign_in(None).await;
+    e.elevate(&mut acting).await;
+    e.elevate(&mut other).await;
+    let ctx = ClientContext::unknown().in_session(acting.id);
+    let SessionStatus::Active(session) = e.status(&acting, Requirement::RecentSecondFactor).await
+    else {
+        panic!("fresh session refused");
+    };
+    let outcome = e
+        .verrou
+        .disable_totp(&session.second_factor.unwrap(), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        verrou::DisableOutcome::Disabled {
+            had_factor: true,
+            revoked_sessions: 1
+        }
+    );
+    assert!(is_active(
+        &e.status(&acting, Requirement::SecondFactor).await
+    ));
+    assert_eq!(
+        e.status(&other, Requirement::AnySession).await,
+        SessionStatus::NotFound
+    );
+    // An operator's factor reset revokes every session.
+    let _ = e.verrou.remove_totp_factor(&e.user).await.unwrap();
+    assert_eq!(
+        e.status(&acting, Requirement::AnySession).await,
+        SessionStatus::NotFound
+    );
+}
+
+/// The infostealer: it copies a bound session's cookies (session and bound cookie) into
+/// another machine that lacks the device key. The copy works only until the short bound
+/// cookie expires; the real browser keeps working by signing refreshes.
+pub async fn service_stolen_cookies_stop_working_without_the_device<S: Store>(store: S) {
+    let e = enrolled(store, config()).await;
+    let device = InsecureDevice::generate().unwrap();
+    let mut victim = e.bound_browser(&device).await;
+    let stolen = Browser {
+        session: victim.session.clone(),
+        bound: victim.bound.clone(),
+        id: victim.id,
+    };
+    assert!(is_active(
+        &e.status(&stolen, Requirement::SecondFactor).await
+    ));
+    // Without the bound cookie, the session cookie alone is not enough.
+    let cookie_only = Browser {
+        session: stolen.session.clone(),
+        bound: None,
+        id: stolen.id,
+    };
+    assert_eq!(
+        e.status(&cookie_only, Requirement::SecondFactor).await,
+        SessionStatus::RefreshRequired { session: victim.id }
+    );
+
+    // Five minutes later the bound cookie has expired, for both.
+    e.clock.advance(Duration::from_secs(5 * 60));
+    assert_eq!(
+        e.status(&stolen, Requirement::SecondFactor).await,
+        SessionStatus::RefreshRequired { session: victim.id }
+    );
+    // The victim's browser signs a refresh and carries on.
+    assert!(matches!(
+        e.refresh(&mut victim, &device).await,
+        RefreshOutcome::Refreshed(_)
+    ));
+    assert!(is_active(
+        &e.status(&victim, Requirement::SecondFactor).await
+    ));
+    // The thief can get a challenge but has nothing to sign it with: still refused.
+    let ctx = ClientContext::unknown();
+    let outcome = e
+        .verrou
+        .refresh_binding(&stolen.session, None, &ctx)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, RefreshOutcome::Challenge { .. }));
+    assert_eq!(
+        e.status(&stolen, Requirement::SecondFactor).await,
+        SessionStatus::RefreshRequired { session: victim.id }
+    );
+    // And keeps being refused while the victim keeps working.
+    for _ in 0..3 {
+        e.clock.advance(Duration::from_secs(4 * 60));
+        assert!(matches!(
+            e.refresh(&mut victim, &device).await,
+            RefreshOutcome::Refreshed(_)
+        ));
+        assert!(is_active(
+            &e.status(&victim, Requirement::SecondFactor).await
+        ));
+        assert!(!is_active(
+            &e.status(&stolen, Requirement::SecondFactor).await
+        ));
+    }
+
+    // If the thief signs with a key of its own, the session ends for everyone (the theft is
+    // detected), with an audit record saying why.
+    let thief = InsecureDevice::generate().unwrap();
+    let mut thief_browser = cookie_only;
+    assert!(matches!(
+        e.refresh(&mut thief_browser, &thief).await,
+        RefreshOutcome::Ended(ProofError::WrongKey)
+    ));
+    assert_eq!(
+        e.status(&victim, Requirement::AnySession).await,
+        SessionStatus::NotFound
+    );
+    let trail = e.verrou.audit_trail(Some(&e.user), 50).await.unwrap();
+    assert!(trail.iter().any(|event| event.kind
+        == AuditKind::BindingProofFailed {
+            session: victim.id,
+            reason: ProofError::WrongKey
+        }));
+    assert!(trail.iter().any(|event| event.kind
+        == AuditKind::SessionRevoked {
+            session: victim.id,
+            reason: RevocationReason::BindingFailed
+        }));
+}
+
+/// A session that never binds is refused after the grace (binding required, the default).
+pub async fn service_unbound_sessions_end_after_the_grace<S: Store>(store: S) {
+    let e = enrolled(store, config()).await;
+    let mut browser = e.sign_in(None).await;
+    let offer = e.elevate(&mut browser).await;
+    assert!(offer.is_some());
+    assert!(is_active(
+        &e.status(&browser, Requirement::SecondFactor).await
+    ));
+    e.clock.advance(Duration::from_secs(121));
+    assert_eq!(
+        e.status(&browser, Requirement::SecondFactor).await,
+        SessionStatus::BindingMissing {
+            session: browser.id
+        }
+    );
+    // Only the browser that received the offer can register: a copied cookie cannot ask
+    // for a new registration challenge, and a late registration with the old one fails.
+    let device = InsecureDevice::generate().unwrap();
+    let proof = device.registration_proof(offer.unwrap().as_str());
+    e.clock.advance(Duration::from_secs(10 * 60));
+    let outcome = e
+        .verrou
+        .register_binding(
+            &browser.session,
+            &proof,
+            BindingKind::WebCrypto,
+            &ClientContext::unknown(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        BindingOutcome::Refused(ProofError::StaleChallenge)
+    ));
+}
+
+/// Of racing refreshes carrying one proof, exactly one renews the cookie.
+pub async fn service_concurrent_refreshes_accept_one_proof<S: Store + 'static>(store: S) {
+    let e = enrolled(store, config()).await;
+    let device = InsecureDevice::generate().unwrap();
+    let browser = e.bound_browser(&device).await;
+    let RefreshOutcome::Challenge { challenge, .. } = e
+        .verrou
+        .refresh_binding(&browser.session, None, &ClientContext::unknown())
+        .await
+        .unwrap()
+    else {
+        panic!("no challenge");
+    };
+    let proof = device.refresh_proof(challenge.as_str());
+    let results = race(|_| {
+        let (verrou, session, proof) = (e.verrou.clone(), browser.session.clone(), proof.clone());
+        async move {
+            verrou
+                .refresh_binding(&session, Some(&proof), &ClientContext::unknown())
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    let refreshed = results
+        .iter()
+        .filter(|r| matches!(r, RefreshOutcome::Refreshed(_)))
+        .count();
+    let rechallenged = results
+        .iter()
+        .filter(|r| {
+            matches!(
+                r,
+                RefreshOutcome::Challenge {
+                    reason: Some(ProofError::Challenge),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!((refreshed, rechallenged), (1, RACERS - 1), "{results:?}");
+}
