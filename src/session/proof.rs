@@ -194,14 +194,9 @@ impl ParsedProof {
         else {
             return Err(ProofError::Malformed);
         };
+        // The header first: an algorithm other than ES256 is refused before anything else
+        // of the token is looked at.
         let header_json = decode_vec(header_part)?;
-        let payload_json = decode_vec(payload_part)?;
-        let mut signature_bytes = [0u8; 64];
-        decode_exact(signature, &mut signature_bytes).map_err(|error| match error {
-            DecodeError::Base64 => ProofError::Base64,
-            DecodeError::Length => ProofError::Signature,
-        })?;
-
         let header: Header = serde_json::from_slice(&header_json).map_err(|_| ProofError::Json)?;
         if header.alg != ALGORITHM {
             return Err(ProofError::Algorithm);
@@ -209,8 +204,14 @@ impl ParsedProof {
         if header.typ.as_deref().is_some_and(|typ| typ != PROOF_TYPE) {
             return Err(ProofError::Type);
         }
+        let payload_json = decode_vec(payload_part)?;
         let payload: Payload =
             serde_json::from_slice(&payload_json).map_err(|_| ProofError::Json)?;
+        let mut signature_bytes = [0u8; 64];
+        decode_exact(signature, &mut signature_bytes).map_err(|error| match error {
+            DecodeError::Base64 => ProofError::Base64,
+            DecodeError::Length => ProofError::Signature,
+        })?;
         let key = match (&header.jwk, &payload.key) {
             (Some(jwk), _) | (None, Some(jwk)) => Some(DeviceKey::from_jwk(jwk)?),
             (None, None) => None,
