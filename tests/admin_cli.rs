@@ -161,3 +161,68 @@ async fn operators_reach_a_postgres_store_in_its_schema() {
     let out = run(&["audit"]);
     assert!(text(&out.stdout).contains("totp_enrollment_confirmed"));
 }
+
+/// Incident response: revoke every session of the compromised partner organisation, then one
+/// session, then everything issued before now; each takes effect for the running portal.
+#[tokio::test]
+async fn operators_revoke_an_organisations_sessions() {
+    use verrou::session::Requirement;
+    use verrou::SessionStatus;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.db");
+    let keys = entry("2026-11");
+    let portal = SqliteStore::open(&path, KeyRing::from_config(&keys).unwrap())
+        .await
+        .unwrap();
+    let e = enrolled(portal, conformance::unbound_config()).await;
+    let mut infected = Vec::new();
+    for _ in 0..3 {
+        let mut browser = e.sign_in(Some("provider-42")).await;
+        e.elevate(&mut browser).await;
+        infected.push(browser);
+    }
+    let mut elsewhere = e.sign_in(Some("provider-7")).await;
+    e.elevate(&mut elsewhere).await;
+    let mut another = e.sign_in(Some("provider-7")).await;
+    e.elevate(&mut another).await;
+
+    let out = admin(&path, &keys, &["revoke-org", "provider-42"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "3 sessions revoked");
+    for browser in &infected {
+        let status = e.status(browser, Requirement::AnySession).await;
+        assert_eq!(status, SessionStatus::NotFound);
+    }
+    let status = e.status(&elsewhere, Requirement::SecondFactor).await;
+    assert!(matches!(status, SessionStatus::Active(_)));
+
+    let out = admin(&path, &keys, &["revoke-session", &elsewhere.id.to_string()]);
+    assert_eq!(text(&out.stdout).trim(), "1 sessions revoked");
+    assert_eq!(
+        e.status(&elsewhere, Requirement::AnySession).await,
+        SessionStatus::NotFound
+    );
+    let out = admin(&path, &keys, &["revoke-before", "now"]);
+    assert_eq!(text(&out.stdout).trim(), "1 sessions revoked");
+    assert_eq!(
+        e.status(&another, Requirement::AnySession).await,
+        SessionStatus::NotFound
+    );
+
+    let out = admin(&path, &keys, &["audit", "alice"]);
+    let revoked = text(&out.stdout)
+        .lines()
+        .filter(|line| line.contains("session_revoked"))
+        .count();
+    assert_eq!(revoked, 5);
+
+    for bad in [
+        &["revoke-session", "not-an-id"][..],
+        &["revoke-org", ""],
+        &["revoke-before", "yesterday"],
+    ] {
+        let out = admin(&path, &keys, bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}

@@ -128,3 +128,86 @@ fn errors_never_echo_input() {
     let err = verrou::totp::CodeInput::parse("12345x", 6).unwrap_err();
     assert!(!format!("{err} {err:?}").contains("12345"));
 }
+
+/// Session tokens and bound cookies are bearer secrets: never in `Debug`, the audit trail,
+/// the sink or the log, and the store keeps only their hashes.
+#[tokio::test]
+async fn attack_session_tokens_in_debug_logs_or_store() {
+    use verrou::session::{BindingKind, Requirement, TokenHash};
+    use verrou::store::SessionStore;
+    use verrou::testing::InsecureDevice;
+    use verrou::{BindingOutcome, ElevationOutcome, SessionCookies};
+
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let e = enrolled(MemoryStore::new(), config()).await;
+    let (verrou, sink) = e.audited();
+    let ctx = ClientContext::unknown();
+    let new = verrou.create_session(&e.user, None, &ctx).await.unwrap();
+    let password_only = new.token.expose_secret().to_owned();
+    let TotpOutcome::Accepted(accepted) =
+        verrou.verify_totp(&e.user, &e.code(0), &ctx).await.unwrap()
+    else {
+        panic!("code refused");
+    };
+    let elevation = verrou
+        .record_second_factor(&password_only, &accepted.proof, &ctx)
+        .await
+        .unwrap();
+    let ElevationOutcome::Elevated(elevated) = &elevation else {
+        panic!("{elevation:?}");
+    };
+    let token = elevated.token.expose_secret().to_owned();
+    let challenge = elevated.binding_offer.clone().unwrap();
+    let device = InsecureDevice::generate().unwrap();
+    let proof = device.registration_proof(challenge.as_str());
+    let bound = verrou
+        .register_binding(&token, &proof, BindingKind::Dbsc, &ctx)
+        .await
+        .unwrap();
+    let BindingOutcome::Bound(credential) = &bound else {
+        panic!("{bound:?}");
+    };
+    let bound_cookie = credential.cookie.expose_secret().to_owned();
+    let status = verrou
+        .authenticate(
+            &SessionCookies::new(&token, Some(&bound_cookie)),
+            Requirement::SecondFactor,
+            &ctx,
+        )
+        .await
+        .unwrap();
+
+    let stored = verrou.store().user_sessions(&e.user).await.unwrap();
+    let binding = verrou.store().binding(new.session).await.unwrap();
+    let shown = [
+        format!("{new:?} {elevation:?} {bound:?} {status:?} {challenge:?}"),
+        format!("{stored:?} {binding:?}"),
+        format!("{:?}", sink.events()),
+        format!("{:?}", verrou.audit_trail(None, 100).await.unwrap()),
+        String::from_utf8(log.0.lock().unwrap().clone()).unwrap(),
+    ]
+    .join("\n");
+    assert!(shown.contains("session_elevated") && shown.contains("binding_registered"));
+    for secret in [&password_only, &token, &bound_cookie, &proof] {
+        assert!(
+            !shown.contains(secret.as_str()),
+            "{secret} leaked in:\n{shown}"
+        );
+        // Not even a 12-character fragment.
+        for window in secret.as_bytes().windows(12).step_by(6) {
+            let fragment = std::str::from_utf8(window).unwrap();
+            assert!(!shown.contains(fragment), "fragment {fragment} leaked");
+        }
+    }
+    // The store holds the hash of the current token, not the token.
+    let session = &stored[0];
+    assert_ne!(session.token, TokenHash([0; 32]));
+    assert!(!format!("{:?}", session.token.to_hex()).contains(&token));
+}

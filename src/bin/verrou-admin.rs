@@ -4,8 +4,13 @@
 //! ```text
 //! verrou-admin generate-key <key id>          print a new key-ring entry (<id>:<base64>)
 //! verrou-admin rotate-keys                    re-seal every TOTP secret under the active key
-//! verrou-admin reset-factor <user id>         remove the user's factor and recovery codes
+//! verrou-admin reset-factor <user id>         remove the user's factor and recovery codes,
+//!                                             and revoke the user's sessions
 //! verrou-admin lift-lock <user id>            clear the user's second-factor lock
+//! verrou-admin revoke-org <organisation id>   revoke every session of an organisation
+//! verrou-admin revoke-user <user id>          revoke every session of a user
+//! verrou-admin revoke-session <session id>    revoke one session
+//! verrou-admin revoke-before <unix seconds|now>  revoke every session created before then
 //! verrou-admin audit [<user id>] [--limit N]  print the audit trail, newest first
 //! ```
 //!
@@ -17,13 +22,21 @@
 
 use std::process::ExitCode;
 
+use verrou::session::RevocationScope;
 use verrou::store::KeyRotation;
-use verrou::{KeyId, KeyRing, UserId, Verrou, VerrouConfig, KEYS_ENV};
+use verrou::{
+    ClientContext, Clock, KeyId, KeyRing, OrgId, SessionId, SystemClock, Timestamp, UserId, Verrou,
+    VerrouConfig, KEYS_ENV,
+};
 
 const USAGE: &str = "usage: verrou-admin generate-key <key id>
        verrou-admin rotate-keys
        verrou-admin reset-factor <user id>
        verrou-admin lift-lock <user id>
+       verrou-admin revoke-org <organisation id>
+       verrou-admin revoke-user <user id>
+       verrou-admin revoke-session <session id>
+       verrou-admin revoke-before <unix seconds|now>
        verrou-admin audit [<user id>] [--limit N]
 environment: VERROU_STORE (sqlite:<path> or postgres://…), VERROU_PG_SCHEMA (optional),
              VERROU_KEYS or VERROU_KEYS_FILE";
@@ -51,6 +64,7 @@ enum Command {
     RotateKeys,
     ResetFactor(UserId),
     LiftLock(UserId),
+    Revoke(RevocationScope),
     Audit { user: Option<UserId>, limit: usize },
 }
 
@@ -64,6 +78,29 @@ fn parse(args: &[String]) -> Result<Command, Failure> {
         [cmd] if cmd == "rotate-keys" => Ok(Command::RotateKeys),
         [cmd, who] if cmd == "reset-factor" => Ok(Command::ResetFactor(user(who)?)),
         [cmd, who] if cmd == "lift-lock" => Ok(Command::LiftLock(user(who)?)),
+        [cmd, org] if cmd == "revoke-org" => OrgId::new(org)
+            .map(|org| Command::Revoke(RevocationScope::Org(org)))
+            .map_err(|e| usage(&e.to_string())),
+        [cmd, who] if cmd == "revoke-user" => Ok(Command::Revoke(RevocationScope::User {
+            user: user(who)?,
+            except: None,
+        })),
+        [cmd, id] if cmd == "revoke-session" => SessionId::parse(id)
+            .map(|id| Command::Revoke(RevocationScope::Session(id)))
+            .map_err(|e| usage(&e.to_string())),
+        [cmd, when] if cmd == "revoke-before" => {
+            let instant = if when == "now" {
+                SystemClock
+                    .now()
+                    .map_err(|e| Failure::Operation(e.to_string()))?
+            } else {
+                when.parse()
+                    .ok()
+                    .and_then(|seconds| Timestamp::from_unix_seconds(seconds).ok())
+                    .ok_or_else(|| usage("revoke-before needs Unix seconds or `now`"))?
+            };
+            Ok(Command::Revoke(RevocationScope::IssuedBefore(instant)))
+        }
         [cmd, rest @ ..] if cmd == "audit" => {
             let (mut who, mut limit) = (None, AUDIT_LIMIT);
             let mut rest = rest.iter();
@@ -158,7 +195,7 @@ async fn on_store<S: KeyRotation>(store: S, command: Command) -> Result<(), Fail
         Command::ResetFactor(user) => {
             let removed = verrou.remove_totp_factor(&user).await?;
             println!(
-                "{user}: {}; recovery codes voided",
+                "{user}: {}; recovery codes voided; sessions revoked",
                 if removed {
                     "factor removed"
                 } else {
@@ -170,6 +207,13 @@ async fn on_store<S: KeyRotation>(store: S, command: Command) -> Result<(), Fail
         Command::LiftLock(user) => {
             verrou.lift_lock(&user).await?;
             println!("{user}: lock lifted, failures cleared");
+            Ok(())
+        }
+        Command::Revoke(scope) => {
+            let revoked = verrou
+                .revoke_sessions(&scope, &ClientContext::unknown())
+                .await?;
+            println!("{revoked} sessions revoked");
             Ok(())
         }
         Command::Audit { user, limit } => {

@@ -929,6 +929,7 @@ macro_rules! store_conformance {
             service_step_up_needs_a_fresh_second_factor,
             service_factor_changes_revoke_other_sessions,
             service_unbound_sessions_end_after_the_grace,
+            service_soft_signals_ask_for_step_up_when_on,
         );
         $crate::store_conformance!(concurrency $make);
     };

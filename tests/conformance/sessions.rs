@@ -830,3 +830,94 @@ pub async fn service_concurrent_refreshes_accept_one_proof<S: Store + 'static>(s
         .count();
     assert_eq!((refreshed, rechallenged), (1, RACERS - 1), "{results:?}");
 }
+
+/// Soft signals (off by default): when on, a changed address prefix or user agent asks for a
+/// step-up, which records the new signals.
+pub async fn service_soft_signals_ask_for_step_up_when_on<S: Store>(store: S) {
+    let policy = SessionPolicy::new()
+        .with_binding(BindingMode::Off, Duration::from_secs(300))
+        .unwrap()
+        .with_soft_signals(true);
+    let e = enrolled(store, config().with_session_policy(policy)).await;
+    let office =
+        ClientContext::from_addr("192.0.2.10".parse().unwrap()).with_user_agent("Firefox/140");
+    let same_lan =
+        ClientContext::from_addr("192.0.2.77".parse().unwrap()).with_user_agent("Firefox/140");
+    let elsewhere =
+        ClientContext::from_addr("198.51.100.5".parse().unwrap()).with_user_agent("Firefox/140");
+    let other_agent =
+        ClientContext::from_addr("192.0.2.10".parse().unwrap()).with_user_agent("curl/8");
+
+    let new = e
+        .verrou
+        .create_session(&e.user, None, &office)
+        .await
+        .unwrap();
+    e.advance_steps(1);
+    let proof = e.accept(&e.code(0)).await.proof;
+    let ElevationOutcome::Elevated(elevated) = e
+        .verrou
+        .record_second_factor(new.token.expose_secret(), &proof, &office)
+        .await
+        .unwrap()
+    else {
+        panic!("elevation refused");
+    };
+    let token = elevated.token.expose_secret().to_owned();
+    let cookies = SessionCookies::new(&token, None);
+    let check = |ctx: ClientContext| {
+        let verrou = e.verrou.clone();
+        let token = token.clone();
+        async move {
+            verrou
+                .authenticate(
+                    &SessionCookies::new(&token, None),
+                    Requirement::SecondFactor,
+                    &ctx,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert!(is_active(&check(office).await));
+    assert!(is_active(&check(same_lan).await), "same /24");
+    for changed in [elsewhere, other_agent] {
+        let status = check(changed).await;
+        assert!(
+            matches!(
+                status,
+                SessionStatus::StepUpRequired {
+                    reason: StepUpReason::SignalsChanged,
+                    ..
+                }
+            ),
+            "{status:?}"
+        );
+    }
+    // Step-up from the new network: its signals become the session's.
+    e.advance_steps(1);
+    let proof = e.accept(&e.code(0)).await.proof;
+    let ElevationOutcome::Elevated(again) = e
+        .verrou
+        .record_second_factor(cookies.session(), &proof, &elsewhere)
+        .await
+        .unwrap()
+    else {
+        panic!("step-up refused");
+    };
+    let token = again.token.expose_secret().to_owned();
+    let status = e
+        .verrou
+        .authenticate(
+            &SessionCookies::new(&token, None),
+            Requirement::SecondFactor,
+            &elsewhere,
+        )
+        .await
+        .unwrap();
+    assert!(is_active(&status));
+    let trail = e.verrou.audit_trail(Some(&e.user), 50).await.unwrap();
+    assert!(trail
+        .iter()
+        .any(|event| matches!(event.kind, AuditKind::SessionSignalsChanged { .. })));
+}
