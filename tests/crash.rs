@@ -22,14 +22,16 @@ use secrecy::ExposeSecret;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::ConnectOptions;
 use verrou::recovery::RecoveryCodeInput;
-use verrou::store::{SqliteStore, Store};
+use verrou::session::{Assurance, BindingMode, Requirement, SessionPolicy};
+use verrou::store::{SessionStore, SqliteStore, Store};
 use verrou::testing::{
     insecure_code_at, insecure_enrol, insecure_fresh_proof, insecure_recovery_codes,
     InsecureManualClock,
 };
 use verrou::{
-    AuditKind, ClientContext, Clock, KeyId, KeyRing, RecoveryOutcome, Timestamp, TotpOutcome,
-    TotpParams, TotpSecret, UserId, Verrou, VerrouConfig,
+    AuditKind, ClientContext, Clock, ElevationOutcome, KeyId, KeyRing, RecoveryOutcome,
+    SessionCookies, SessionId, SessionStatus, Timestamp, TotpOutcome, TotpParams, TotpSecret,
+    UserId, Verrou, VerrouConfig,
 };
 
 const CHILD_DIR: &str = "VERROU_CRASH_DIR";
@@ -114,9 +116,25 @@ async fn crash_child() {
             for round in 0u64.. {
                 let now = clock.now().unwrap();
                 let code = insecure_code_at(&secret, TotpParams::DEFAULT, now);
-                match verrou.verify_totp(&who, &code, &ctx).await.unwrap() {
-                    TotpOutcome::Accepted(accepted) => println!("totp {i} {}", accepted.step),
+                // Sign in, pass the code, elevate the session: the portal's login.
+                let session = verrou.create_session(&who, None, &ctx).await.unwrap();
+                let accepted = match verrou.verify_totp(&who, &code, &ctx).await.unwrap() {
+                    TotpOutcome::Accepted(accepted) => accepted,
                     other => panic!("a fresh code was refused: {other:?}"),
+                };
+                println!("totp {i} {}", accepted.step);
+                let password_only = session.token.expose_secret();
+                match verrou
+                    .record_second_factor(password_only, &accepted.proof, &ctx)
+                    .await
+                    .unwrap()
+                {
+                    ElevationOutcome::Elevated(elevated) => println!(
+                        "session {i} {} {}",
+                        elevated.session,
+                        elevated.token.expose_secret()
+                    ),
+                    other => panic!("elevation refused: {other:?}"),
                 }
                 if round % 3 == 0 {
                     if let Some(code) = codes.next() {
@@ -155,6 +173,7 @@ async fn sigkill_mid_load_forgets_nothing() {
     let mut steps: HashMap<usize, u64> = HashMap::new();
     let mut reported: Vec<(usize, u64)> = Vec::new();
     let mut spent: Vec<(usize, String)> = Vec::new();
+    let mut sessions: Vec<(usize, SessionId, String)> = Vec::new();
     let (mut totp, deadline) = (0, Instant::now() + Duration::from_secs(120));
     for line in stdout.lines() {
         let line = line.unwrap();
@@ -168,6 +187,11 @@ async fn sigkill_mid_load_forgets_nothing() {
                 totp += 1;
             }
             ["recovery", i, code] => spent.push((i.parse().unwrap(), (*code).to_owned())),
+            ["session", i, id, token] => sessions.push((
+                i.parse().unwrap(),
+                SessionId::parse(id).unwrap(),
+                (*token).to_owned(),
+            )),
             _ => continue,
         }
         if totp >= KILL_AFTER_TOTP && spent.len() >= KILL_AFTER_RECOVERY {
@@ -206,6 +230,36 @@ async fn sigkill_mid_load_forgets_nothing() {
             recorded,
             "user {i}: step {step} accepted without its audit record"
         );
+    }
+    // Each session reported elevated is there, elevated, and its token works, whatever the
+    // kill interrupted (a session in the middle of its elevation is either password-only
+    // with its old token or elevated with the new one; never in between).
+    assert!(!sessions.is_empty());
+    for (i, id, token) in &sessions {
+        let stored = store.user_sessions(&user(*i)).await.unwrap();
+        let record = stored
+            .iter()
+            .find(|s| s.id == *id)
+            .expect("reported session lost");
+        assert_eq!(record.assurance, Assurance::SecondFactor);
+        let clock = InsecureManualClock::new(record.created_at);
+        let policy = SessionPolicy::new()
+            .with_binding(BindingMode::Off, Duration::from_secs(300))
+            .unwrap();
+        let config = VerrouConfig::new("Crash")
+            .unwrap()
+            .with_session_policy(policy);
+        let verrou = Verrou::new(store.clone(), config).with_clock(clock);
+        let cookies = SessionCookies::new(token, None);
+        let status = verrou
+            .authenticate(
+                &cookies,
+                Requirement::SecondFactor,
+                &ClientContext::unknown(),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(status, SessionStatus::Active(_)), "{status:?}");
     }
     for (i, code) in &spent {
         let lookup = RecoveryCodeInput::parse(code).unwrap().lookup();
