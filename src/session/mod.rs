@@ -54,7 +54,7 @@ pub enum Requirement {
 pub enum BindingMode {
     /// A second-factor session must register a device key within `grace` of completing the
     /// second factor (through DBSC or the WebCrypto fallback), or it is refused as
-    /// [`SessionStatus::BindingMissing`]. The default, with a grace of 2 minutes.
+    /// [`SessionStatus::BindingMissing`](crate::SessionStatus::BindingMissing). The default, with a grace of 2 minutes.
     Required {
         /// Time allowed to register after the second factor.
         grace: Duration,
