@@ -4,6 +4,7 @@
 //! - [`cookie`]: `Set-Cookie` values with the `__Host-` prefix and strict attributes;
 //! - [`proof`]: strict parsing and verification of the ES256 proofs a device signs;
 //! - [`dbsc`]: the Device Bound Session Credentials header values and instructions;
+//! - [`webcrypto`]: the script that gives browsers without DBSC the same binding;
 //! - this module: the policy ([`SessionPolicy`]) and the records stores keep.
 //!
 //! The rules themselves live in the service ([`crate::Verrou::authenticate`] and friends).
@@ -12,6 +13,7 @@ pub mod cookie;
 pub mod dbsc;
 pub mod proof;
 pub mod token;
+pub mod webcrypto;
 
 use std::fmt;
 use std::time::Duration;
