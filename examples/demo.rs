@@ -4,8 +4,9 @@
 //! (and writes `qr.svg` and `qr.png` under `target/verrou-demo/`). In a terminal it then asks
 //! for codes from your authenticator app; without a terminal (CI) it plays the app itself.
 //! Either way it shows a code accepted, the same code refused as a replay, a set of recovery
-//! codes and one of them used (once), malformed input refused without being counted, and the
-//! throttle after repeated wrong codes.
+//! codes and one of them used (once), a session raised by the second factor and bound to a
+//! device key (a copied cookie refused, a forged refresh ending the session), malformed input
+//! refused without being counted, and the throttle after repeated wrong codes.
 //!
 //! It runs on the embedded default store, SQLite, in `target/verrou-demo/verrou.db` (made
 //! afresh each run), and ends by reading the audit trail back from that file. The secret is
@@ -20,11 +21,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
+use verrou::session::{BindingKind, Requirement, RevocationScope};
 use verrou::store::SqliteStore;
-use verrou::testing::{insecure_code_at, insecure_key_ring};
+use verrou::testing::{insecure_code_at, insecure_key_ring, InsecureDevice};
 use verrou::{
-    ClientContext, Clock, EnrollmentOutcome, RecoveryCodesOutcome, SystemClock, TotpOutcome,
-    TotpSecret, UserId, Verrou, VerrouConfig,
+    BindingOutcome, ClientContext, Clock, ElevationOutcome, EnrollmentOutcome, OrgId,
+    RecoveryCodesOutcome, RefreshOutcome, SecondFactorProof, SessionCookies, SessionStatus,
+    SystemClock, TotpOutcome, TotpSecret, UserId, Verrou, VerrouConfig,
 };
 
 #[tokio::main(flavor = "current_thread")]
@@ -102,6 +105,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!("\n== Login ==");
+    // The password was right: a password-only session, good for the second-factor page only.
+    let org = OrgId::new("formation-exemple")?;
+    let signed_in = verrou.create_session(&user, Some(&org), &ctx).await?;
+    let password_only = signed_in.token.expose_secret().to_owned();
+    let cookies = SessionCookies::new(&password_only, None);
+    let status = verrou
+        .authenticate(&cookies, Requirement::SecondFactor, &ctx)
+        .await?;
+    println!(
+        "password-only session on a portal page -> {}",
+        session(&status)
+    );
     if !interactive {
         println!("(the simulated app uses the next time step; a person would wait for a new code)");
     }
@@ -137,6 +152,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 verrou.verify_recovery_code(&user, &first, &ctx).await?
             );
         }
+        println!("\n== Session bound to the second factor and to the device ==");
+        sessions(&verrou, &password_only, &accepted.proof, &ctx).await?;
     }
 
     println!("\n== Bad input ==");
@@ -158,6 +175,102 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     verrou.store().close().await;
     Ok(())
+}
+
+/// Elevates the session with the accepted code, binds it to a device key, then plays the
+/// infostealer: the copied session cookie without the device is refused, and signing with a
+/// key of its own ends the session. Finally the operator revokes the organisation's sessions.
+async fn sessions(
+    verrou: &Verrou<SqliteStore>,
+    password_only: &str,
+    proof: &SecondFactorProof,
+    ctx: &ClientContext,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let ElevationOutcome::Elevated(elevated) = verrou
+        .record_second_factor(password_only, proof, ctx)
+        .await?
+    else {
+        return Err("elevation refused".into());
+    };
+    let token = elevated.token.expose_secret().to_owned();
+    let old = SessionCookies::new(password_only, None);
+    let status = verrou
+        .authenticate(&old, Requirement::AnySession, ctx)
+        .await?;
+    println!(
+        "the password-only cookie after the second factor -> {}",
+        session(&status)
+    );
+    let Some(challenge) = elevated.binding_offer else {
+        return Err("binding not offered".into());
+    };
+    // The browser (DBSC, or verrou's WebCrypto script) registers a key that stays on the device.
+    let device = InsecureDevice::generate()?;
+    let proof = device.registration_proof(challenge.as_str());
+    let BindingOutcome::Bound(bound) = verrou
+        .register_binding(&token, &proof, BindingKind::Dbsc, ctx)
+        .await?
+    else {
+        return Err("registration refused".into());
+    };
+    let bound_cookie = bound.cookie.expose_secret().to_owned();
+    println!(
+        "device key registered; bound cookie valid {} s",
+        bound.max_age.as_secs()
+    );
+    let real = SessionCookies::new(&token, Some(&bound_cookie));
+    let status = verrou
+        .authenticate(&real, Requirement::SecondFactor, ctx)
+        .await?;
+    println!("the real browser -> {}", session(&status));
+    let stolen = SessionCookies::new(&token, None);
+    let status = verrou
+        .authenticate(&stolen, Requirement::SecondFactor, ctx)
+        .await?;
+    println!(
+        "a copied session cookie, bound cookie expired -> {}",
+        session(&status)
+    );
+    let thief = InsecureDevice::generate()?;
+    if let RefreshOutcome::Challenge { challenge, .. } =
+        verrou.refresh_binding(&token, None, ctx).await?
+    {
+        let forged = thief.refresh_proof(challenge.as_str());
+        let outcome = verrou.refresh_binding(&token, Some(&forged), ctx).await?;
+        println!("the thief signs a refresh with its own key -> {outcome:?}");
+    }
+    let status = verrou
+        .authenticate(&real, Requirement::SecondFactor, ctx)
+        .await?;
+    println!("the session, for everyone -> {}", session(&status));
+    let org = OrgId::new("formation-exemple")?;
+    let colleague = UserId::new("partner-0043")?;
+    let open = verrou.create_session(&colleague, Some(&org), ctx).await?;
+    let revoked = verrou
+        .revoke_sessions(&RevocationScope::Org(org), ctx)
+        .await?;
+    println!("operator revokes the organisation's remaining sessions -> {revoked} revoked");
+    let cookies = SessionCookies::new(open.token.expose_secret(), None);
+    let status = verrou
+        .authenticate(&cookies, Requirement::AnySession, ctx)
+        .await?;
+    println!(
+        "a colleague's session at the same partner -> {}",
+        session(&status)
+    );
+    Ok(())
+}
+
+fn session(status: &SessionStatus) -> String {
+    match status {
+        SessionStatus::Active(_) => "served".into(),
+        SessionStatus::SecondFactorRequired(_) => "refused: second factor required".into(),
+        SessionStatus::RefreshRequired { .. } => {
+            "refused: bound cookie missing, refresh with the device key".into()
+        }
+        SessionStatus::NotFound => "refused: no such session (replaced or revoked)".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 fn describe(outcome: &TotpOutcome) -> String {
