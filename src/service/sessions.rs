@@ -99,7 +99,9 @@ pub enum SessionStatus {
     },
     /// The session is bound to a device and the request has no current bound cookie: answer
     /// so that the browser refreshes it with a device proof (DBSC does this by itself; the
-    /// fallback script on a 401). A stolen cookie replayed elsewhere ends here.
+    /// fallback script on a 401). A stolen cookie replayed elsewhere ends here. If the
+    /// refresh fails too, the portal chooses: ask for the second factor again (which binds
+    /// the session to the device that passes it) or end the session ([`Verrou::logout`]).
     RefreshRequired {
         /// The session.
         session: SessionId,
@@ -144,7 +146,8 @@ pub struct Elevated {
     pub max_age: Duration,
     /// A registration challenge: send it as `Secure-Session-Registration`
     /// ([`crate::session::dbsc::DbscPaths::registration_header`]) and to the fallback script
-    /// in the page. `None` when binding is off or the session is already bound.
+    /// in the page. Each second factor offers binding anew (a previously registered key is
+    /// dropped). `None` when binding is off.
     pub binding_offer: Option<Challenge>,
 }
 
@@ -323,7 +326,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     /// Raises the session to second-factor assurance with `proof` (from an accepted TOTP or
     /// recovery code), or records a step-up: the session gets a **new token** (the old one
     /// stops working: no fixation), its second-factor time and soft signals are renewed, and
-    /// device binding is offered if the session is not bound yet.
+    /// device binding is offered anew (see [`Elevated::binding_offer`]).
     ///
     /// # Errors
     /// [`ApiMisuse::ProofForAnotherUser`] if `proof` is not the session user's; store, clock
@@ -379,8 +382,11 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         }))
     }
 
-    /// Offers binding to a session that has no registered key: a fresh registration
-    /// challenge, replacing any earlier offer.
+    /// Offers binding: a fresh registration challenge, replacing any earlier offer **and any
+    /// registered key**. Every second factor binds the session anew to the device that passed
+    /// it, so a browser that lost its key (cleared storage, a new TPM) gets back in by passing
+    /// the second factor again, while a copied cookie cannot: the elevation also replaced the
+    /// session token.
     async fn offer_binding(
         &self,
         session: SessionId,
@@ -390,12 +396,6 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             return Ok(None);
         }
         let existing = self.store.binding(session).await?;
-        if existing
-            .as_ref()
-            .is_some_and(|binding| binding.key.is_some())
-        {
-            return Ok(None);
-        }
         let challenge = Challenge::generate()?;
         let record = BindingRecord {
             version: existing.as_ref().map_or(1, |binding| binding.version + 1),

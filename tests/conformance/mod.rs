@@ -930,6 +930,9 @@ macro_rules! store_conformance {
             service_factor_changes_revoke_other_sessions,
             service_unbound_sessions_end_after_the_grace,
             service_soft_signals_ask_for_step_up_when_on,
+            service_a_second_factor_rebinds_a_session_that_lost_its_key,
+            service_reenrolment_revokes_the_other_sessions,
+            service_client_flags_never_raise_a_level,
         );
         $crate::store_conformance!(concurrency $make);
     };

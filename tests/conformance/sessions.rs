@@ -921,3 +921,132 @@ pub async fn service_soft_signals_ask_for_step_up_when_on<S: Store>(store: S) {
         .iter()
         .any(|event| matches!(event.kind, AuditKind::SessionSignalsChanged { .. })));
 }
+
+/// A browser that lost its device key (cleared storage) cannot refresh; passing the second
+/// factor again binds the session to a new key, while the old key and a copied cookie are
+/// useless.
+pub async fn service_a_second_factor_rebinds_a_session_that_lost_its_key<S: Store>(store: S) {
+    let e = enrolled(store, config()).await;
+    let lost = InsecureDevice::generate().unwrap();
+    let mut browser = e.bound_browser(&lost).await;
+    let copied = browser.session.clone();
+    e.clock.advance(Duration::from_secs(5 * 60));
+    assert_eq!(
+        e.status(&browser, Requirement::SecondFactor).await,
+        SessionStatus::RefreshRequired {
+            session: browser.id
+        }
+    );
+    // The portal asks for the second factor again: a new token and a new offer.
+    let offer = e
+        .elevate(&mut browser)
+        .await
+        .expect("binding offered again");
+    let new_key = InsecureDevice::generate().unwrap();
+    let proof = new_key.registration_proof(offer.as_str());
+    let ctx = ClientContext::unknown();
+    let BindingOutcome::Bound(credential) = e
+        .verrou
+        .register_binding(&browser.session, &proof, BindingKind::WebCrypto, &ctx)
+        .await
+        .unwrap()
+    else {
+        panic!("re-registration refused");
+    };
+    browser.bound = Some(credential.cookie.expose_secret().to_owned());
+    assert!(is_active(
+        &e.status(&browser, Requirement::SecondFactor).await
+    ));
+    // The copied cookie died with the elevation; the old key no longer refreshes anything.
+    let stale = SessionCookies::new(&copied, None);
+    let status = e
+        .verrou
+        .authenticate(&stale, Requirement::AnySession, &ctx)
+        .await
+        .unwrap();
+    assert_eq!(status, SessionStatus::NotFound);
+    e.clock.advance(Duration::from_secs(5 * 60));
+    assert!(matches!(
+        e.refresh(&mut browser, &lost).await,
+        RefreshOutcome::Ended(ProofError::WrongKey)
+    ));
+}
+
+/// Re-enrolling in one session revokes the user's other sessions; the acting one stays.
+pub async fn service_reenrolment_revokes_the_other_sessions<S: Store>(store: S) {
+    let e = enrolled(store, unbound_config()).await;
+    let mut acting = e.sign_in(None).await;
+    let mut other = e.sign_in(None).await;
+    e.elevate(&mut acting).await;
+    e.elevate(&mut other).await;
+    let ctx = ClientContext::unknown().in_session(acting.id);
+    let SessionStatus::Active(session) = e.status(&acting, Requirement::RecentSecondFactor).await
+    else {
+        panic!("fresh session refused");
+    };
+    let proof = session.second_factor.unwrap();
+    let verrou::ReenrollmentOutcome::Started(offer) = e
+        .verrou
+        .start_totp_reenrollment(&proof, "alice@example.org", &ctx)
+        .await
+        .unwrap()
+    else {
+        panic!("re-enrolment refused");
+    };
+    let secret = verrou::TotpSecret::from_base32(secrecy::ExposeSecret::expose_secret(
+        offer.secret_base32(),
+    ))
+    .unwrap();
+    let now = verrou::Clock::now(&e.clock).unwrap();
+    let code = verrou::testing::insecure_code_at(&secret, verrou::TotpParams::DEFAULT, now);
+    let confirmed = e
+        .verrou
+        .finish_totp_enrollment(&e.user, &code, &ctx)
+        .await
+        .unwrap();
+    assert!(matches!(
+        confirmed,
+        verrou::EnrollmentOutcome::Confirmed { .. }
+    ));
+    assert!(is_active(
+        &e.status(&acting, Requirement::SecondFactor).await
+    ));
+    assert_eq!(
+        e.status(&other, Requirement::AnySession).await,
+        SessionStatus::NotFound
+    );
+}
+
+/// Whatever else the client puts in its cookies, a password-only session stays password-only.
+pub async fn service_client_flags_never_raise_a_level<S: Store>(store: S) {
+    let e = enrolled(store, unbound_config()).await;
+    let browser = e.sign_in(None).await;
+    let header = format!(
+        "mfa_verified=true; assurance=second_factor; __Host-verrou-session={}; level=2",
+        browser.session
+    );
+    let cookies = SessionCookies::from_header(&header).unwrap();
+    let ctx = ClientContext::unknown();
+    let status = e
+        .verrou
+        .authenticate(&cookies, Requirement::SecondFactor, &ctx)
+        .await
+        .unwrap();
+    assert!(
+        matches!(status, SessionStatus::SecondFactorRequired(_)),
+        "{status:?}"
+    );
+    // Nor does a planted bound cookie, or a second session cookie.
+    let planted = SessionCookies::new(&browser.session, Some(&browser.session));
+    let status = e
+        .verrou
+        .authenticate(&planted, Requirement::SecondFactor, &ctx)
+        .await
+        .unwrap();
+    assert!(matches!(status, SessionStatus::SecondFactorRequired(_)));
+    let doubled = format!(
+        "__Host-verrou-session={0}; __Host-verrou-session={0}",
+        browser.session
+    );
+    assert_eq!(SessionCookies::from_header(&doubled), None);
+}
