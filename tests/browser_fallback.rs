@@ -24,9 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use verrou::audit::AuditKind;
 use verrou::session::cookie::{set_cookie, SESSION_COOKIE};
-use verrou::session::dbsc::{
-    challenge_header, CHALLENGE_HEADER, END_SESSION_BODY, RESPONSE_HEADER,
-};
+use verrou::session::dbsc::RESPONSE_HEADER;
 use verrou::session::{webcrypto, BindingKind, Requirement};
 use verrou::store::MemoryStore;
 use verrou::{
@@ -34,36 +32,8 @@ use verrou::{
     TotpOutcome,
 };
 
+use conformance::http::{refresh_answer, registration_answer, Request, Response};
 use conformance::{config, enrolled, Enrolled};
-
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-fn status(status: u16) -> Response {
-    Response {
-        status,
-        headers: Vec::new(),
-        body: String::new(),
-    }
-}
 
 struct Portal {
     e: Enrolled<MemoryStore>,
@@ -106,86 +76,53 @@ impl Portal {
                     .replace("{CHALLENGE}", challenge.as_str())
                     .replace("{SESSION}", &elevated.session.to_string())
                     .replace("{REGISTRATION}", paths.registration());
-                Response {
-                    status: 200,
-                    headers: vec![
-                        ("Content-Type".into(), "text/html; charset=utf-8".into()),
-                        (
-                            "Set-Cookie".into(),
-                            set_cookie(SESSION_COOKIE, &elevated.token, elevated.max_age),
-                        ),
-                    ],
-                    body: page,
-                }
+                Response::status(200)
+                    .with("Content-Type", "text/html; charset=utf-8".into())
+                    .with(
+                        "Set-Cookie",
+                        set_cookie(SESSION_COOKIE, &elevated.token, elevated.max_age),
+                    )
+                    .body(page)
             }
             ("POST", path) if path == paths.registration() => {
                 let proof = request.header(RESPONSE_HEADER).unwrap_or_default();
                 let session = cookies.map(|c| c.session()).unwrap_or_default();
-                match verrou
+                let outcome = verrou
                     .register_binding(session, proof, BindingKind::WebCrypto, &ctx)
                     .await
-                    .unwrap()
-                {
-                    BindingOutcome::Bound(bound) => Response {
-                        status: 200,
-                        headers: vec![("Set-Cookie".into(), bound.set_cookie_header())],
-                        body: verrou.dbsc_instructions(bound.session),
-                    },
-                    other => panic!("registration refused: {other:?}"),
-                }
+                    .unwrap();
+                assert!(matches!(outcome, BindingOutcome::Bound(_)), "{outcome:?}");
+                registration_answer(verrou, outcome)
             }
             ("POST", path) if path == paths.refresh() => {
                 let session = cookies.map(|c| c.session()).unwrap_or_default();
                 let proof = request.header(RESPONSE_HEADER);
-                match verrou.refresh_binding(session, proof, &ctx).await.unwrap() {
-                    RefreshOutcome::Challenge {
-                        session, challenge, ..
-                    } => Response {
-                        status: 403,
-                        headers: vec![(
-                            CHALLENGE_HEADER.into(),
-                            challenge_header(&challenge, session),
-                        )],
-                        body: String::new(),
-                    },
-                    RefreshOutcome::Refreshed(bound) => Response {
-                        status: 200,
-                        headers: vec![
-                            ("Set-Cookie".into(), bound.set_cookie_header()),
-                            (CHALLENGE_HEADER.into(), bound.challenge_header()),
-                        ],
-                        body: verrou.dbsc_instructions(bound.session),
-                    },
-                    _ => Response {
-                        status: 200,
-                        headers: Vec::new(),
-                        body: END_SESSION_BODY.into(),
-                    },
-                }
+                let outcome = verrou.refresh_binding(session, proof, &ctx).await.unwrap();
+                refresh_answer(verrou, outcome)
             }
             ("GET", "/data") => {
                 *self.last_cookies.lock().unwrap() = cookie_header.clone();
                 let Some(cookies) = cookies else {
-                    return status(401);
+                    return Response::status(401);
                 };
                 match verrou
                     .authenticate(&cookies, Requirement::SecondFactor, &ctx)
                     .await
                     .unwrap()
                 {
-                    SessionStatus::Active(_) => status(200),
-                    SessionStatus::RefreshRequired { .. } => status(401),
-                    _ => status(403),
+                    SessionStatus::Active(_) => Response::status(200),
+                    SessionStatus::RefreshRequired { .. } => Response::status(401),
+                    _ => Response::status(403),
                 }
             }
             // The server's clock moves past the bound cookie's life (the browser's does not:
             // the server decides).
             ("POST", "/advance") => {
                 self.e.clock.advance(Duration::from_secs(5 * 60 + 1));
-                status(204)
+                Response::status(204)
             }
-            ("POST", "/report") => status(204),
-            _ => status(404),
+            ("POST", "/report") => Response::status(204),
+            _ => Response::status(404),
         }
     }
 }
@@ -256,20 +193,17 @@ async fn serve_one(stream: TcpStream, portal: Arc<Portal>) {
         .map_or(0, |(_, v)| v.parse().unwrap());
     let mut body = vec![0; length];
     reader.read_exact(&mut body).await.unwrap();
+    let body = String::from_utf8(body).unwrap();
     if path == "/report" {
-        portal
-            .reports
-            .send(String::from_utf8(body).unwrap())
-            .await
-            .unwrap();
+        portal.reports.send(body.clone()).await.unwrap();
     }
-    let response = portal
-        .handle(Request {
-            method,
-            path,
-            headers,
-        })
-        .await;
+    let request = Request {
+        method,
+        path,
+        headers,
+        body,
+    };
+    let response = portal.handle(request).await;
     let mut head = format!(
         "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n",
         response.status,

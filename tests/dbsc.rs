@@ -15,56 +15,20 @@ mod conformance;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use verrou::session::cookie::{clear_cookie, set_cookie, BOUND_COOKIE, SESSION_COOKIE};
+use verrou::session::cookie::{set_cookie, BOUND_COOKIE, SESSION_COOKIE};
 use verrou::session::dbsc::{
-    challenge_header, CHALLENGE_HEADER, END_SESSION_BODY, REGISTRATION_HEADER, RESPONSE_HEADER,
-    SESSION_ID_HEADER,
+    CHALLENGE_HEADER, END_SESSION_BODY, REGISTRATION_HEADER, RESPONSE_HEADER, SESSION_ID_HEADER,
 };
 use verrou::session::{BindingKind, Requirement};
 use verrou::store::MemoryStore;
 use verrou::testing::{InsecureDevice, InsecureManualClock};
 use verrou::{
-    BindingOutcome, ClientContext, Clock, ElevationOutcome, RefreshOutcome, SessionCookies,
-    SessionStatus, TotpOutcome, Verrou,
+    ClientContext, Clock, ElevationOutcome, RefreshOutcome, SessionCookies, SessionStatus,
+    TotpOutcome, Verrou,
 };
 
+use conformance::http::{refresh_answer, registration_answer, Request, Response};
 use conformance::{config, enrolled, Enrolled};
-
-#[derive(Debug, Default)]
-struct Request {
-    path: String,
-    headers: Vec<(String, String)>,
-    form: Option<String>,
-}
-
-#[derive(Debug, Default)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn with(mut self, name: &str, value: String) -> Self {
-        self.headers.push((name.to_owned(), value));
-        self
-    }
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
 
 /// The portal: what an axum or actix-web handler would do with verrou, minus the framework.
 struct Portal {
@@ -89,28 +53,21 @@ impl Portal {
                     .create_session(&self.e.user, None, &ctx)
                     .await
                     .unwrap();
-                Response {
-                    status: 303,
-                    ..Default::default()
-                }
-                .with(
+                Response::status(303).with(
                     "Set-Cookie",
                     set_cookie(SESSION_COOKIE, &new.token, new.max_age),
                 )
             }
             // The second factor: elevate, rotate the cookie, offer binding.
             "/second-factor" => {
-                let code = request.form.unwrap_or_default();
+                let code = request.body.clone();
                 let TotpOutcome::Accepted(accepted) = self
                     .verrou()
                     .verify_totp(&self.e.user, &code, &ctx)
                     .await
                     .unwrap()
                 else {
-                    return Response {
-                        status: 401,
-                        ..Default::default()
-                    };
+                    return Response::status(401);
                 };
                 let session = cookies.unwrap().session();
                 let ElevationOutcome::Elevated(elevated) = self
@@ -119,16 +76,9 @@ impl Portal {
                     .await
                     .unwrap()
                 else {
-                    return Response {
-                        status: 401,
-                        ..Default::default()
-                    };
+                    return Response::status(401);
                 };
-                let mut response = Response {
-                    status: 303,
-                    ..Default::default()
-                }
-                .with(
+                let mut response = Response::status(303).with(
                     "Set-Cookie",
                     set_cookie(SESSION_COOKIE, &elevated.token, elevated.max_age),
                 );
@@ -140,32 +90,16 @@ impl Portal {
             path if path == paths.registration() => {
                 let proof = request.header(RESPONSE_HEADER).unwrap_or_default();
                 let session = cookies.unwrap().session();
-                match self
+                let outcome = self
                     .verrou()
                     .register_binding(session, proof, BindingKind::Dbsc, &ctx)
                     .await
-                    .unwrap()
-                {
-                    // No Secure-Session-Challenge on the registration answer (Chrome reports
-                    // it as an error): the first refresh starts with a 403.
-                    BindingOutcome::Bound(bound) => Response {
-                        status: 200,
-                        body: self.verrou().dbsc_instructions(bound.session),
-                        ..Default::default()
-                    }
-                    .with("Set-Cookie", bound.set_cookie_header()),
-                    _ => Response {
-                        status: 400,
-                        ..Default::default()
-                    },
-                }
+                    .unwrap();
+                registration_answer(self.verrou(), outcome)
             }
             path if path == paths.refresh() => {
                 let Some(cookies) = cookies else {
-                    return Response {
-                        status: 401,
-                        ..Default::default()
-                    };
+                    return Response::status(401);
                 };
                 let proof = request.header(RESPONSE_HEADER);
                 let outcome = self
@@ -173,43 +107,17 @@ impl Portal {
                     .refresh_binding(cookies.session(), proof, &ctx)
                     .await
                     .unwrap();
-                match outcome {
-                    RefreshOutcome::Challenge {
-                        session, challenge, ..
-                    } => {
-                        assert_eq!(
-                            request.header(SESSION_ID_HEADER),
-                            Some(session.to_string().as_str())
-                        );
-                        Response {
-                            status: 403,
-                            ..Default::default()
-                        }
-                        .with(CHALLENGE_HEADER, challenge_header(&challenge, session))
-                    }
-                    RefreshOutcome::Refreshed(bound) => Response {
-                        status: 200,
-                        body: self.verrou().dbsc_instructions(bound.session),
-                        ..Default::default()
-                    }
-                    .with("Set-Cookie", bound.set_cookie_header())
-                    .with(CHALLENGE_HEADER, bound.challenge_header()),
-                    _ => Response {
-                        status: 200,
-                        body: END_SESSION_BODY.to_owned(),
-                        ..Default::default()
-                    }
-                    .with("Set-Cookie", clear_cookie(SESSION_COOKIE))
-                    .with("Set-Cookie", clear_cookie(BOUND_COOKIE)),
+                if let RefreshOutcome::Challenge { session, .. } = &outcome {
+                    // The browser names the session it refreshes.
+                    let named = request.header(SESSION_ID_HEADER);
+                    assert_eq!(named, Some(session.to_string().as_str()));
                 }
+                refresh_answer(self.verrou(), outcome)
             }
             // An ordinary page: second factor and, once bound, the bound cookie.
             _ => {
                 let Some(cookies) = cookies else {
-                    return Response {
-                        status: 401,
-                        ..Default::default()
-                    };
+                    return Response::status(401);
                 };
                 let status = self
                     .verrou()
@@ -217,15 +125,10 @@ impl Portal {
                     .await
                     .unwrap();
                 match status {
-                    SessionStatus::Active(_) => Response {
-                        status: 200,
-                        body: "job-seekers".to_owned(),
-                        ..Default::default()
-                    },
-                    _ => Response {
-                        status: 401,
-                        ..Default::default()
-                    },
+                    SessionStatus::Active(_) => {
+                        Response::status(200).body("job-seekers".to_owned())
+                    }
+                    _ => Response::status(401),
                 }
             }
         }
@@ -305,9 +208,10 @@ impl Browser {
     ) -> Response {
         headers.push(("Cookie".to_owned(), self.cookie_header()));
         let request = Request {
+            method: "POST".to_owned(),
             path: path.to_owned(),
             headers,
-            form,
+            body: form.unwrap_or_default(),
         };
         let response = portal.handle(request).await;
         self.store_cookies(&response);

@@ -153,6 +153,19 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             .await
     }
 
+    /// Records a refused proof in the audit trail.
+    async fn report_proof_failure(
+        &self,
+        record: &SessionRecord,
+        ctx: &ClientContext,
+        now: Timestamp,
+        reason: ProofError,
+    ) -> Result<(), Error> {
+        let session = record.id;
+        let kind = AuditKind::BindingProofFailed { session, reason };
+        self.emit(&record.user, ctx, now, kind).await
+    }
+
     async fn refuse(
         &self,
         record: &SessionRecord,
@@ -160,14 +173,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         now: Timestamp,
         reason: ProofError,
     ) -> Result<BindingOutcome, Error> {
-        let session = record.id;
-        self.emit(
-            &record.user,
-            ctx,
-            now,
-            AuditKind::BindingProofFailed { session, reason },
-        )
-        .await?;
+        self.report_proof_failure(record, ctx, now, reason).await?;
         Ok(BindingOutcome::Refused(reason))
     }
 
@@ -221,8 +227,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 return self.end_session(&record, ctx, now, reason).await;
             }
             if let Err(reason) = answered(parsed, &binding, now) {
-                let kind = AuditKind::BindingProofFailed { session, reason };
-                self.emit(&record.user, ctx, now, kind).await?;
+                self.report_proof_failure(&record, ctx, now, reason).await?;
                 if let Some(challenge) = self.rechallenge(session, &binding, now).await? {
                     let reason = Some(reason);
                     return Ok(RefreshOutcome::Challenge {
@@ -268,15 +273,8 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         now: Timestamp,
         reason: ProofError,
     ) -> Result<RefreshOutcome, Error> {
-        let session = record.id;
-        self.emit(
-            &record.user,
-            ctx,
-            now,
-            AuditKind::BindingProofFailed { session, reason },
-        )
-        .await?;
-        let scope = RevocationScope::Session(session);
+        self.report_proof_failure(record, ctx, now, reason).await?;
+        let scope = RevocationScope::Session(record.id);
         self.revoke(&scope, RevocationReason::BindingFailed, ctx)
             .await?;
         Ok(RefreshOutcome::Ended(reason))

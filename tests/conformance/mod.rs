@@ -29,6 +29,7 @@ use verrou::store::{
 use verrou::testing::{
     insecure_code_at, insecure_enrol, insecure_recovery_codes, InsecureManualClock,
 };
+pub mod http;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod rotation;

@@ -394,6 +394,24 @@ impl<S: Store> Enrolled<S> {
             .unwrap()
     }
 
+    /// Two elevated sessions of the user: the one acting (named in the returned context, with
+    /// its fresh second-factor proof) and another one.
+    pub async fn acting_and_other(
+        &self,
+    ) -> (Browser, Browser, ClientContext, verrou::SecondFactorProof) {
+        let mut acting = self.sign_in(None).await;
+        let mut other = self.sign_in(None).await;
+        self.elevate(&mut acting).await;
+        self.elevate(&mut other).await;
+        let ctx = ClientContext::unknown().in_session(acting.id);
+        let SessionStatus::Active(session) =
+            self.status(&acting, Requirement::RecentSecondFactor).await
+        else {
+            panic!("fresh session refused");
+        };
+        (acting, other, ctx, session.second_factor.unwrap())
+    }
+
     /// Signs in, passes the second factor and registers `device` (the DBSC flow).
     pub async fn bound_browser(&self, device: &InsecureDevice) -> Browser {
         let mut browser = self.sign_in(Some("org-1")).await;
@@ -623,20 +641,8 @@ pub async fn service_revocation_takes_effect_on_the_next_request<S: Store>(store
 /// Re-enrolment and disabling revoke the user's other sessions, not the one acting.
 pub async fn service_factor_changes_revoke_other_sessions<S: Store>(store: S) {
     let e = enrolled(store, unbound_config()).await;
-    let mut acting = e.sign_in(None).await;
-    let mut other = e.sign_in(None).await;
-    e.elevate(&mut acting).await;
-    e.elevate(&mut other).await;
-    let ctx = ClientContext::unknown().in_session(acting.id);
-    let SessionStatus::Active(session) = e.status(&acting, Requirement::RecentSecondFactor).await
-    else {
-        panic!("fresh session refused");
-    };
-    let outcome = e
-        .verrou
-        .disable_totp(&session.second_factor.unwrap(), &ctx)
-        .await
-        .unwrap();
+    let (acting, other, ctx, proof) = e.acting_and_other().await;
+    let outcome = e.verrou.disable_totp(&proof, &ctx).await.unwrap();
     assert_eq!(
         outcome,
         verrou::DisableOutcome::Disabled {
@@ -975,16 +981,7 @@ pub async fn service_a_second_factor_rebinds_a_session_that_lost_its_key<S: Stor
 /// Re-enrolling in one session revokes the user's other sessions; the acting one stays.
 pub async fn service_reenrolment_revokes_the_other_sessions<S: Store>(store: S) {
     let e = enrolled(store, unbound_config()).await;
-    let mut acting = e.sign_in(None).await;
-    let mut other = e.sign_in(None).await;
-    e.elevate(&mut acting).await;
-    e.elevate(&mut other).await;
-    let ctx = ClientContext::unknown().in_session(acting.id);
-    let SessionStatus::Active(session) = e.status(&acting, Requirement::RecentSecondFactor).await
-    else {
-        panic!("fresh session refused");
-    };
-    let proof = session.second_factor.unwrap();
+    let (acting, other, ctx, proof) = e.acting_and_other().await;
     let verrou::ReenrollmentOutcome::Started(offer) = e
         .verrou
         .start_totp_reenrollment(&proof, "alice@example.org", &ctx)
