@@ -32,15 +32,22 @@ impl Write for Captured {
     }
 }
 
+impl Captured {
+    /// Captures every `tracing` event of this thread, at every level, until the guard drops.
+    fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+        let log = Self::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        (log, tracing::subscriber::set_default(subscriber))
+    }
+}
+
 #[tokio::test]
 async fn attack_secret_in_debug_or_logs() {
-    let log = Captured::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (log, _guard) = Captured::install();
 
     let e = enrolled(MemoryStore::new(), config()).await;
     let (verrou, sink) = e.audited();
@@ -138,13 +145,7 @@ async fn attack_session_tokens_in_debug_logs_or_store() {
     use verrou::testing::InsecureDevice;
     use verrou::{BindingOutcome, ElevationOutcome, SessionCookies};
 
-    let log = Captured::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (log, _guard) = Captured::install();
 
     let e = enrolled(MemoryStore::new(), config()).await;
     let (verrou, sink) = e.audited();
