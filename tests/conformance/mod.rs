@@ -934,6 +934,7 @@ macro_rules! store_conformance {
             service_a_second_factor_rebinds_a_session_that_lost_its_key,
             service_reenrolment_revokes_the_other_sessions,
             service_client_flags_never_raise_a_level,
+            service_challenge_floods_do_not_evict_the_browsers_challenge,
         );
         $crate::store_conformance!(concurrency $make);
     };

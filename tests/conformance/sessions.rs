@@ -1047,3 +1047,48 @@ pub async fn service_client_flags_never_raise_a_level<S: Store>(store: S) {
     );
     assert_eq!(SessionCookies::from_header(&doubled), None);
 }
+
+/// A thief holding the session cookie floods the refresh endpoint for challenges: nothing is
+/// written, and the challenge the real browser holds still works.
+pub async fn service_challenge_floods_do_not_evict_the_browsers_challenge<S: Store>(store: S) {
+    let e = enrolled(store, config()).await;
+    let device = InsecureDevice::generate().unwrap();
+    let browser = e.bound_browser(&device).await;
+    let ctx = ClientContext::unknown();
+    let ask = || e.verrou.refresh_binding(&browser.session, None, &ctx);
+    let RefreshOutcome::Challenge { challenge, .. } = ask().await.unwrap() else {
+        panic!("no challenge");
+    };
+    let version = e
+        .verrou
+        .store()
+        .binding(browser.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .version;
+    for _ in 0..50 {
+        let RefreshOutcome::Challenge {
+            challenge: again, ..
+        } = ask().await.unwrap()
+        else {
+            panic!("no challenge");
+        };
+        assert_eq!(again, challenge);
+    }
+    let after = e.verrou.store().binding(browser.id).await.unwrap().unwrap();
+    assert_eq!(
+        after.version, version,
+        "a challenge request wrote the binding"
+    );
+    let proof = device.refresh_proof(challenge.as_str());
+    let outcome = e
+        .verrou
+        .refresh_binding(&browser.session, Some(&proof), &ctx)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, RefreshOutcome::Refreshed(_)),
+        "{outcome:?}"
+    );
+}
