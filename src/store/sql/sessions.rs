@@ -6,23 +6,49 @@
 //! deletion. Bindings live in their own table and change only by compare-and-set on their
 //! version (an `INSERT … ON CONFLICT DO NOTHING` for the first record).
 
+// The SQL text below is spelled with macros that expand to string literals, so every query is
+// a `&'static str` assembled by `concat!` at compile time: nothing is formatted per request,
+// and no dynamic SQL needs `AssertSqlSafe`.
+
 /// The columns of `verrou_sessions`, in the order `session_row` reads them.
-pub(crate) const SESSION_COLUMNS: &str = "session_id, token_hash, user_id, org_id, assurance, \
-     created_at, last_seen, expires_at, second_factor_at, second_factor_method, signals";
+macro_rules! session_columns {
+    () => {
+        "session_id, token_hash, user_id, org_id, assurance, created_at, last_seen, \
+         expires_at, second_factor_at, second_factor_method, signals"
+    };
+}
 
 /// The columns of `verrou_session_bindings` after `session_id`, in the order `binding_row`
 /// reads them and the writes bind them (`$2` to `$13`).
-pub(crate) const BINDING_COLUMNS: &str = "version, offered_at, device_key, binding_kind, \
-     challenge, challenge_expires, prev_challenge, prev_challenge_expires, cookie_hash, \
-     cookie_expires, prev_cookie_hash, prev_cookie_expires";
+macro_rules! binding_columns {
+    () => {
+        "version, offered_at, device_key, binding_kind, challenge, challenge_expires, \
+         prev_challenge, prev_challenge_expires, cookie_hash, cookie_expires, \
+         prev_cookie_hash, prev_cookie_expires"
+    };
+}
 
 /// Which sessions a revocation scope selects: every parameter but one is `NULL`
 /// (`$1` session, `$2` user, `$3` the user's session to keep, `$4` organisation, `$5` instant).
-pub(crate) const SCOPE: &str = "($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR user_id = $2) \
-     AND ($3 IS NULL OR session_id <> $3) AND ($4 IS NULL OR org_id = $4) \
-     AND ($5 IS NULL OR created_at < $5)";
+macro_rules! revocation_scope {
+    () => {
+        "($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR user_id = $2) \
+         AND ($3 IS NULL OR session_id <> $3) AND ($4 IS NULL OR org_id = $4) \
+         AND ($5 IS NULL OR created_at < $5)"
+    };
+}
 
-/// The parameters of [`SCOPE`] for `scope`.
+/// The condition that the session `$1` still exists (a binding is never written for a
+/// revoked session).
+macro_rules! session_exists {
+    () => {
+        "EXISTS (SELECT 1 FROM verrou_sessions WHERE session_id = $1)"
+    };
+}
+
+pub(crate) use {binding_columns, revocation_scope, session_columns, session_exists};
+
+/// The parameters of `revocation_scope!()` for `scope`.
 pub(crate) type ScopeParams = (
     Option<String>,
     Option<String>,
@@ -238,10 +264,11 @@ macro_rules! impl_sql_sessions {
                 &self,
                 token: &$crate::session::TokenHash,
             ) -> Result<Option<$crate::session::SessionRecord>, $crate::error::StoreError> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM verrou_sessions WHERE token_hash = $1",
-                    $crate::store::sql::sessions::SESSION_COLUMNS
-                )))
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    $crate::store::sql::sessions::session_columns!(),
+                    " FROM verrou_sessions WHERE token_hash = $1"
+                ))
                 .bind(token.to_hex())
                 .fetch_optional(&self.pool)
                 .await
@@ -299,15 +326,17 @@ macro_rules! impl_sql_sessions {
                 scope: &$crate::session::RevocationScope,
                 context: $crate::store::RevocationContext,
             ) -> Result<Vec<$crate::audit::AuditEvent>, $crate::error::StoreError> {
-                use $crate::store::sql::sessions::{scope_params, SCOPE};
+                use $crate::store::sql::sessions::scope_params;
                 use $crate::store::sql::{backend, session_id, user_id};
                 let (id, user, except, org, before) = scope_params(scope)?;
                 let mut tx = self.write("revoke sessions").await?;
                 let result: Result<_, $crate::error::StoreError> = async {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                    sqlx::query(concat!(
                         "DELETE FROM verrou_session_bindings WHERE session_id IN \
-                         (SELECT session_id FROM verrou_sessions WHERE {SCOPE})"
-                    )))
+                         (SELECT session_id FROM verrou_sessions WHERE ",
+                        $crate::store::sql::sessions::revocation_scope!(),
+                        ")"
+                    ))
                     .bind(&id)
                     .bind(&user)
                     .bind(&except)
@@ -317,10 +346,11 @@ macro_rules! impl_sql_sessions {
                     .await
                     .map_err(backend("revoke session bindings"))?;
                     let revoked: Vec<(String, String)> =
-                        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                            "DELETE FROM verrou_sessions WHERE {SCOPE} \
-                             RETURNING session_id, user_id"
-                        )))
+                        sqlx::query_as(concat!(
+                            "DELETE FROM verrou_sessions WHERE ",
+                            $crate::store::sql::sessions::revocation_scope!(),
+                            " RETURNING session_id, user_id"
+                        ))
                         .bind(&id)
                         .bind(&user)
                         .bind(&except)
@@ -354,11 +384,12 @@ macro_rules! impl_sql_sessions {
                 &self,
                 user: &$crate::ids::UserId,
             ) -> Result<Vec<$crate::session::SessionRecord>, $crate::error::StoreError> {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM verrou_sessions WHERE user_id = $1 \
-                     ORDER BY created_at DESC, session_id DESC",
-                    $crate::store::sql::sessions::SESSION_COLUMNS
-                )))
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    $crate::store::sql::sessions::session_columns!(),
+                    " FROM verrou_sessions WHERE user_id = $1 \
+                     ORDER BY created_at DESC, session_id DESC"
+                ))
                 .bind(user.as_str())
                 .fetch_all(&self.pool)
                 .await
@@ -370,10 +401,11 @@ macro_rules! impl_sql_sessions {
                 &self,
                 session: $crate::ids::SessionId,
             ) -> Result<Option<$crate::session::BindingRecord>, $crate::error::StoreError> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM verrou_session_bindings WHERE session_id = $1",
-                    $crate::store::sql::sessions::BINDING_COLUMNS
-                )))
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    $crate::store::sql::sessions::binding_columns!(),
+                    " FROM verrou_session_bindings WHERE session_id = $1"
+                ))
                 .bind(session.to_string())
                 .fetch_optional(&self.pool)
                 .await
@@ -387,23 +419,24 @@ macro_rules! impl_sql_sessions {
                 expected: Option<u64>,
                 record: $crate::session::BindingRecord,
             ) -> Result<bool, $crate::error::StoreError> {
-                use $crate::store::sql::sessions::BINDING_COLUMNS;
                 use $crate::store::sql::{backend, to_db};
-                let live = "EXISTS (SELECT 1 FROM verrou_sessions WHERE session_id = $1)";
                 let query = match expected {
-                    None => sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "INSERT INTO verrou_session_bindings (session_id, {BINDING_COLUMNS}) \
-                         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
-                         WHERE {live} ON CONFLICT (session_id) DO NOTHING"
-                    ))),
-                    Some(_) => sqlx::query(sqlx::AssertSqlSafe(format!(
+                    None => sqlx::query(concat!(
+                        "INSERT INTO verrou_session_bindings (session_id, ",
+                        $crate::store::sql::sessions::binding_columns!(),
+                        ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 WHERE ",
+                        $crate::store::sql::sessions::session_exists!(),
+                        " ON CONFLICT (session_id) DO NOTHING"
+                    )),
+                    Some(_) => sqlx::query(concat!(
                         "UPDATE verrou_session_bindings SET version = $2, offered_at = $3, \
                          device_key = $4, binding_kind = $5, challenge = $6, \
                          challenge_expires = $7, prev_challenge = $8, \
                          prev_challenge_expires = $9, cookie_hash = $10, cookie_expires = $11, \
                          prev_cookie_hash = $12, prev_cookie_expires = $13 \
-                         WHERE session_id = $1 AND version = $14 AND {live}"
-                    ))),
+                         WHERE session_id = $1 AND version = $14 AND ",
+                        $crate::store::sql::sessions::session_exists!()
+                    )),
                 };
                 let query = Self::bind_binding(query.bind(session.to_string()), &record)?;
                 let query = match expected {
