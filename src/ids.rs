@@ -111,7 +111,7 @@ macro_rules! random_id {
             /// # Errors
             #[doc = concat!("[`", stringify!($error), "`] for anything else.")]
             pub fn parse(text: &str) -> Result<Self, InputError> {
-                parse_hex_16(text).map(Self).ok_or($error)
+                parse_hex(text).map(Self).ok_or($error)
             }
 
             /// The raw 16 bytes.
@@ -122,10 +122,7 @@ macro_rules! random_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                for byte in self.0 {
-                    write!(f, "{byte:02x}")?;
-                }
-                Ok(())
+                write_hex(f, &self.0)
             }
         }
     };
@@ -150,12 +147,18 @@ random_id!(
     InputError::SessionId
 );
 
-fn parse_hex_16(text: &str) -> Option<[u8; 16]> {
+/// Writes `bytes` as lowercase hex (how ids, and token hashes in SQL stores, are spelled).
+pub(crate) fn write_hex(out: &mut impl fmt::Write, bytes: &[u8]) -> fmt::Result {
+    bytes.iter().try_for_each(|byte| write!(out, "{byte:02x}"))
+}
+
+/// Parses exactly `2 * N` lowercase hex characters; `None` for anything else.
+pub(crate) fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     let bytes = text.as_bytes();
-    if bytes.len() != 32 {
+    if bytes.len() != 2 * N {
         return None;
     }
-    let mut out = [0u8; 16];
+    let mut out = [0u8; N];
     for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
         let [hi, lo] = pair else { return None };
         *byte = (hex_value(*hi)? << 4) | hex_value(*lo)?;

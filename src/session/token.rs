@@ -120,30 +120,15 @@ pub struct TokenHash(pub [u8; 32]);
 impl TokenHash {
     /// Lowercase hex, as SQL stores keep it.
     pub fn to_hex(&self) -> String {
-        use std::fmt::Write as _;
-        self.0
-            .iter()
-            .fold(String::with_capacity(64), |mut out, byte| {
-                let _ = write!(out, "{byte:02x}");
-                out
-            })
+        let mut out = String::with_capacity(64);
+        // Writing to a String cannot fail.
+        let _ = crate::ids::write_hex(&mut out, &self.0);
+        out
     }
 
     /// Parses [`TokenHash::to_hex`]'s form; `None` for anything else.
     pub fn from_hex(text: &str) -> Option<Self> {
-        let bytes = text.as_bytes();
-        if bytes.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-            let pair = std::str::from_utf8(pair).ok()?;
-            if pair.bytes().any(|c| c.is_ascii_uppercase()) {
-                return None;
-            }
-            *byte = u8::from_str_radix(pair, 16).ok()?;
-        }
-        Some(Self(out))
+        crate::ids::parse_hex(text).map(Self)
     }
 }
 
