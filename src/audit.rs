@@ -405,7 +405,7 @@ impl AuditKind {
 
 /// The position of `item` in `all`: the code SQL stores keep for a closed set of values.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn code_of<T: PartialEq>(all: &[T], item: &T) -> u64 {
+pub(crate) fn code_of<T: PartialEq>(all: &[T], item: &T) -> u64 {
     let index = all.iter().position(|candidate| candidate == item);
     index
         .and_then(|i| u64::try_from(i).ok())
@@ -414,7 +414,7 @@ fn code_of<T: PartialEq>(all: &[T], item: &T) -> u64 {
 
 /// The item of `all` at position `code`.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn from_code<T: Copy>(all: &[T], code: Option<u64>) -> Option<T> {
+pub(crate) fn from_code<T: Copy>(all: &[T], code: Option<u64>) -> Option<T> {
     all.get(usize::try_from(code?).ok()?).copied()
 }
 

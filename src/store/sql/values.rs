@@ -76,17 +76,15 @@ pub(crate) fn token_hash(text: &str) -> Result<TokenHash, StoreError> {
 }
 
 /// The position of `item` in `all`, as stored.
+/// (The same codes as the audit trail's columns, `audit::code_of`.)
 pub(crate) fn code<T: PartialEq>(all: &[T], item: &T) -> i64 {
-    let index = all.iter().position(|candidate| candidate == item);
-    index.and_then(|i| i64::try_from(i).ok()).unwrap_or(-1)
+    i64::try_from(crate::audit::code_of(all, item)).unwrap_or(-1)
 }
 
 /// A stored code back as one of `all`.
 pub(crate) fn from_code<T: Copy>(all: &[T], stored: i64) -> Result<T, StoreError> {
-    let index = usize::try_from(stored).map_err(|_| corrupt("stored code is negative"))?;
-    all.get(index)
-        .copied()
-        .ok_or_else(|| corrupt("stored code is unknown"))
+    crate::audit::from_code(all, u64::try_from(stored).ok())
+        .ok_or_else(|| corrupt("stored code is negative or unknown"))
 }
 
 pub(crate) fn failures(value: i64) -> Result<u32, StoreError> {
