@@ -255,28 +255,33 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         let Ok(token) = SessionToken::parse(cookie) else {
             return Ok(Err(SessionStatus::Malformed));
         };
-        let Some(record) = self
-            .store
-            .session_by_token(&token.hash(TokenKind::Session))
-            .await?
-        else {
+        let Some(record) = self.session_for(&token).await? else {
             return Ok(Err(SessionStatus::NotFound));
         };
-        let policy = &self.config.sessions;
-        let expired = if now >= record.expires_at {
+        Ok(match self.expiry(&record, now) {
+            Some(reason) => Err(SessionStatus::Expired(reason)),
+            None => Ok(record),
+        })
+    }
+
+    /// The session whose current token is `token`, expired or not.
+    async fn session_for(&self, token: &SessionToken) -> Result<Option<SessionRecord>, Error> {
+        let hash = token.hash(TokenKind::Session);
+        Ok(self.store.session_by_token(&hash).await?)
+    }
+
+    /// Why the session has ended at `now`, if it has.
+    fn expiry(&self, record: &SessionRecord, now: Timestamp) -> Option<ExpiryReason> {
+        if now >= record.expires_at {
             Some(match record.assurance {
                 Assurance::PasswordOnly => ExpiryReason::SecondFactorNotCompleted,
                 _ => ExpiryReason::Absolute,
             })
-        } else if now.duration_since(record.last_seen) >= policy.idle_timeout {
+        } else if now.duration_since(record.last_seen) >= self.config.sessions.idle_timeout {
             Some(ExpiryReason::Idle)
         } else {
             None
-        };
-        Ok(match expired {
-            Some(reason) => Err(SessionStatus::Expired(reason)),
-            None => Ok(record),
-        })
+        }
     }
 
     /// For a second-factor session: `None` if its binding state lets the request through.
@@ -422,11 +427,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         let Ok(token) = SessionToken::parse(session_cookie) else {
             return Ok(false);
         };
-        let Some(record) = self
-            .store
-            .session_by_token(&token.hash(TokenKind::Session))
-            .await?
-        else {
+        let Some(record) = self.session_for(&token).await? else {
             return Ok(false);
         };
         let scope = RevocationScope::Session(record.id);
@@ -474,11 +475,10 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     /// Store or clock failures.
     pub async fn user_sessions(&self, user: &UserId) -> Result<Vec<ActiveSession>, Error> {
         let now = self.clock.now()?;
-        let idle = self.config.sessions.idle_timeout;
         let records = self.store.user_sessions(user).await?;
         Ok(records
             .iter()
-            .filter(|record| now < record.expires_at && now.duration_since(record.last_seen) < idle)
+            .filter(|record| self.expiry(record, now).is_none())
             .map(|record| self.active(record))
             .collect())
     }
