@@ -93,7 +93,8 @@ impl ProofError {
 /// A device's public key: an uncompressed P-256 point, checked to be on the curve.
 #[derive(Clone, Copy, Eq, PartialEq)]
 pub struct DeviceKey {
-    point: [u8; 65],
+    /// Parsed and checked once, when the key is read from a proof or from storage.
+    key: VerifyingKey,
 }
 
 impl DeviceKey {
@@ -103,15 +104,24 @@ impl DeviceKey {
     /// [`ProofError::Key`] unless it is a point on P-256.
     pub fn from_sec1(bytes: &[u8]) -> Result<Self, ProofError> {
         let point: [u8; 65] = bytes.try_into().map_err(|_| ProofError::Key)?;
-        if point[0] != 4 || VerifyingKey::from_sec1_bytes(&point).is_err() {
+        if point[0] != 4 {
             return Err(ProofError::Key);
         }
-        Ok(Self { point })
+        let key = VerifyingKey::from_sec1_bytes(&point).map_err(|_| ProofError::Key)?;
+        Ok(Self { key })
     }
 
     /// The 65-byte SEC1 uncompressed form.
     pub fn to_sec1(&self) -> [u8; 65] {
-        self.point
+        // An uncompressed P-256 point is always 65 bytes; zip rather than a slice copy that
+        // could panic.
+        let encoded = self.key.to_sec1_point(false);
+        let mut point = [0u8; 65];
+        point
+            .iter_mut()
+            .zip(encoded.as_bytes())
+            .for_each(|(out, byte)| *out = *byte);
+        point
     }
 
     fn from_jwk(jwk: &Jwk) -> Result<Self, ProofError> {
@@ -127,16 +137,16 @@ impl DeviceKey {
     }
 
     fn verify(&self, signing_input: &[u8], signature: &[u8; 64]) -> Result<(), ProofError> {
-        let key = VerifyingKey::from_sec1_bytes(&self.point).map_err(|_| ProofError::Key)?;
         let signature = Signature::from_slice(signature).map_err(|_| ProofError::Signature)?;
-        key.verify(signing_input, &signature)
+        self.key
+            .verify(signing_input, &signature)
             .map_err(|_| ProofError::Signature)
     }
 }
 
 impl fmt::Debug for DeviceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [_, a, b, c, d, ..] = self.point;
+        let [_, a, b, c, d, ..] = self.to_sec1();
         write!(f, "DeviceKey(P-256 {a:02x}{b:02x}{c:02x}{d:02x}…)")
     }
 }
