@@ -296,12 +296,9 @@ impl ClientContext {
         if self.addr.is_none() && self.user_agent.is_none() {
             return None;
         }
-        let prefix = self.addr.map(|addr| match addr {
+        let prefix = self.addr.map(|addr| match addr.to_canonical() {
             IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
-                None => IpAddr::V6((u128::from(v6) & !((1u128 << 80) - 1)).into()),
-            },
+            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 80) - 1)).into()),
         });
         let mut hasher = Sha256::new();
         hasher.update(b"verrou soft signals v1\0");
@@ -1168,8 +1165,9 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     /// # Errors
     /// Store or clock failures.
     pub async fn remove_totp_factor(&self, user: &UserId) -> Result<bool, Error> {
+        let now = self.clock.now()?;
         let ctx = ClientContext::unknown();
-        let removed = self.remove_factor_and_codes(user, &ctx).await?;
+        let removed = self.remove_factor_and_codes(user, &ctx, now).await?;
         let scope = RevocationScope::User {
             user: user.clone(),
             except: None,
@@ -1194,7 +1192,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         if !self.is_fresh(proof, now) {
             return Ok(DisableOutcome::StepUpRequired);
         }
-        let had_factor = self.remove_factor_and_codes(&proof.user, ctx).await?;
+        let had_factor = self.remove_factor_and_codes(&proof.user, ctx, now).await?;
         let revoked_sessions = self.revoke_other_sessions(&proof.user, ctx).await?;
         Ok(DisableOutcome::Disabled {
             had_factor,
@@ -1206,8 +1204,8 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         &self,
         user: &UserId,
         ctx: &ClientContext,
+        now: Timestamp,
     ) -> Result<bool, Error> {
-        let now = self.clock.now()?;
         self.store.replace_recovery_codes(user, Vec::new()).await?;
         let removed = self.store.remove_totp(user).await?;
         if removed {
