@@ -147,15 +147,12 @@ impl ThrottleKey<'_> {
     /// The key for a client address, normalised: IPv4-mapped IPv6 becomes IPv4, other IPv6
     /// addresses are cut to their /64 so one client cannot rotate through its own prefix.
     pub fn for_address(addr: IpAddr) -> Self {
-        let normalized = match addr {
+        let normalized = match addr.to_canonical() {
             IpAddr::V4(v4) => IpAddr::V4(v4),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => {
-                    let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                    IpAddr::V6(Ipv6Addr::from(bits))
-                }
-            },
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(bits))
+            }
         };
         Self::Address(normalized)
     }
