@@ -327,6 +327,72 @@ async fn a_burst_beyond_the_argon2_limit_is_refused_not_queued() {
     );
 }
 
+/// An attacker keeps the argon2 queue full with attempts on another account: the victim's
+/// attempts meanwhile are refused as `Busy` before they are counted, so however many arrive,
+/// the victim's failure count stays at zero and their valid code still works after. (The
+/// attacker's own attempts were counted, on the accounts they target.)
+#[tokio::test]
+async fn attack_a_full_argon2_queue_costs_the_victim_nothing() {
+    let cfg = config().with_argon2_limits(1, 1).unwrap();
+    let (e, codes) = with_codes(cfg).await;
+    let mallory = user("mallory");
+    let mallory_secret = enrol(&e.verrou, &mallory).await;
+    e.advance_steps(1);
+    let proof = match e
+        .verrou
+        .verify_totp(
+            &mallory,
+            &insecure_code_at(
+                &mallory_secret,
+                TotpParams::DEFAULT,
+                verrou::Clock::now(&e.clock).unwrap(),
+            ),
+            &ctx(),
+        )
+        .await
+        .unwrap()
+    {
+        TotpOutcome::Accepted(accepted) => accepted.proof,
+        other => panic!("{other:?}"),
+    };
+    let mallory_codes = insecure_recovery_codes(&e.verrou, &proof)
+        .await
+        .unwrap()
+        .unwrap();
+    let wrong = format!("{}-0000-0000-0000", &mallory_codes[0][..4]);
+    let victim = ThrottleKey::Account(&e.user);
+    for _ in 0..12 {
+        // The attacker's attempt takes the only slot and holds it while argon2 runs.
+        let filler = {
+            let (verrou, wrong) = (e.verrou.clone(), wrong.clone());
+            let mallory = mallory.clone();
+            tokio::spawn(async move {
+                verrou
+                    .verify_recovery_code(&mallory, &wrong, &ClientContext::unknown())
+                    .await
+                    .unwrap()
+            })
+        };
+        tokio::task::yield_now().await;
+        let outcome = recover(&e, &codes[1]).await;
+        assert!(
+            matches!(outcome, RecoveryOutcome::Busy { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            e.verrou.store().throttle(&victim).await.unwrap().failures,
+            0,
+            "a Busy refusal was counted against the victim"
+        );
+        assert_eq!(filler.await.unwrap(), RecoveryOutcome::Invalid);
+        e.verrou.lift_lock(&mallory).await.unwrap();
+    }
+    assert!(matches!(
+        recover(&e, &codes[1]).await,
+        RecoveryOutcome::Accepted { .. }
+    ));
+}
+
 /// Clients that give up mid-request (the portal drops the request future) must not free
 /// argon2 capacity while their hashing still runs: otherwise a stream of abandoned requests
 /// gets past the limit and its memory bound.

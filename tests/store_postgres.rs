@@ -128,3 +128,252 @@ async fn no_secret_in_clear_in_the_tables() {
         assert!(!row.contains(&base32.to_ascii_lowercase()) && !row.contains(&hex));
     }
 }
+
+// ---- recovery codes across two instances: the review's race, forced and natural ----------
+
+mod recovery_races {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use secrecy::ExposeSecret;
+    use sqlx::{Connection as _, PgConnection};
+    use verrou::store::PostgresStore;
+    use verrou::testing::{insecure_key_ring, InsecureManualClock};
+    use verrou::{
+        ClientContext, RecoveryCodesOutcome, RecoveryOutcome, SecondFactorProof, Verrou,
+        VerrouConfig,
+    };
+
+    use super::conformance::postgres::{server, Schema};
+    use super::conformance::recovery_sets::assert_no_code_works;
+    use super::conformance::{config, enrolled, Enrolled};
+    use super::raw;
+
+    type Instance = Verrou<PostgresStore, InsecureManualClock>;
+
+    /// Two portal instances on one schema, each with its own pool; `alice` enrolled through
+    /// the first, with a fresh proof and a first set of codes.
+    struct Portal {
+        first: Arc<Instance>,
+        second: Arc<Instance>,
+        enrolled: Enrolled<PostgresStore>,
+        proof: Arc<SecondFactorProof>,
+        url: String,
+        schema: Schema,
+    }
+
+    async fn portal(config: VerrouConfig) -> Portal {
+        let (url, schema) = server();
+        let keys = insecure_key_ring().unwrap();
+        let open = || PostgresStore::connect_in_schema(&url, &schema.name, keys.clone());
+        let (first, second) = tokio::join!(open(), open());
+        let enrolled = enrolled(first.unwrap(), config.clone()).await;
+        let second = Verrou::new(second.unwrap(), config).with_clock(enrolled.clock.clone());
+        let proof = enrolled.accept(&enrolled.code(0)).await.proof;
+        let portal = Portal {
+            first: enrolled.verrou.clone(),
+            second: Arc::new(second),
+            enrolled,
+            proof: Arc::new(proof),
+            url,
+            schema,
+        };
+        portal.regenerate(&portal.first).await;
+        portal
+    }
+
+    impl Portal {
+        async fn regenerate(&self, instance: &Instance) -> Option<Vec<String>> {
+            let outcome = instance
+                .generate_recovery_codes(&self.proof, &ClientContext::unknown())
+                .await
+                .unwrap();
+            match outcome {
+                RecoveryCodesOutcome::Generated(set) => Some(
+                    set.codes()
+                        .iter()
+                        .map(|code| code.expose_secret().to_owned())
+                        .collect(),
+                ),
+                _ => None,
+            }
+        }
+
+        fn spawn_regeneration(
+            self: &Arc<Self>,
+            second: bool,
+        ) -> tokio::task::JoinHandle<Option<Vec<String>>> {
+            let portal = Arc::clone(self);
+            tokio::spawn(async move {
+                let instance = if second {
+                    &portal.second
+                } else {
+                    &portal.first
+                };
+                portal.regenerate(instance).await
+            })
+        }
+
+        async fn works(&self, code: &str) -> bool {
+            let outcome = self
+                .second
+                .verify_recovery_code(&self.enrolled.user, code, &ClientContext::unknown())
+                .await
+                .unwrap();
+            matches!(outcome, RecoveryOutcome::Accepted { .. })
+        }
+    }
+
+    /// Holds row locks on alice's current codes, as an in-flight writer would, so the
+    /// operations started next queue up behind it in a known order.
+    struct Holder {
+        conn: PgConnection,
+        pid: i32,
+    }
+
+    impl Holder {
+        async fn lock_codes(portal: &Portal) -> Self {
+            let mut conn = raw(&portal.url, &portal.schema).await;
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            let locked: Vec<String> = sqlx::query_scalar(
+                "SELECT lookup FROM verrou_recovery_codes WHERE user_id = 'alice' FOR UPDATE",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            assert!(!locked.is_empty());
+            Self { conn, pid }
+        }
+
+        /// Waits until `count` backends wait, directly or through one another, on this one
+        /// (or until every task in `tasks` has finished: an operation that did not block).
+        async fn wait_for_blocked<T>(
+            &self,
+            portal: &Portal,
+            count: i64,
+            tasks: &[&tokio::task::JoinHandle<T>],
+        ) {
+            let mut observer = raw(&portal.url, &portal.schema).await;
+            for _ in 0..600 {
+                let blocked: i64 = sqlx::query_scalar(
+                    "WITH RECURSIVE blocked(pid) AS ( \
+                       SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) \
+                       UNION \
+                       SELECT a.pid FROM pg_stat_activity a JOIN blocked b \
+                         ON b.pid = ANY(pg_blocking_pids(a.pid))) \
+                     SELECT count(*) FROM blocked",
+                )
+                .bind(self.pid)
+                .fetch_one(&mut observer)
+                .await
+                .unwrap();
+                if blocked >= count || tasks.iter().all(|task| task.is_finished()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("the operations never queued behind the held locks");
+        }
+
+        async fn release(mut self) {
+            sqlx::query("ROLLBACK")
+                .execute(&mut self.conn)
+                .await
+                .unwrap();
+            self.conn.close().await.unwrap();
+        }
+    }
+
+    /// The review's finding, forced: a regeneration is in flight (its delete waits on the old
+    /// codes) when an operator on another instance resets the factor. The reset must leave
+    /// no factor and no working code, and the intruder's proof must regenerate nothing after.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reset_during_a_regeneration_leaves_no_working_code() {
+        let portal = Arc::new(portal(config()).await);
+        let holder = Holder::lock_codes(&portal).await;
+        let regeneration = portal.spawn_regeneration(false);
+        holder.wait_for_blocked(&portal, 1, &[&regeneration]).await;
+        let reset = {
+            let (second, who) = (portal.second.clone(), portal.enrolled.user.clone());
+            tokio::spawn(async move { second.remove_totp_factor(&who).await.unwrap() })
+        };
+        holder.wait_for_blocked(&portal, 2, &[&reset]).await;
+        holder.release().await;
+        let shown = regeneration.await.unwrap().unwrap_or_default();
+        assert!(reset.await.unwrap());
+        assert!(!portal
+            .first
+            .has_active_totp(&portal.enrolled.user)
+            .await
+            .unwrap());
+        assert_no_code_works(&portal.second, &portal.enrolled.user, &shown).await;
+        assert_eq!(portal.regenerate(&portal.second).await, None);
+        assert_eq!(
+            portal
+                .first
+                .remaining_recovery_codes(&portal.enrolled.user)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+
+    /// A double submit, forced: two regenerations on two instances overlap. Exactly one set
+    /// is stored: the one the later of the two returned; the other's codes do not work.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_double_submitted_regeneration_leaves_one_set() {
+        let portal = Arc::new(portal(config()).await);
+        let holder = Holder::lock_codes(&portal).await;
+        let first = portal.spawn_regeneration(false);
+        holder.wait_for_blocked(&portal, 1, &[&first]).await;
+        let second = portal.spawn_regeneration(true);
+        holder.wait_for_blocked(&portal, 2, &[&second]).await;
+        holder.release().await;
+        let sets = [
+            first.await.unwrap().unwrap(),
+            second.await.unwrap().unwrap(),
+        ];
+        let user = &portal.enrolled.user;
+        assert_eq!(
+            portal.first.remaining_recovery_codes(user).await.unwrap(),
+            10
+        );
+        let works = [
+            portal.works(&sets[0][0]).await,
+            portal.works(&sets[1][0]).await,
+        ];
+        assert_eq!(works.iter().filter(|w| **w).count(), 1, "{works:?}");
+    }
+
+    /// The same two races, unforced, ten rounds each across the two pools.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn natural_races_leave_one_set_or_none() {
+        let small = config().with_recovery_set_size(2).unwrap();
+        let portal = Arc::new(portal(small.clone()).await);
+        let user = &portal.enrolled.user;
+        for round in 0..10 {
+            let (a, b) = (
+                portal.spawn_regeneration(false),
+                portal.spawn_regeneration(true),
+            );
+            assert!(a.await.unwrap().is_some() && b.await.unwrap().is_some());
+            let left = portal.first.remaining_recovery_codes(user).await.unwrap();
+            assert_eq!(left, 2, "round {round}: {left} codes after a double submit");
+        }
+        for round in 0..10 {
+            let portal = Arc::new(super::recovery_races::portal(small.clone()).await);
+            let regeneration = portal.spawn_regeneration(false);
+            let reset = {
+                let (second, who) = (portal.second.clone(), portal.enrolled.user.clone());
+                tokio::spawn(async move { second.remove_totp_factor(&who).await.unwrap() })
+            };
+            let shown = regeneration.await.unwrap().unwrap_or_default();
+            assert!(reset.await.unwrap(), "round {round}");
+            assert_no_code_works(&portal.second, &portal.enrolled.user, &shown).await;
+        }
+    }
+}

@@ -33,6 +33,9 @@ struct Running {
 /// An admission slot, released on drop, wherever it was moved.
 struct Admitted(Arc<AtomicUsize>);
 
+/// A slot among the admitted attempts, held from admission until the hashing is over.
+pub(crate) struct Admission(Admitted);
+
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
@@ -59,22 +62,34 @@ impl HashGate {
         self.running.peak.load(Ordering::Acquire)
     }
 
-    /// Runs `work` under the limit. With `refuse_when_full`, returns `Ok(None)` instead of
-    /// waiting when `max_in_flight` attempts are already admitted.
-    pub(crate) async fn run<T, F>(
-        &self,
-        work: F,
-        refuse_when_full: bool,
-    ) -> Result<Option<T>, Error>
+    /// Takes an admission slot, or `None` when `max_in_flight` attempts are already admitted.
+    /// Verification takes it *before* the attempt is counted by the throttle, so an attempt
+    /// refused here costs the user nothing (and checks nothing).
+    pub(crate) fn admit(&self) -> Option<Admission> {
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let admitted = Admitted(Arc::clone(&self.in_flight));
+        (before < self.max_in_flight).then_some(Admission(admitted))
+    }
+
+    /// Runs `work` under the limit, waiting for a slot however many attempts are admitted
+    /// (for hashing a new set of codes, which a second factor already guards).
+    pub(crate) async fn run<T, F>(&self, work: F) -> Result<T, Error>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let admitted = Admitted(Arc::clone(&self.in_flight));
-        if refuse_when_full && before >= self.max_in_flight {
-            return Ok(None);
-        }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let admission = Admission(Admitted(Arc::clone(&self.in_flight)));
+        self.run_admitted(admission, work).await
+    }
+
+    /// Runs `work` in the slot `admission` holds, once a hashing permit is free.
+    pub(crate) async fn run_admitted<T, F>(&self, admission: Admission, work: F) -> Result<T, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let Admission(admitted) = admission;
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
@@ -92,13 +107,12 @@ impl HashGate {
         };
         // argon2 takes tens of milliseconds of CPU: off the async worker when there is a
         // tokio runtime, inline otherwise.
-        let result = match tokio::runtime::Handle::try_current() {
+        match tokio::runtime::Handle::try_current() {
             Ok(runtime) => runtime
                 .spawn_blocking(work)
                 .await
-                .map_err(|_| CryptoError::Hashing)?,
-            Err(_) => work(),
-        };
-        Ok(Some(result))
+                .map_err(|_| CryptoError::Hashing.into()),
+            Err(_) => Ok(work()),
+        }
     }
 }

@@ -140,9 +140,17 @@ pub(crate) fn verify_code(code: &[u8], stored: &str) -> Result<bool, StoredHashE
     Ok(params.argon2()?.verify_password(code, &hash).is_ok())
 }
 
-/// A valid hash of nothing anyone can type, verified when a lookup matches no stored code so
-/// that an unknown lookup costs the same time as a known one.
-pub(crate) const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$YpiIdIdI/cLsZtN2rspHbD7N8tMp3TIx9DpgZfF0cVo";
+/// A stand-in hash with `params`, verified when a lookup matches no stored code so that an
+/// unknown lookup costs what a known one does: the same argon2 memory, passes and lanes as
+/// the codes the service hashes (not a fixed default, which would make unknown lookups cheap
+/// and so tell them apart once the hash settings are raised). Its salt is zero and its output
+/// a fixed value no code is known to hash to.
+pub(crate) fn dummy_hash(params: HashParams) -> String {
+    format!(
+        "$argon2id$v=19$m={},t={},p={}$AAAAAAAAAAAAAAAAAAAAAA$YpiIdIdI/cLsZtN2rspHbD7N8tMp3TIx9DpgZfF0cVo",
+        params.memory_kib, params.passes, params.lanes
+    )
+}
 
 #[cfg(test)]
 mod tests {
@@ -168,8 +176,23 @@ mod tests {
 
     #[test]
     fn dummy_hash_is_usable_and_matches_nothing_typeable() {
-        assert_eq!(verify_code(CODE, DUMMY_HASH), Ok(false));
-        assert_eq!(verify_code(b"", DUMMY_HASH), Ok(false));
+        let dummy = dummy_hash(HashParams::OWASP);
+        assert_eq!(verify_code(CODE, &dummy), Ok(false));
+        assert_eq!(verify_code(b"", &dummy), Ok(false));
+    }
+
+    #[test]
+    fn the_dummy_hash_has_the_configured_parameters() {
+        let raised = HashParams {
+            memory_kib: 32 * 1024,
+            passes: 3,
+            lanes: 2,
+        };
+        assert_eq!(validate_stored_hash(&dummy_hash(raised)), Ok(raised));
+        assert_eq!(
+            validate_stored_hash(&dummy_hash(HashParams::OWASP)),
+            Ok(HashParams::OWASP)
+        );
     }
 
     #[test]

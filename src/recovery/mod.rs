@@ -25,7 +25,7 @@ use secrecy::SecretString;
 use zeroize::{Zeroize, Zeroizing};
 
 pub(crate) use self::gate::HashGate;
-pub(crate) use self::hash::{hash_code, verify_code, DUMMY_HASH};
+pub(crate) use self::hash::{dummy_hash, hash_code, verify_code};
 pub use self::hash::{validate_stored_hash, HashParams, StoredHashError};
 use crate::error::CryptoError;
 

@@ -28,8 +28,8 @@ use crate::recovery::{self, HashGate, HashParams, MalformedRecoveryCode, Recover
 use crate::secret::TotpSecret;
 use crate::session::{RevocationReason, RevocationScope, SessionPolicy, TokenHash};
 use crate::store::{
-    Activation, Consumption, PendingTotp, RecoveryCodeRecord, Reservation, StepAdvance, Store,
-    ThrottleKey,
+    Activation, Consumption, PendingTotp, RecoveryCodeRecord, Replacement, Reservation,
+    StepAdvance, Store, ThrottleKey,
 };
 use crate::totp::{
     self, CodeGenerator, CodeInput, MalformedCode, OtpAuthUri, TotpParams, WindowMatch,
@@ -537,6 +537,9 @@ pub enum RecoveryCodesOutcome {
     Generated(RecoveryCodeSet),
     /// The proof is too old: ask for a current second factor first.
     StepUpRequired,
+    /// The user has no active factor any more (an operator reset it, or the user turned it
+    /// off, after the proof was issued): no codes were stored.
+    NoActiveFactor,
 }
 
 /// A new set of recovery codes, in display form (`XXXX-XXXX-XXXX-XXXX`). Redacted in `Debug`.
@@ -584,7 +587,8 @@ pub enum RecoveryOutcome {
         /// When the lock expires; `None` until an operator lifts it.
         until: Option<Timestamp>,
     },
-    /// Too many argon2 verifications in flight on this instance: not checked (but counted).
+    /// Too many argon2 verifications in flight on this instance: not checked, and so not
+    /// counted against the user either.
     Busy {
         /// A hint for when to retry.
         retry_after: Duration,
@@ -1006,9 +1010,8 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             let params = self.config.recovery_hash;
             let phc = self
                 .hash_gate
-                .run(move || recovery::hash_code(&bytes, params), false)
-                .await?
-                .ok_or(CryptoError::Hashing)??;
+                .run(move || recovery::hash_code(&bytes, params))
+                .await??;
             records.push(RecoveryCodeRecord {
                 lookup,
                 phc,
@@ -1017,9 +1020,15 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             shown.push(code.display);
         }
         let count = records.len();
-        self.store
+        match self
+            .store
             .replace_recovery_codes(&proof.user, records)
-            .await?;
+            .await?
+        {
+            Replacement::Replaced => {}
+            // Reset or disabled since the proof was issued: the proof backs nothing now.
+            _ => return Ok(RecoveryCodesOutcome::NoActiveFactor),
+        }
         self.emit(
             &proof.user,
             ctx,
@@ -1034,11 +1043,13 @@ impl<S: Store, C: Clock> Verrou<S, C> {
 
     /// Checks a recovery code and, if it is valid and unused, uses it up.
     ///
-    /// Malformed input is refused before any hashing and changes nothing. Every other
-    /// attempt is counted in the same account throttle as TOTP codes, then costs exactly one
-    /// argon2 verification (against the one stored hash its lookup names, or a dummy hash),
-    /// run under the service's argon2 limit. Of concurrent uses of one code, exactly one is
-    /// `Accepted`.
+    /// Malformed input is refused before any hashing and changes nothing. An attempt that
+    /// finds the service's argon2 queue full is refused as [`RecoveryOutcome::Busy`] before it
+    /// is counted (it checks nothing, so it costs the user nothing). Every other attempt is
+    /// counted in the same account throttle as TOTP codes, then costs exactly one argon2
+    /// verification (against the one stored hash its lookup names, or a dummy hash with the
+    /// configured parameters, so both take the same time). Of concurrent uses of one code,
+    /// exactly one is `Accepted`; no code is accepted for a user without an active factor.
     ///
     /// # Errors
     /// Store, clock or crypto failures, including a stored hash that fails validation.
@@ -1053,6 +1064,14 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             Ok(code) => code,
             Err(reason) => return Ok(RecoveryOutcome::Malformed(reason)),
         };
+        // A place in the argon2 queue first: an attempt refused for want of one checks
+        // nothing and so is not counted against the user. Every attempt that is checked was
+        // counted first, so the queue is never a way around the throttle.
+        let Some(admission) = self.hash_gate.admit() else {
+            return Ok(RecoveryOutcome::Busy {
+                retry_after: Duration::from_secs(1),
+            });
+        };
         let counted = match self.reserve_attempt(user, ctx, now).await? {
             Ok(counted) => counted,
             Err(Refusal::Throttled(retry_after)) => {
@@ -1062,19 +1081,15 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         };
         let lookup = code.lookup();
         let record = self.store.recovery_code(user, lookup).await?;
-        let stored = record
-            .as_ref()
-            .map_or_else(|| recovery::DUMMY_HASH.to_owned(), |r| r.phc.clone());
+        let stored = record.as_ref().map_or_else(
+            || recovery::dummy_hash(self.config.recovery_hash),
+            |r| r.phc.clone(),
+        );
         let bytes = Zeroizing::new(code.as_bytes().to_vec());
-        let Some(verified) = self
+        let verified = self
             .hash_gate
-            .run(move || recovery::verify_code(&bytes, &stored), true)
-            .await?
-        else {
-            return Ok(RecoveryOutcome::Busy {
-                retry_after: Duration::from_secs(1),
-            });
-        };
+            .run_admitted(admission, move || recovery::verify_code(&bytes, &stored))
+            .await?;
         let matched = verified.map_err(CryptoError::StoredHash)?;
         let Some(record) = record.filter(|_| matched) else {
             self.emit(user, ctx, now, AuditKind::RecoveryCodeInvalid)
@@ -1106,8 +1121,9 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 self.report_lock(user, ctx, now, &counted).await?;
                 Ok(RecoveryOutcome::Replayed)
             }
-            // The set was regenerated while we checked: the old code is void.
-            Consumption::NotFound => {
+            // The set was regenerated, or the factor removed, while we checked: the code is
+            // void.
+            _ => {
                 self.emit(user, ctx, now, AuditKind::RecoveryCodeInvalid)
                     .await?;
                 Ok(RecoveryOutcome::Invalid)
@@ -1206,7 +1222,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         ctx: &ClientContext,
         now: Timestamp,
     ) -> Result<bool, Error> {
-        self.store.replace_recovery_codes(user, Vec::new()).await?;
+        // One atomic removal: factor and codes go together, serialised with regenerations.
         let removed = self.store.remove_totp(user).await?;
         if removed {
             self.emit(user, ctx, now, AuditKind::TotpFactorRemoved)

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::sessions::{RevocationContext, SessionStore};
 use super::{
-    Activation, Consumption, PendingTotp, RecoveryCodeRecord, Reservation, StepAdvance, Store,
-    ThrottleKey, TotpFactor,
+    Activation, Consumption, PendingTotp, RecoveryCodeRecord, Replacement, Reservation,
+    StepAdvance, Store, ThrottleKey, TotpFactor,
 };
 use crate::audit::AuditEvent;
 use crate::audit::AuditKind;
@@ -178,9 +178,14 @@ impl Store for MemoryStore {
         &self,
         user: &UserId,
         codes: Vec<RecoveryCodeRecord>,
-    ) -> Result<(), StoreError> {
-        self.lock()?.users.entry(user.clone()).or_default().recovery = codes;
-        Ok(())
+    ) -> Result<Replacement, StoreError> {
+        let mut inner = self.lock()?;
+        let entry = inner.users.entry(user.clone()).or_default();
+        if entry.active.is_none() && !codes.is_empty() {
+            return Ok(Replacement::NoActiveFactor);
+        }
+        entry.recovery = codes;
+        Ok(Replacement::Replaced)
     }
 
     async fn recovery_code(
@@ -201,8 +206,11 @@ impl Store for MemoryStore {
     ) -> Result<Consumption, StoreError> {
         let mut inner = self.lock()?;
         let Some(entry) = inner.users.get_mut(user) else {
-            return Ok(Consumption::NotFound);
+            return Ok(Consumption::NoActiveFactor);
         };
+        if entry.active.is_none() {
+            return Ok(Consumption::NoActiveFactor);
+        }
         let Some(code) = entry.recovery.iter_mut().find(|c| c.lookup == lookup) else {
             return Ok(Consumption::NotFound);
         };
@@ -228,6 +236,7 @@ impl Store for MemoryStore {
         };
         let had_active = entry.active.take().is_some();
         let had_pending = entry.pending.take().is_some();
+        entry.recovery.clear();
         Ok(had_active || had_pending)
     }
 

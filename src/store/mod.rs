@@ -105,6 +105,19 @@ pub enum Consumption {
     AlreadyUsed,
     /// No code with that lookup (the set was regenerated meanwhile, or never had it).
     NotFound,
+    /// The user has no active factor: no recovery code is accepted (nothing changed).
+    NoActiveFactor,
+}
+
+/// Result of [`Store::replace_recovery_codes`].
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum Replacement {
+    /// The old set is gone and the new one stored.
+    Replaced,
+    /// The user has no active factor (it was removed, or never confirmed): recovery codes
+    /// back a factor and cannot exist without one. Nothing changed.
+    NoActiveFactor,
 }
 
 /// Result of [`Store::activate_pending_totp`].
@@ -245,12 +258,19 @@ pub trait Store: SessionStore + Send + Sync {
         record: AuditEvent,
     ) -> impl Future<Output = Result<StepAdvance, StoreError>> + Send;
 
-    /// Replaces the user's whole set of recovery codes (old codes stop working at once).
+    /// Atomically replaces the user's whole set of recovery codes (old codes stop working at
+    /// once), if the user has an active factor; an empty set is always stored.
+    ///
+    /// Every operation that replaces or voids a user's codes (this one and
+    /// [`Store::remove_totp`]) is serialised per user, on every backend and across
+    /// processes: two racing replacements leave exactly one set, and a replacement racing a
+    /// removal leaves either no factor and no codes, or a factor and one set. SQL backends
+    /// lock the user's active factor row before touching the codes.
     fn replace_recovery_codes(
         &self,
         user: &UserId,
         codes: Vec<RecoveryCodeRecord>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<Replacement, StoreError>> + Send;
 
     /// The user's recovery code with this lookup, used or not.
     fn recovery_code(
@@ -259,8 +279,8 @@ pub trait Store: SessionStore + Send + Sync {
         lookup: Lookup,
     ) -> impl Future<Output = Result<Option<RecoveryCodeRecord>, StoreError>> + Send;
 
-    /// Atomically: if the code with this lookup is unused, mark it used **and** reset the
-    /// user's account throttle counter (a success).
+    /// Atomically: if the user has an active factor and the code with this lookup is
+    /// unused, mark it used **and** reset the user's account throttle counter (a success).
     fn consume_recovery_code(
         &self,
         user: &UserId,
@@ -273,7 +293,9 @@ pub trait Store: SessionStore + Send + Sync {
         user: &UserId,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
-    /// Removes the user's active and pending factors; true if there was one.
+    /// Atomically removes the user's active and pending factors **and all their recovery
+    /// codes** (serialised with [`Store::replace_recovery_codes`]); true if there was a
+    /// factor.
     fn remove_totp(&self, user: &UserId) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The throttle counter for `key` (no failures if there is none).

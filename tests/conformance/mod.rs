@@ -32,10 +32,13 @@ use verrou::testing::{
 pub mod http;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod recovery_sets;
 pub mod rotation;
 pub mod sessions;
 pub mod two_handles;
 
+#[allow(unused_imports)]
+pub use self::recovery_sets::*;
 #[allow(unused_imports)]
 pub use self::sessions::*;
 
@@ -498,7 +501,8 @@ pub async fn concurrent_reservations_respect_the_gate<S: Store + 'static>(store:
     );
 }
 
-fn recovery_record(lookup: &str) -> RecoveryCodeRecord {
+/// A stored code whose lookup is `lookup` (its hash is never checked at this level).
+pub fn recovery_record(lookup: &str) -> RecoveryCodeRecord {
     RecoveryCodeRecord {
         lookup: Lookup::parse(lookup).unwrap(),
         phc: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ${lookup}"),
@@ -508,6 +512,7 @@ fn recovery_record(lookup: &str) -> RecoveryCodeRecord {
 
 pub async fn recovery_codes_are_replaced_found_and_consumed<S: Store>(store: S) {
     let alice = user("alice");
+    active_factor(&store, &alice, 1).await;
     let lookup = |text: &str| Lookup::parse(text).unwrap();
     assert_eq!(store.remaining_recovery_codes(&alice).await.unwrap(), 0);
     let set: Vec<_> = ["AAAA", "BBBB", "CCCC"].map(recovery_record).into();
@@ -578,6 +583,7 @@ pub async fn recovery_codes_are_replaced_found_and_consumed<S: Store>(store: S) 
 
 pub async fn consuming_a_recovery_code_resets_the_account_counter<S: Store>(store: S) {
     let alice = user("alice");
+    active_factor(&store, &alice, 1).await;
     let key = ThrottleKey::Account(&alice);
     store
         .replace_recovery_codes(&alice, vec![recovery_record("AAAA")])
@@ -598,6 +604,7 @@ pub async fn consuming_a_recovery_code_resets_the_account_counter<S: Store>(stor
 pub async fn concurrent_recovery_consumption_succeeds_once<S: Store + 'static>(store: S) {
     let store = Arc::new(store);
     let alice = user("alice");
+    active_factor(&*store, &alice, 1).await;
     let set: Vec<_> = ["AAAA", "BBBB", "CCCC"].map(recovery_record).into();
     store.replace_recovery_codes(&alice, set).await.unwrap();
     let results = race(|_| {
@@ -918,6 +925,7 @@ macro_rules! store_conformance {
             service_refuses_an_earlier_step_after_a_later_one,
             recovery_codes_are_replaced_found_and_consumed,
             consuming_a_recovery_code_resets_the_account_counter,
+            recovery_codes_exist_only_with_an_active_factor,
             audit_trail_is_kept_newest_first,
             service_writes_its_audit_trail_to_the_store,
             sessions_are_created_found_and_touched,
@@ -948,6 +956,9 @@ macro_rules! store_conformance {
             service_burst_is_throttled,
             concurrent_recovery_consumption_succeeds_once,
             service_recovery_code_race_accepts_one,
+            concurrent_replacements_leave_one_set,
+            concurrent_replacements_never_outlive_a_removal,
+            service_a_reset_leaves_no_working_recovery_code,
             concurrent_elevations_succeed_once,
             concurrent_binding_swaps_succeed_once,
             service_concurrent_refreshes_accept_one_proof,

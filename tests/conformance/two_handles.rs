@@ -7,8 +7,8 @@ use verrou::lockout::{ThrottlePolicy, ThrottleState};
 use verrou::recovery::Lookup;
 use verrou::session::{BindingRecord, Elevation, RevocationScope, SessionRecord, TokenHash};
 use verrou::store::{
-    Activation, Consumption, PendingTotp, RecoveryCodeRecord, Reservation, StepAdvance, Store,
-    ThrottleKey, TotpFactor,
+    Activation, Consumption, PendingTotp, RecoveryCodeRecord, Replacement, Reservation,
+    StepAdvance, Store, ThrottleKey, TotpFactor,
 };
 use verrou::store::{RevocationContext, SessionStore};
 use verrou::{AuditEvent, FactorId, SessionId, StoreError, Timestamp, UserId};
@@ -68,7 +68,7 @@ impl<S: Store> Store for TwoHandles<S> {
         &self,
         user: &UserId,
         codes: Vec<RecoveryCodeRecord>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Replacement, StoreError> {
         self.pick().replace_recovery_codes(user, codes).await
     }
     async fn recovery_code(

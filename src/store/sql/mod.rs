@@ -241,6 +241,23 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            /// Locks the user's active factor row until `tx` ends (the per-user lock for
+            /// replacing or voiding recovery codes); false if there is none.
+            async fn lock_active_factor(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                user: &$crate::ids::UserId,
+            ) -> Result<bool, $crate::error::StoreError> {
+                let row: Option<String> = sqlx::query_scalar(concat!(
+                    "SELECT factor_id FROM verrou_totp_active WHERE user_id = $1",
+                    $lock
+                ))
+                .bind(user.as_str())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err($crate::store::sql::backend("lock the active factor"))?;
+                Ok(row.is_some())
+            }
+
             /// Ends a write transaction: commits after `Ok`, rolls back after `Err`. Never
             /// leaves it to `Drop`, which only queues the rollback until the connection is
             /// next used, and so could hold row and advisory locks meanwhile.
@@ -549,10 +566,18 @@ macro_rules! impl_sql_store {
                 &self,
                 user: &$crate::ids::UserId,
                 codes: Vec<$crate::store::RecoveryCodeRecord>,
-            ) -> Result<(), $crate::error::StoreError> {
+            ) -> Result<$crate::store::Replacement, $crate::error::StoreError> {
                 use $crate::store::sql::backend;
+                use $crate::store::Replacement;
                 let mut tx = self.write("replace recovery codes").await?;
                 let result: Result<_, $crate::error::StoreError> = async {
+                    // The factor row is the per-user lock every replacement and removal of
+                    // codes takes first. The DELETE below is a later statement, so on
+                    // PostgreSQL it sees the codes of a replacement that held the lock before
+                    // us (READ COMMITTED takes a snapshot per statement).
+                    if !Self::lock_active_factor(&mut tx, user).await? && !codes.is_empty() {
+                        return Ok(Replacement::NoActiveFactor);
+                    }
                     sqlx::query("DELETE FROM verrou_recovery_codes WHERE user_id = $1")
                         .bind(user.as_str())
                         .execute(&mut *tx)
@@ -571,7 +596,7 @@ macro_rules! impl_sql_store {
                         .await
                         .map_err(backend("store a recovery code"))?;
                     }
-                    Ok(())
+                    Ok(Replacement::Replaced)
                 }
                 .await;
                 Self::finish(tx, result).await
@@ -611,6 +636,11 @@ macro_rules! impl_sql_store {
                 use $crate::store::Consumption;
                 let mut tx = self.write("consume a recovery code").await?;
                 let result: Result<_, $crate::error::StoreError> = async {
+                    // No code counts without the factor it backs; the per-user lock orders us
+                    // strictly before or after a removal of the factor.
+                    if !Self::lock_active_factor(&mut tx, user).await? {
+                        return Ok(Consumption::NoActiveFactor);
+                    }
                     // One conditional update: of racing requests for one code, one marks it.
                     let consumed = sqlx::query(
                         "UPDATE verrou_recovery_codes SET used = TRUE \
@@ -660,7 +690,10 @@ macro_rules! impl_sql_store {
                 use $crate::store::sql::backend;
                 let mut tx = self.write("remove a factor").await?;
                 let result: Result<_, $crate::error::StoreError> = async {
-                    // Pending before active: the order activation locks them in.
+                    // Pending before active: the order activation locks them in. Deleting the
+                    // active row takes the per-user lock that replacements of codes take, and
+                    // the codes are deleted by a later statement, which sees a replacement
+                    // that committed while we waited.
                     let mut removed = 0;
                     for sql in [
                         "DELETE FROM verrou_totp_pending WHERE user_id = $1",
@@ -673,6 +706,11 @@ macro_rules! impl_sql_store {
                             .map_err(backend("remove a factor"))?
                             .rows_affected();
                     }
+                    sqlx::query("DELETE FROM verrou_recovery_codes WHERE user_id = $1")
+                        .bind(user.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend("remove recovery codes"))?;
                     Ok(removed > 0)
                 }
                 .await;
