@@ -3,6 +3,11 @@
 //!
 //! Rounds alternate the two and the median of the per-round ratios is reported.
 //! Prints `ratio recovery/argon2 = X` and exits non-zero if X exceeds the target (1.2).
+//!
+//! Second, with the hash settings raised (64 MiB, 3 passes): a wrong code whose lookup names
+//! no stored code against one whose lookup names a stored code. Both must cost one argon2
+//! verification with the configured parameters, or the time tells which lookups exist:
+//! prints `ratio unknown/known lookup = Y`, target 0.8 to 1.25.
 //! Run: `cargo bench --bench recovery`.
 
 #![allow(
@@ -27,6 +32,8 @@ use verrou::{
 };
 
 const TARGET_RATIO: f64 = 1.2;
+/// Bounds for an unknown lookup's cost over a known one's.
+const LOOKUP_RATIO: (f64, f64) = (0.8, 1.25);
 const ROUNDS: usize = 41;
 const START: u64 = 1_795_000_000;
 
@@ -112,10 +119,81 @@ fn main() {
         (floor_total / count).as_secs_f64() * 1e3
     );
     println!("ratio recovery/argon2 = {ratio:.2} (median of {count} interleaved rounds; target <= {TARGET_RATIO})");
+    let lookups = unknown_over_known_lookup(&runtime);
+    println!(
+        "ratio unknown/known lookup = {lookups:.2} (64 MiB, t = 3; median of {LOOKUP_ROUNDS}; target {} to {})",
+        LOOKUP_RATIO.0, LOOKUP_RATIO.1
+    );
+    let mut failed = false;
     if ratio > TARGET_RATIO {
         eprintln!(
             "a recovery-code attempt costs more than {TARGET_RATIO}x one argon2 verification"
         );
+        failed = true;
+    }
+    if !(LOOKUP_RATIO.0..=LOOKUP_RATIO.1).contains(&lookups) {
+        eprintln!(
+            "an unknown lookup does not cost what a known one does: lookups can be told apart"
+        );
+        failed = true;
+    }
+    if failed {
         std::process::exit(1);
     }
+}
+
+const LOOKUP_ROUNDS: usize = 15;
+
+/// Median ratio of a wrong code with an unknown lookup over one with a known lookup, on a
+/// service whose hash settings are raised above the default.
+fn unknown_over_known_lookup(runtime: &tokio::runtime::Runtime) -> f64 {
+    let mut raised = verrou::recovery::HashParams::OWASP;
+    raised.memory_kib = 64 * 1024;
+    raised.passes = 3;
+    let config = VerrouConfig::new("Bench")
+        .unwrap()
+        .with_recovery_hash(raised)
+        .unwrap();
+    let clock = InsecureManualClock::new(at(START));
+    let verrou = Verrou::new(MemoryStore::new(), config).with_clock(clock);
+    let user = UserId::new("bench-user").unwrap();
+    let ctx = ClientContext::unknown();
+    let codes = runtime.block_on(async {
+        let secret = insecure_enrol(&verrou, &user).await.unwrap().unwrap();
+        let proof = insecure_fresh_proof(&verrou, &user, &secret, TotpParams::DEFAULT)
+            .await
+            .unwrap()
+            .unwrap();
+        insecure_recovery_codes(&verrou, &proof)
+            .await
+            .unwrap()
+            .unwrap()
+    });
+    // Same lookup as a stored code, wrong secret part; and a lookup no code has.
+    let known = format!("{}-0000-0000-0000", &codes[0][..4]);
+    let mut unknown_lookup = String::from("ZZZZ");
+    while codes.iter().any(|code| code.starts_with(&unknown_lookup)) {
+        unknown_lookup = String::from("YYYY");
+    }
+    let unknown = format!("{unknown_lookup}-0000-0000-0000");
+    let mut attempt = |code: &str| {
+        runtime.block_on(verrou.lift_lock(&user)).unwrap();
+        let start = Instant::now();
+        let outcome = runtime
+            .block_on(verrou.verify_recovery_code(&user, code, &ctx))
+            .unwrap();
+        let spent = start.elapsed();
+        assert_eq!(outcome, RecoveryOutcome::Invalid);
+        spent
+    };
+    let mut ratios = Vec::with_capacity(LOOKUP_ROUNDS);
+    for round in 0..=LOOKUP_ROUNDS {
+        let known = attempt(&known);
+        let unknown = attempt(&unknown);
+        if round > 0 {
+            ratios.push(unknown.as_secs_f64() / known.as_secs_f64());
+        }
+    }
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
 }
