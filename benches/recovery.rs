@@ -176,7 +176,7 @@ fn unknown_over_known_lookup(runtime: &tokio::runtime::Runtime) -> f64 {
         unknown_lookup = String::from("YYYY");
     }
     let unknown = format!("{unknown_lookup}-0000-0000-0000");
-    let mut attempt = |code: &str| {
+    let attempt = |code: &str| {
         runtime.block_on(verrou.lift_lock(&user)).unwrap();
         let start = Instant::now();
         let outcome = runtime
