@@ -95,6 +95,11 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     /// ([`Verrou::record_second_factor`] returned a challenge): `proof` is the ES256 JWT
     /// signed by the new key (carried in its header as `jwk`) over that challenge (`jti`).
     ///
+    /// Where binding is required, a registration after the grace (2 minutes by default) is
+    /// refused as [`ProofError::StaleChallenge`]: the session is already refused as
+    /// [`SessionStatus::BindingMissing`](crate::SessionStatus::BindingMissing) and must pass
+    /// the second factor again, which offers binding anew.
+    ///
     /// # Errors
     /// Store, clock or RNG failures; a bad proof is an outcome.
     pub async fn register_binding(
@@ -123,6 +128,13 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             };
             if binding.key.is_some() {
                 return Ok(BindingOutcome::AlreadyBound);
+            }
+            // The registration challenge outlives the grace (DBSC needs it to outlive the
+            // bound cookie), but a session already refused as unbound stays refused.
+            if self.registration_overdue(&record, Some(&binding), now) {
+                return self
+                    .refuse(&record, ctx, now, ProofError::StaleChallenge)
+                    .await;
             }
             if let Err(reason) = answered(&parsed, &binding, now) {
                 return self.refuse(&record, ctx, now, reason).await;

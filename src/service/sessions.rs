@@ -304,14 +304,27 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 .any(|issued| Some(issued.hash) == presented && now < issued.expires_at);
             return (!current).then_some(SessionStatus::RefreshRequired { session });
         }
+        self.registration_overdue(record, binding, now)
+            .then_some(SessionStatus::BindingMissing { session })
+    }
+
+    /// Whether an unbound session is past its registration grace (counted from the binding
+    /// offer, or from the second factor when none was made): its requests are refused as
+    /// [`SessionStatus::BindingMissing`] and a registration is refused too. Never, when
+    /// binding is not required.
+    pub(super) fn registration_overdue(
+        &self,
+        record: &SessionRecord,
+        binding: Option<&BindingRecord>,
+        now: Timestamp,
+    ) -> bool {
         let BindingMode::Required { grace } = self.config.sessions.binding else {
-            return None;
+            return false;
         };
         let since = binding
             .map(|binding| binding.offered_at)
             .or(record.second_factor.map(|sf| sf.0));
-        let late = since.is_none_or(|since| now >= since.saturating_add(grace));
-        late.then_some(SessionStatus::BindingMissing { session })
+        since.is_none_or(|since| now >= since.saturating_add(grace))
     }
 
     fn active(&self, record: &SessionRecord) -> ActiveSession {

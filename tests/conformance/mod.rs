@@ -938,6 +938,7 @@ macro_rules! store_conformance {
             service_step_up_needs_a_fresh_second_factor,
             service_factor_changes_revoke_other_sessions,
             service_unbound_sessions_end_after_the_grace,
+            service_a_late_registration_is_refused,
             service_soft_signals_ask_for_step_up_when_on,
             service_a_second_factor_rebinds_a_session_that_lost_its_key,
             service_reenrolment_revokes_the_other_sessions,

@@ -794,6 +794,36 @@ pub async fn service_unbound_sessions_end_after_the_grace<S: Store>(store: S) {
     ));
 }
 
+/// A session refused as unbound after the grace cannot come back by registering late, even
+/// with a challenge that has not expired yet.
+pub async fn service_a_late_registration_is_refused<S: Store>(store: S) {
+    let e = enrolled(store, config()).await;
+    let mut browser = e.sign_in(None).await;
+    let offer = e.elevate(&mut browser).await.unwrap();
+    e.clock.advance(Duration::from_secs(121));
+    let device = InsecureDevice::generate().unwrap();
+    let outcome = e
+        .verrou
+        .register_binding(
+            &browser.session,
+            &device.registration_proof(offer.as_str()),
+            BindingKind::WebCrypto,
+            &ClientContext::unknown(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, BindingOutcome::Refused(ProofError::StaleChallenge)),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        e.status(&browser, Requirement::SecondFactor).await,
+        SessionStatus::BindingMissing {
+            session: browser.id
+        }
+    );
+}
+
 /// Of racing refreshes carrying one proof, exactly one renews the cookie.
 pub async fn service_concurrent_refreshes_accept_one_proof<S: Store + 'static>(store: S) {
     let e = enrolled(store, config()).await;
