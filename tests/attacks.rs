@@ -320,6 +320,57 @@ async fn attack_guessing_from_one_address_across_accounts() {
     );
 }
 
+/// An attacker holding a whole /48 rotates through its /64s: with the default /64 buckets
+/// each /64 is a fresh counter, with the prefix set to 48 they all share one. Other prefixes
+/// stay unaffected either way.
+#[tokio::test]
+async fn attack_rotating_through_an_ipv6_48_meets_a_48_bucket() {
+    let mut address_policy = ThrottlePolicy::ADDRESS_DEFAULT;
+    address_policy.free_failures = 2;
+    address_policy.lock_after = 5;
+    let from = |text: &str| ClientContext::from_addr(text.parse::<IpAddr>().unwrap());
+    let mut outcomes = Vec::new();
+    for prefix in [64, 48] {
+        let cfg = config()
+            .with_address_throttle(Some(address_policy))
+            .unwrap()
+            .with_ipv6_throttle_prefix(prefix)
+            .unwrap();
+        let clock = InsecureManualClock::new(at(START));
+        let verrou = Verrou::new(MemoryStore::new(), cfg).with_clock(clock.clone());
+        let mut users = Vec::new();
+        for n in 0..6 {
+            let who = user(&format!("u{n}"));
+            enrol(&verrou, &who).await;
+            users.push(who);
+        }
+        clock.advance(Duration::from_secs(30));
+        // One guess per account, each from another /64 of 2001:db8:aa::/48.
+        let mut throttled = 0;
+        for (n, who) in users.iter().take(5).enumerate() {
+            let outcome = verrou
+                .verify_totp(who, "000000", &from(&format!("2001:db8:aa:{n}::1")))
+                .await
+                .unwrap();
+            throttled += usize::from(matches!(outcome, TotpOutcome::Throttled { .. }));
+        }
+        let elsewhere = verrou
+            .verify_totp(&users[5], "000000", &from("2001:db8:bb::1"))
+            .await
+            .unwrap();
+        assert_eq!(elsewhere, TotpOutcome::Invalid, "/{prefix}");
+        outcomes.push(throttled);
+    }
+    assert_eq!(
+        outcomes,
+        [0, 3],
+        "throttled guesses with /64 and /48 buckets"
+    );
+    for bad in [0, 31, 129] {
+        assert!(config().with_ipv6_throttle_prefix(bad).is_err());
+    }
+}
+
 #[tokio::test]
 async fn enrolment_is_pending_until_confirmed_and_expires() {
     let clock = InsecureManualClock::new(at(START));

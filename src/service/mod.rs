@@ -47,6 +47,7 @@ pub struct VerrouConfig {
     reenrollment_freshness: Duration,
     account_throttle: ThrottlePolicy,
     address_throttle: Option<ThrottlePolicy>,
+    ipv6_throttle_prefix: u8,
     recovery_set_size: usize,
     recovery_hash: HashParams,
     argon2_concurrency: usize,
@@ -73,6 +74,7 @@ impl VerrouConfig {
             reenrollment_freshness: Duration::from_secs(5 * 60),
             account_throttle: ThrottlePolicy::ACCOUNT_DEFAULT,
             address_throttle: None,
+            ipv6_throttle_prefix: ThrottleKey::DEFAULT_IPV6_PREFIX,
             recovery_set_size: recovery::DEFAULT_SET_SIZE,
             recovery_hash: HashParams::OWASP,
             argon2_concurrency: default_argon2_concurrency(),
@@ -216,6 +218,30 @@ impl VerrouConfig {
             policy.validate()?;
         }
         self.address_throttle = policy;
+        Ok(self)
+    }
+
+    /// How much of an IPv6 client address one per-address throttle bucket covers: 32 to 128
+    /// bits (default 64).
+    ///
+    /// # Trade-off
+    /// A subscriber usually gets a whole /64, often a /56 or /48, and can send from any
+    /// address in it: with /64 buckets, the holder of a /48 has 65,536 buckets to rotate
+    /// through. A shorter prefix (48 or 56) closes that, at the price of throttling every
+    /// client of a network that shares the prefix (a company, a university, a mobile
+    /// carrier's gateway) together when one of them misbehaves. The per-account throttle
+    /// holds whatever is set here: an attacker rotating addresses still counts against the
+    /// account they attack.
+    ///
+    /// # Errors
+    /// [`ConfigError::Throttle`] outside 32 to 128.
+    pub fn with_ipv6_throttle_prefix(mut self, prefix: u8) -> Result<Self, ConfigError> {
+        if !(32..=128).contains(&prefix) {
+            return Err(ConfigError::Throttle(
+                "the IPv6 prefix must be 32 to 128 bits",
+            ));
+        }
+        self.ipv6_throttle_prefix = prefix;
         Ok(self)
     }
 
@@ -1276,7 +1302,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         now: Timestamp,
     ) -> Result<Result<Counted, Refusal>, Error> {
         if let (Some(policy), Some(addr)) = (&self.config.address_throttle, ctx.addr) {
-            let key = ThrottleKey::for_address(addr);
+            let key = ThrottleKey::for_address_in_prefix(addr, self.config.ipv6_throttle_prefix);
             if let Err(refusal) = self.reserve(&key, policy, now).await? {
                 self.report_refusal(user, ctx, now, &refusal).await?;
                 return Ok(Err(refusal));

@@ -152,19 +152,31 @@ pub enum StepAdvance {
 pub enum ThrottleKey<'a> {
     /// One user's account: shared by every second-factor path.
     Account(&'a UserId),
-    /// One client address: an IPv4 address, or an IPv6 /64 (one subscriber's allocation).
+    /// One client address: an IPv4 address, or an IPv6 prefix (by default a /64, one
+    /// subscriber's allocation; see [`ThrottleKey::for_address_in_prefix`]).
     Address(IpAddr),
 }
 
 impl ThrottleKey<'_> {
+    /// The IPv6 prefix length one address bucket covers by default: a /64, what one
+    /// subscriber or LAN is given.
+    pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+
     /// The key for a client address, normalised: IPv4-mapped IPv6 becomes IPv4, other IPv6
     /// addresses are cut to their /64 so one client cannot rotate through its own prefix.
     pub fn for_address(addr: IpAddr) -> Self {
+        Self::for_address_in_prefix(addr, Self::DEFAULT_IPV6_PREFIX)
+    }
+
+    /// Like [`ThrottleKey::for_address`], with IPv6 addresses cut to their
+    /// `/ipv6_prefix` (at most 128) instead of their /64.
+    pub fn for_address_in_prefix(addr: IpAddr, ipv6_prefix: u8) -> Self {
         let normalized = match addr.to_canonical() {
             IpAddr::V4(v4) => IpAddr::V4(v4),
             IpAddr::V6(v6) => {
-                let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(Ipv6Addr::from(bits))
+                let kept = u32::from(ipv6_prefix.min(128));
+                let mask = u128::MAX.checked_shl(128 - kept).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
             }
         };
         Self::Address(normalized)
@@ -398,6 +410,23 @@ mod tests {
             ThrottleKey::for_address(a).storage_key(),
             "address:2001:db8:1:2::"
         );
+    }
+
+    #[test]
+    fn the_ipv6_prefix_is_configurable() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:2::1".parse().unwrap();
+        let key = |addr, prefix| ThrottleKey::for_address_in_prefix(addr, prefix);
+        // One /48 is 65,536 /64s: a /48 bucket holds them all.
+        assert_eq!(key(a, 48), key(b, 48));
+        assert_ne!(key(a, 48), key(c, 48));
+        assert_eq!(key(a, 48).storage_key(), "address:2001:db8:1::");
+        assert_ne!(key(a, 64), key(b, 64));
+        assert_eq!(key(a, 128), ThrottleKey::Address(a));
+        assert_eq!(key(a, 200), ThrottleKey::Address(a));
+        assert_eq!(key(a, 0).storage_key(), "address:::");
+        assert_eq!(ThrottleKey::for_address(a), key(a, 64));
     }
 
     #[test]
