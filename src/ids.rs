@@ -8,8 +8,14 @@ use rand::TryRng;
 
 use crate::error::{CryptoError, InputError};
 
-/// The portal's identifier for a user: 1 to 256 bytes, no control characters. Cheap to
-/// clone (shared).
+/// The portal's identifier for a user: 1 to 256 bytes, no control characters and no
+/// invisible formatting characters (bidirectional overrides and isolates, zero-width
+/// characters, line and paragraph separators: see [`is_invisible_format`]). Cheap to clone
+/// (shared).
+///
+/// Such characters would let a crafted id reorder or hide text in an operator's terminal or
+/// a log viewer. `Display` escapes them too (`\u{202e}`), for ids stored before verrou
+/// refused them.
 ///
 /// It is not secret and appears in audit events. Use a stable internal id rather than an
 /// e-mail address where the audit trail should not hold personal data.
@@ -24,7 +30,7 @@ impl UserId {
     ///
     /// # Errors
     /// [`InputError::UserId`] when empty, longer than [`UserId::MAX_LEN`] bytes, or
-    /// containing control characters.
+    /// containing control or invisible formatting characters.
     pub fn new(id: impl AsRef<str>) -> Result<Self, InputError> {
         let id = id.as_ref();
         if !is_plain_id(id, Self::MAX_LEN) {
@@ -33,7 +39,17 @@ impl UserId {
         Ok(Self(id.into()))
     }
 
-    /// The id as a string.
+    /// An id read back from storage: the rules of verrou versions that allowed invisible
+    /// formatting characters (1 to 256 bytes, no control characters), so older rows still
+    /// load; `Display` escapes what they may hold.
+    pub(crate) fn from_stored(id: &str) -> Result<Self, InputError> {
+        if !is_stored_id(id, Self::MAX_LEN) {
+            return Err(InputError::UserId { max: Self::MAX_LEN });
+        }
+        Ok(Self(id.into()))
+    }
+
+    /// The id as a string, exactly as given.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -41,7 +57,7 @@ impl UserId {
 
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        write_escaped(f, &self.0)
     }
 }
 
@@ -59,7 +75,7 @@ impl OrgId {
     ///
     /// # Errors
     /// [`InputError::OrgId`] when empty, longer than [`OrgId::MAX_LEN`] bytes, or containing
-    /// control characters.
+    /// control or invisible formatting characters.
     pub fn new(id: impl AsRef<str>) -> Result<Self, InputError> {
         let id = id.as_ref();
         if !is_plain_id(id, Self::MAX_LEN) {
@@ -68,7 +84,15 @@ impl OrgId {
         Ok(Self(id.into()))
     }
 
-    /// The id as a string.
+    /// An id read back from storage (see [`UserId`]'s `from_stored`).
+    pub(crate) fn from_stored(id: &str) -> Result<Self, InputError> {
+        if !is_stored_id(id, Self::MAX_LEN) {
+            return Err(InputError::OrgId { max: Self::MAX_LEN });
+        }
+        Ok(Self(id.into()))
+    }
+
+    /// The id as a string, exactly as given.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -76,13 +100,67 @@ impl OrgId {
 
 impl fmt::Display for OrgId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        write_escaped(f, &self.0)
     }
 }
 
-/// 1 to `max` bytes, no control characters.
+/// 1 to `max` bytes, no control characters, no invisible formatting characters.
 fn is_plain_id(id: &str, max: usize) -> bool {
+    is_stored_id(id, max) && !id.chars().any(is_invisible_format)
+}
+
+/// 1 to `max` bytes, no control characters (the rule before invisible characters were
+/// refused).
+fn is_stored_id(id: &str, max: usize) -> bool {
     !id.is_empty() && id.len() <= max && !id.chars().any(char::is_control)
+}
+
+/// Writes `id`, with each invisible formatting character as `\u{…}`.
+fn write_escaped(f: &mut fmt::Formatter<'_>, id: &str) -> fmt::Result {
+    if !id.chars().any(is_invisible_format) {
+        return f.write_str(id);
+    }
+    for c in id.chars() {
+        if is_invisible_format(c) {
+            write!(f, "{}", c.escape_unicode())?;
+        } else {
+            fmt::Write::write_char(f, c)?;
+        }
+    }
+    Ok(())
+}
+
+/// Characters that change how text around them is shown without showing themselves: the
+/// whole Unicode "format" category (Cf: bidirectional embeddings, overrides and isolates,
+/// U+061C, zero-width spaces and joiners, U+00AD soft hyphen, word joiners, invisible
+/// operators, the byte-order mark, interlinear annotations, tag characters …) and the line
+/// and paragraph separators (U+2028, U+2029). Ids never need them; a terminal or log viewer
+/// obeys them.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
 }
 
 /// A random 128-bit identifier, shown as 32 lowercase hex characters: what factor and
@@ -187,6 +265,39 @@ mod tests {
         assert!(UserId::new("a\u{0}b").is_err());
         assert!(UserId::new("x".repeat(256)).is_ok());
         assert!(UserId::new("x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn ids_refuse_bidi_controls_and_invisible_characters() {
+        for crafted in [
+            "admin\u{202E}fdp.exe",
+            "\u{2066}alice\u{2069}",
+            "al\u{200B}ice",
+            "alice\u{FEFF}",
+            "a\u{2028}b",
+            "a\u{061C}b",
+            "a\u{E0041}b",
+        ] {
+            assert_eq!(
+                UserId::new(crafted),
+                Err(InputError::UserId { max: 256 }),
+                "{crafted:?}"
+            );
+            assert!(OrgId::new(crafted).is_err(), "{crafted:?}");
+        }
+        // Visible non-ASCII stays welcome.
+        assert!(UserId::new("Zoë-Łukasz_مريم").is_ok());
+    }
+
+    #[test]
+    fn ids_stored_before_the_rule_load_and_print_escaped() {
+        let legacy = UserId::from_stored("admin\u{202E}txt.exe").unwrap();
+        assert_eq!(legacy.as_str(), "admin\u{202E}txt.exe");
+        assert_eq!(legacy.to_string(), "admin\\u{202e}txt.exe");
+        let org = OrgId::from_stored("\u{2067}org").unwrap();
+        assert_eq!(org.to_string(), "\\u{2067}org");
+        assert!(UserId::from_stored("a\nb").is_err());
+        assert_eq!(UserId::new("alice").unwrap().to_string(), "alice");
     }
 
     #[test]

@@ -85,9 +85,23 @@ pub enum KeyRingError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The key configuration could not be read (a missing environment variable or file).
+    /// The key configuration could not be read (a missing or unreadable file).
     #[error("the key configuration could not be read: {0}")]
     Unreadable(&'static str),
+    /// The environment variable that should hold the key configuration is unset or not
+    /// UTF-8.
+    #[error("the key configuration could not be read: the environment variable {variable} is unset or not UTF-8")]
+    Environment {
+        /// The variable read.
+        variable: String,
+    },
+    /// The key file can be read or written by other users than its owner (as ssh refuses a
+    /// private key file with such permissions).
+    #[error("the key file is accessible to group or others (mode {mode:03o}): make it readable by its owner only (chmod 600)")]
+    InsecureFile {
+        /// The file's permission bits.
+        mode: u32,
+    },
 }
 
 /// The name of a key in the ring, stored in every blob it seals.
@@ -141,7 +155,8 @@ struct Key {
 
 impl Key {
     fn new(id: KeyId, bytes: &[u8; KEY_LEN]) -> Self {
-        let cipher = XChaCha20Poly1305::new(&(*bytes).into());
+        // By reference: no copy of the key bytes is left behind on the stack.
+        let cipher = XChaCha20Poly1305::new(bytes.into());
         Self { id, cipher }
     }
 }
@@ -217,26 +232,53 @@ impl KeyRing {
     /// Reads the key configuration from the environment variable `var` (usually
     /// [`KEYS_ENV`]).
     ///
+    /// # Security
+    /// The variable stays in the process environment, and every child process the portal
+    /// starts inherits it. Read it once at start-up, then remove it before any other thread
+    /// starts (`std::env::remove_var` is not safe to call while other threads read the
+    /// environment), or prefer [`KeyRing::from_file`].
+    ///
     /// # Errors
-    /// [`KeyRingError::Unreadable`] if it is unset or not UTF-8; what
+    /// [`KeyRingError::Environment`] naming `var` if it is unset or not UTF-8; what
     /// [`KeyRing::from_config`] returns.
     pub fn from_env(var: &str) -> Result<Self, KeyRingError> {
-        let text = Zeroizing::new(std::env::var(var).map_err(|_| {
-            KeyRingError::Unreadable("the environment variable is unset or not UTF-8")
+        let text = Zeroizing::new(std::env::var(var).map_err(|_| KeyRingError::Environment {
+            variable: var.to_owned(),
         })?);
         Self::from_config(&text)
     }
 
-    /// Reads the key configuration from a file (one entry per line). Keep it readable by the
-    /// portal's user only.
+    /// Reads the key configuration from a file (one entry per line). On Unix the file must
+    /// be accessible to its owner only (mode `600` or `400`), as ssh requires of a private
+    /// key: a key file others can read is refused before it is read.
     ///
     /// # Errors
-    /// [`KeyRingError::Unreadable`] if it cannot be read; what [`KeyRing::from_config`] returns.
+    /// [`KeyRingError::InsecureFile`] for a file group or others can access;
+    /// [`KeyRingError::Unreadable`] if it cannot be read; what [`KeyRing::from_config`]
+    /// returns.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, KeyRingError> {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|_| KeyRingError::Unreadable("the key file cannot be read as UTF-8"))?,
-        );
+        use std::io::Read as _;
+        let mut file = std::fs::File::open(path)
+            .map_err(|_| KeyRingError::Unreadable("the key file cannot be opened"))?;
+        // The permissions of the file opened, not of whatever the path names a moment later.
+        let metadata = file
+            .metadata()
+            .map_err(|_| KeyRingError::Unreadable("the key file's metadata cannot be read"))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = metadata.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(KeyRingError::InsecureFile { mode: mode & 0o777 });
+            }
+        }
+        // Sized up front so the text is not reallocated (leaving unwiped copies) as it grows.
+        let capacity = usize::try_from(metadata.len())
+            .unwrap_or(0)
+            .saturating_add(1);
+        let mut text = Zeroizing::new(String::with_capacity(capacity));
+        file.read_to_string(&mut text)
+            .map_err(|_| KeyRingError::Unreadable("the key file cannot be read as UTF-8"))?;
         Self::from_config(&text)
     }
 
@@ -637,5 +679,43 @@ mod tests {
         let shown = format!("{keys:?}");
         assert!(shown.contains("active-1") && shown.contains("old-0"));
         assert!(!shown.contains("cipher"));
+    }
+
+    #[test]
+    fn a_missing_variable_is_named_in_the_error() {
+        let var = "VERROU_TEST_KEYS_NEVER_SET";
+        let err = KeyRing::from_env(var).unwrap_err();
+        assert_eq!(
+            err,
+            KeyRingError::Environment {
+                variable: var.to_owned()
+            }
+        );
+        assert!(err.to_string().contains(var), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        let entry = KeyRing::generate_entry(&KeyId::new("k1").unwrap()).unwrap();
+        std::fs::write(&path, entry.as_bytes()).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o602] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = KeyRing::from_file(&path).unwrap_err();
+            assert_eq!(err, KeyRingError::InsecureFile { mode }, "{mode:o}");
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let keys = KeyRing::from_file(&path).unwrap();
+            assert_eq!(keys.active_id().as_str(), "k1");
+        }
+        assert!(matches!(
+            KeyRing::from_file(dir.path().join("missing")),
+            Err(KeyRingError::Unreadable(_))
+        ));
     }
 }

@@ -226,3 +226,127 @@ async fn operators_revoke_an_organisations_sessions() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
     }
 }
+
+/// `revoke-before now` right after a sign-in: the session was stamped in the current second
+/// and must be revoked too.
+#[tokio::test]
+async fn revoke_before_now_includes_this_seconds_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.db");
+    let keys = entry("k1");
+    let store = SqliteStore::open(&path, KeyRing::from_config(&keys).unwrap())
+        .await
+        .unwrap();
+    let verrou = verrou::Verrou::new(store.clone(), config());
+    let alice = UserId::new("alice").unwrap();
+    let session = verrou
+        .create_session(&alice, None, &verrou::ClientContext::unknown())
+        .await
+        .unwrap();
+    let out = admin(&path, &keys, &["revoke-before", "now"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "1 sessions revoked");
+    let token = session.token.expose_secret().to_owned();
+    let status = verrou
+        .authenticate(
+            &verrou::SessionCookies::new(&token, None),
+            verrou::session::Requirement::AnySession,
+            &verrou::ClientContext::unknown(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, verrou::SessionStatus::NotFound);
+    store.close().await;
+}
+
+/// A user id stored before verrou refused bidirectional overrides cannot reorder the
+/// operator's terminal line: the audit trail prints it escaped. New ids with such characters
+/// are refused as arguments.
+#[tokio::test]
+async fn the_audit_trail_escapes_invisible_characters_in_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.db");
+    let keys = entry("k1");
+    let e = enrolled(
+        SqliteStore::open(&path, KeyRing::from_config(&keys).unwrap())
+            .await
+            .unwrap(),
+        config(),
+    )
+    .await;
+    e.verrou.store().close().await;
+    conformance::sqlite::raw_exec(
+        &path,
+        "UPDATE verrou_audit SET user_id = 'admin' || char(8238) || 'gpj.exe'",
+    )
+    .await;
+    let out = admin(&path, &keys, &["audit"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(!printed.contains('\u{202E}'), "{printed}");
+    assert!(printed.contains("admin\\u{202e}gpj.exe"), "{printed}");
+    let out = admin(&path, &keys, &["audit", "admin\u{202E}gpj.exe"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// One malformed sealed row does not stop a rotation: it is named, the others are
+/// re-sealed, and the exit status says the run is incomplete.
+#[tokio::test]
+async fn rotation_skips_and_reports_a_malformed_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.db");
+    let old = entry("k1");
+    let store = SqliteStore::open(&path, KeyRing::from_config(&old).unwrap())
+        .await
+        .unwrap();
+    let clock = verrou::testing::InsecureManualClock::new(conformance::at(conformance::START));
+    let verrou = verrou::Verrou::new(store.clone(), config()).with_clock(clock);
+    for name in ["alice", "bob", "carol"] {
+        conformance::enrol(&verrou, &UserId::new(name).unwrap()).await;
+    }
+    store.close().await;
+    conformance::sqlite::raw_exec(
+        &path,
+        "UPDATE verrou_totp_active SET sealed = x'01' WHERE user_id = 'bob'",
+    )
+    .await;
+    let rotating = format!("{},{old}", entry("k2"));
+    let out = admin(&path, &rotating, &["rotate-keys"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(printed.contains("re-sealed 2"), "{printed}");
+    assert!(printed.contains("unreadable 1"), "{printed}");
+    assert!(printed.contains("unreadable: user bob"), "{printed}");
+}
+
+/// A key file others can read is refused, as ssh refuses such a private key; `VERROU_KEYS`
+/// is not left for child processes (checked in the library: the CLI removes it once read).
+#[cfg(unix)]
+#[test]
+fn a_world_readable_key_file_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.db");
+    let file = dir.path().join("keys");
+    std::fs::write(&file, entry("k1")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
+            .arg("rotate-keys")
+            .env("VERROU_STORE", format!("sqlite:{}", path.display()))
+            .env("VERROU_KEYS_FILE", &file)
+            .env_remove("VERROU_KEYS")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("chmod 600"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

@@ -62,28 +62,12 @@ use std::error::Error as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use conformance::sqlite::{raw, raw_exec};
 use conformance::{config, enrolled, secret_bytes, Enrolled};
 use secrecy::ExposeSecret;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection, SqliteConnection};
 use verrou::error::StoreErrorKind;
 use verrou::store::Store;
 use verrou::{KeyRing, KeyRingError, TotpOutcome, Verrou};
-
-async fn raw(path: &Path) -> SqliteConnection {
-    SqliteConnectOptions::new()
-        .filename(path)
-        .connect()
-        .await
-        .unwrap()
-}
-
-/// Runs `sql` on the file directly, as an operator's SQLite shell would.
-async fn raw_exec(path: &Path, sql: &'static str) {
-    let mut conn = raw(path).await;
-    sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-    conn.close().await.unwrap();
-}
 
 async fn schema_version(path: &Path) -> i64 {
     sqlx::query_scalar("SELECT version FROM verrou_schema_version")

@@ -90,9 +90,12 @@ fn parse(args: &[String]) -> Result<Command, Failure> {
             .map_err(|e| usage(&e.to_string())),
         [cmd, when] if cmd == "revoke-before" => {
             let instant = if when == "now" {
+                // Sessions are stamped in whole seconds: "before now" must include those
+                // created earlier in the current second.
                 SystemClock
                     .now()
                     .map_err(|e| Failure::Operation(e.to_string()))?
+                    .saturating_add(std::time::Duration::from_secs(1))
             } else {
                 when.parse()
                     .ok()
@@ -122,21 +125,26 @@ fn parse(args: &[String]) -> Result<Command, Failure> {
     }
 }
 
+/// Reads the key ring, then removes `VERROU_KEYS` from the environment so no child process
+/// inherits the keys. Called before any other thread exists (the runtime starts after it),
+/// the one time removing a variable is sound.
 fn key_ring() -> Result<KeyRing, Failure> {
     let ring = match std::env::var_os("VERROU_KEYS_FILE") {
         Some(path) => KeyRing::from_file(path),
         None => KeyRing::from_env(KEYS_ENV),
     };
+    std::env::remove_var(KEYS_ENV);
     ring.map_err(|e| Failure::Usage(format!("key ring: {e}")))
 }
 
-async fn run(command: Command) -> Result<(), Failure> {
-    if let Command::GenerateKey(id) = &command {
-        let entry = KeyRing::generate_entry(id)?;
-        println!("{}", entry.as_str());
+async fn run(command: Command, keys: Option<KeyRing>) -> Result<(), Failure> {
+    let Some(keys) = keys else {
+        if let Command::GenerateKey(id) = &command {
+            let entry = KeyRing::generate_entry(id)?;
+            println!("{}", entry.as_str());
+        }
         return Ok(());
-    }
-    let keys = key_ring()?;
+    };
     let url = std::env::var("VERROU_STORE")
         .map_err(|_| Failure::Usage(format!("VERROU_STORE is not set\n{USAGE}")))?;
     if let Some(path) = url.strip_prefix("sqlite:") {
@@ -179,9 +187,25 @@ async fn on_store<S: KeyRotation>(store: S, command: Command) -> Result<(), Fail
         Command::RotateKeys => {
             let report = verrou.store().rotate_keys().await?;
             println!(
-                "scanned {} sealed secrets, re-sealed {}, still under another key {}",
-                report.scanned, report.resealed, report.stale
+                "scanned {} sealed secrets, re-sealed {}, still under another key {}, unreadable {}",
+                report.scanned,
+                report.resealed,
+                report.stale,
+                report.unreadable.len()
             );
+            for row in &report.unreadable {
+                println!(
+                    "unreadable: user {}, factor {}: {} (skipped; reset this user's factor)",
+                    row.user.escape_debug(),
+                    row.factor.escape_debug(),
+                    row.reason
+                );
+            }
+            if !report.unreadable.is_empty() {
+                return Err(Failure::Operation(
+                    "some secrets could not be opened and were skipped: see above".into(),
+                ));
+            }
             if report.stale > 0 {
                 return Err(Failure::Operation(
                     "some secrets are still sealed with another key: a portal instance may \
@@ -236,10 +260,14 @@ async fn on_store<S: KeyRotation>(store: S, command: Command) -> Result<(), Fail
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = parse(&args).and_then(|command| {
+        let keys = match command {
+            Command::GenerateKey(_) => None,
+            _ => Some(key_ring()?),
+        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        runtime.block_on(run(command))
+        runtime.block_on(run(command, keys))
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -347,7 +347,7 @@ pub trait Store: SessionStore + Send + Sync {
 }
 
 /// What one pass of [`KeyRotation::reseal_stale`] did.
-#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
 #[non_exhaustive]
 pub struct ResealReport {
     /// Stored secrets (pending and active factors) looked at.
@@ -355,8 +355,26 @@ pub struct ResealReport {
     /// Secrets re-sealed under the active key.
     pub resealed: usize,
     /// Secrets still sealed with another key: beyond the pass's limit, or changed by a
-    /// concurrent writer while the pass re-sealed them. Zero means the rotation is complete.
+    /// concurrent writer while the pass re-sealed them. Zero means the rotation is complete
+    /// (but for the `unreadable` ones).
     pub stale: usize,
+    /// Secrets that could not be read (a malformed blob, a key missing from the ring, a
+    /// failed authentication): reported and skipped, so one bad row does not stop the
+    /// rotation of the others. Each needs an operator (usually a factor reset).
+    pub unreadable: Vec<UnreadableSecret>,
+}
+
+/// A stored secret a rotation could not open, by the row it sits in (ids only: never the
+/// blob).
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct UnreadableSecret {
+    /// The user the row belongs to, as stored.
+    pub user: String,
+    /// The factor id, as stored.
+    pub factor: String,
+    /// Why it could not be opened.
+    pub reason: crate::keyring::KeyRingError,
 }
 
 /// Stores that keep TOTP secrets sealed under a [`KeyRing`](crate::KeyRing): re-sealing them
@@ -368,7 +386,8 @@ pub struct ResealReport {
 /// interrupted rotation is finished by running it again, and a finished one does nothing.
 pub trait KeyRotation: Store {
     /// Scans every stored secret in pages and re-seals at most `limit` of those sealed with a
-    /// key other than the active one.
+    /// key other than the active one. A secret that cannot be opened is listed in
+    /// [`ResealReport::unreadable`] and skipped; the pass goes on.
     fn reseal_stale(
         &self,
         limit: usize,
@@ -386,6 +405,8 @@ pub trait KeyRotation: Store {
                 total.scanned += pass.scanned;
                 total.resealed += pass.resealed;
                 total.stale = pass.stale;
+                // Every pass scans every row: the last one's list is the current one.
+                total.unreadable = pass.unreadable;
                 if pass.stale == 0 {
                     break;
                 }

@@ -35,6 +35,8 @@ pub mod postgres;
 pub mod recovery_sets;
 pub mod rotation;
 pub mod sessions;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod two_handles;
 
 #[allow(unused_imports)]

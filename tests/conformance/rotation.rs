@@ -161,6 +161,34 @@ pub async fn rotation_is_safe_while_verifications_run<D: Database>(db: D) {
     all_verify(db.open(new_only()).await, &users, START + 7_200).await;
 }
 
+/// A secret sealed under a key no longer in the ring (lost, or removed too early) does not
+/// stop a rotation: it is reported by user and factor, the others are re-sealed, and every
+/// user whose secret opens keeps logging in.
+pub async fn an_unreadable_secret_is_reported_and_the_rotation_goes_on<D: Database>(db: D) {
+    let lost = user("lost-0");
+    enrol(
+        &Verrou::new(db.open(ring(&[("k0", 9)])).await, config())
+            .with_clock(InsecureManualClock::new(at(START))),
+        &lost,
+    )
+    .await;
+    let users = populate(db.open(old()).await, 6, 0).await;
+    let report = db.open(rotating()).await.rotate_keys().await.unwrap();
+    assert_eq!(
+        (report.scanned, report.resealed, report.stale),
+        (7, 6, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.unreadable.len(), 1, "{report:?}");
+    let unreadable = &report.unreadable[0];
+    assert_eq!(unreadable.user, "lost-0");
+    assert_eq!(unreadable.reason, KeyRingError::UnknownKey);
+    all_verify(db.open(new_only()).await, &users, START + 3_600).await;
+    // The next run reports it again, and nothing else to do.
+    let again = db.open(rotating()).await.rotate_keys().await.unwrap();
+    assert_eq!((again.resealed, again.unreadable.len()), (0, 1));
+}
+
 /// Expands to one `#[tokio::test]` per rotation case, each on a fresh database from `$make`.
 #[macro_export]
 macro_rules! rotation_cases {
@@ -169,6 +197,7 @@ macro_rules! rotation_cases {
             rotation_reseals_everything_and_the_old_key_can_go,
             an_interrupted_rotation_resumes,
             rotation_is_safe_while_verifications_run,
+            an_unreadable_secret_is_reported_and_the_rotation_goes_on,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {

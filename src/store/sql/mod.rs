@@ -46,22 +46,30 @@ macro_rules! impl_sql_store {
 
         impl $store {
             /// Re-seals one stored secret under the active key if its row still holds
-            /// `sealed` (compare-and-set); false if a concurrent writer changed it.
+            /// `sealed` (compare-and-set): `Ok(Ok(false))` if a concurrent writer changed it,
+            /// `Ok(Err(reason))` if the blob cannot be opened.
             async fn reseal_row(
                 &self,
                 update: &'static str,
                 user: &str,
                 factor: &str,
                 sealed: &[u8],
-            ) -> Result<bool, $crate::error::StoreError> {
-                use $crate::store::sql::{backend, factor_id, sealing, user_id};
-                let user_id = user_id(user)?;
-                let factor_id = factor_id(factor)?;
-                let secret = self.open_secret(sealed, &user_id, &factor_id)?;
+            ) -> Result<Result<bool, $crate::keyring::KeyRingError>, $crate::error::StoreError>
+            {
+                use $crate::keyring::KeyRingError;
+                use $crate::store::sql::{backend, factor_id, user_id};
+                // Ids that do not parse cannot have sealed this blob's associated data.
+                let (Ok(user_id), Ok(factor_id)) = (user_id(user), factor_id(factor)) else {
+                    return Ok(Err(KeyRingError::Authentication));
+                };
                 let resealed = self
                     .keys
-                    .seal(&secret, &user_id, &factor_id)
-                    .map_err(sealing("re-seal a TOTP secret"))?;
+                    .open(sealed, &user_id, &factor_id)
+                    .and_then(|secret| self.keys.seal(&secret, &user_id, &factor_id));
+                let resealed = match resealed {
+                    Ok(resealed) => resealed,
+                    Err(reason) => return Ok(Err(reason)),
+                };
                 let swapped = sqlx::query(update)
                     .bind(user)
                     .bind(factor)
@@ -71,7 +79,7 @@ macro_rules! impl_sql_store {
                     .await
                     .map_err(backend("re-seal a TOTP secret"))?
                     .rows_affected();
-                Ok(swapped == 1)
+                Ok(Ok(swapped == 1))
             }
 
             /// Appends `event` to the audit trail, through the pool or inside a transaction.
@@ -289,7 +297,7 @@ macro_rules! impl_sql_store {
                 limit: usize,
             ) -> Result<$crate::store::ResealReport, $crate::error::StoreError> {
                 use sqlx::Row as _;
-                use $crate::store::sql::{backend, sealing};
+                use $crate::store::sql::backend;
                 // Both tables hold sealed secrets; each is read in pages in user-id order.
                 const TABLES: [(&str, &str); 2] = [
                     (
@@ -323,15 +331,30 @@ macro_rules! impl_sql_store {
                             let factor: String = row.try_get(1).map_err(decode())?;
                             let sealed: Vec<u8> = row.try_get(2).map_err(decode())?;
                             report.scanned += 1;
-                            let sealed_with = $crate::keyring::KeyRing::sealed_with(&sealed)
-                                .map_err(sealing("read a sealed secret's key id"))?;
-                            if sealed_with != active {
-                                if report.resealed >= limit {
-                                    report.stale += 1;
-                                } else if self.reseal_row(update, &user, &factor, &sealed).await? {
-                                    report.resealed += 1;
-                                } else {
-                                    report.stale += 1;
+                            let sealed_with = $crate::keyring::KeyRing::sealed_with(&sealed);
+                            let resealed = match sealed_with {
+                                Ok(id) if id == active => None,
+                                Ok(_) if report.resealed >= limit => Some(Ok(false)),
+                                Ok(_) => Some(self.reseal_row(update, &user, &factor, &sealed).await?),
+                                Err(reason) => Some(Err(reason)),
+                            };
+                            match resealed {
+                                None => {}
+                                Some(Ok(true)) => report.resealed += 1,
+                                Some(Ok(false)) => report.stale += 1,
+                                Some(Err(reason)) => {
+                                    tracing::warn!(
+                                        target: "verrou::store",
+                                        user = user.as_str(),
+                                        factor = factor.as_str(),
+                                        %reason,
+                                        "a sealed secret cannot be opened: skipped by the rotation"
+                                    );
+                                    report.unreadable.push($crate::store::UnreadableSecret {
+                                        user: user.clone(),
+                                        factor: factor.clone(),
+                                        reason,
+                                    });
                                 }
                             }
                             after = user;

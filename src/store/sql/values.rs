@@ -56,7 +56,7 @@ pub(crate) fn timestamp(value: i64) -> Result<Timestamp, StoreError> {
 }
 
 pub(crate) fn user_id(text: &str) -> Result<UserId, StoreError> {
-    UserId::new(text).map_err(|_| corrupt("stored user id is malformed"))
+    UserId::from_stored(text).map_err(|_| corrupt("stored user id is malformed"))
 }
 
 pub(crate) fn factor_id(text: &str) -> Result<FactorId, StoreError> {
@@ -68,7 +68,7 @@ pub(crate) fn session_id(text: &str) -> Result<SessionId, StoreError> {
 }
 
 pub(crate) fn org_id(text: &str) -> Result<OrgId, StoreError> {
-    OrgId::new(text).map_err(|_| corrupt("stored organisation id is malformed"))
+    OrgId::from_stored(text).map_err(|_| corrupt("stored organisation id is malformed"))
 }
 
 pub(crate) fn token_hash(text: &str) -> Result<TokenHash, StoreError> {
