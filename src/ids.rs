@@ -39,6 +39,7 @@ impl UserId {
         Ok(Self(id.into()))
     }
 
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     /// An id read back from storage: the rules of verrou versions that allowed invisible
     /// formatting characters (1 to 256 bytes, no control characters), so older rows still
     /// load; `Display` escapes what they may hold.
@@ -84,6 +85,7 @@ impl OrgId {
         Ok(Self(id.into()))
     }
 
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     /// An id read back from storage (see [`UserId`]'s `from_stored`).
     pub(crate) fn from_stored(id: &str) -> Result<Self, InputError> {
         if !is_stored_id(id, Self::MAX_LEN) {
@@ -290,6 +292,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     fn ids_stored_before_the_rule_load_and_print_escaped() {
         let legacy = UserId::from_stored("admin\u{202E}txt.exe").unwrap();
         assert_eq!(legacy.as_str(), "admin\u{202E}txt.exe");
