@@ -1,6 +1,7 @@
 //! Sessions: creation, the per-request check, elevation by the second factor, step-up and
 //! revocation.
 
+use std::fmt;
 use std::time::Duration;
 
 use super::{ClientContext, SecondFactorProof, Verrou};
@@ -29,11 +30,21 @@ pub struct NewSession {
     pub max_age: Duration,
 }
 
-/// The cookies a request carried, as raw values (parsed by verrou).
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+/// The cookies a request carried, as raw values (parsed by verrou). `Debug` shows whether
+/// each is present, never its value: both are bearer credentials.
+#[derive(Clone, Copy, Eq, PartialEq)]
 pub struct SessionCookies<'a> {
     session: &'a str,
     bound: Option<&'a str>,
+}
+
+impl fmt::Debug for SessionCookies<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionCookies")
+            .field("session", &"[REDACTED]")
+            .field("bound", &self.bound.map(|_| "[REDACTED]"))
+            .finish()
+    }
 }
 
 impl<'a> SessionCookies<'a> {

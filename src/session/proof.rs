@@ -181,12 +181,24 @@ struct Payload {
 }
 
 /// A proof whose shape, algorithm and signature encoding were checked, not yet its signature.
-#[derive(Debug)]
+///
+/// `Debug` shows the key it carries and whether it names a challenge, never the challenge,
+/// the signed bytes or the signature (a logged proof could be replayed while its challenge
+/// lives).
 pub struct ParsedProof {
     signing_input: Vec<u8>,
     signature: [u8; 64],
     key: Option<DeviceKey>,
     jti: Option<String>,
+}
+
+impl fmt::Debug for ParsedProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParsedProof")
+            .field("key", &self.key)
+            .field("challenge", &self.jti.as_ref().map(|_| "[REDACTED]"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl ParsedProof {
