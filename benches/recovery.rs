@@ -55,16 +55,20 @@ fn main() {
     let user = UserId::new("bench-user").unwrap();
     let ctx = ClientContext::unknown();
 
-    // A fresh second factor (the clock never moves again, so it stays fresh).
-    let proof: SecondFactorProof = runtime.block_on(async {
-        let secret = insecure_enrol(&verrou, &user).await.unwrap().unwrap();
-        insecure_fresh_proof(&verrou, &user, &secret, TotpParams::DEFAULT)
-            .await
-            .unwrap()
-            .unwrap()
-    });
+    // Each new set needs a fresh second factor (a proof is spent by its use).
+    let secret = runtime
+        .block_on(insecure_enrol(&verrou, &user))
+        .unwrap()
+        .unwrap();
     let regenerate = || -> Vec<String> {
-        let codes = runtime.block_on(insecure_recovery_codes(&verrou, &proof));
+        let codes = runtime.block_on(async {
+            let proof: SecondFactorProof =
+                insecure_fresh_proof(&verrou, &user, &secret, TotpParams::DEFAULT)
+                    .await
+                    .unwrap()
+                    .unwrap();
+            insecure_recovery_codes(&verrou, proof).await
+        });
         codes.unwrap().expect("fresh proof refused")
     };
 
@@ -164,7 +168,7 @@ fn unknown_over_known_lookup(runtime: &tokio::runtime::Runtime) -> f64 {
             .await
             .unwrap()
             .unwrap();
-        insecure_recovery_codes(&verrou, &proof)
+        insecure_recovery_codes(&verrou, proof)
             .await
             .unwrap()
             .unwrap()

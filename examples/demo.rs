@@ -26,8 +26,8 @@ use verrou::store::SqliteStore;
 use verrou::testing::{insecure_code_at, insecure_key_ring, InsecureDevice};
 use verrou::{
     BindingOutcome, ClientContext, Clock, ElevationOutcome, EnrollmentOutcome, OrgId,
-    RecoveryCodesOutcome, RefreshOutcome, SecondFactorProof, SessionCookies, SessionStatus,
-    SystemClock, TotpOutcome, TotpSecret, UserId, Verrou, VerrouConfig,
+    RecoveryCodesOutcome, RefreshOutcome, SessionCookies, SessionStatus, SystemClock, TotpOutcome,
+    TotpSecret, UserId, Verrou, VerrouConfig,
 };
 
 #[tokio::main(flavor = "current_thread")]
@@ -123,15 +123,46 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let code = ask("Type a new code from your app:", app(1));
     let outcome = verrou.verify_totp(&user, &code, &ctx).await?;
     println!("-> {}", describe(&outcome));
-    if let TotpOutcome::Accepted(accepted) = &outcome {
+    if let TotpOutcome::Accepted(accepted) = outcome {
         println!("Submitting the same code again (what an attacker who saw it would do):");
         let again = verrou.verify_totp(&user, &code, &ctx).await?;
         println!("-> {}", describe(&again));
 
-        println!("\n== Recovery codes (they need the fresh second factor just given) ==");
-        if let RecoveryCodesOutcome::Generated(set) = verrou
-            .generate_recovery_codes(&accepted.proof, &ctx)
+        println!("\n== Session bound to the second factor and to the device ==");
+        // The accepted code's proof raises this one session, once (it is spent here).
+        let ElevationOutcome::Elevated(elevated) = verrou
+            .record_second_factor(&password_only, accepted.proof, &ctx)
             .await?
+        else {
+            return Err("elevation refused".into());
+        };
+        let token = elevated.token.expose_secret().to_owned();
+        let old = SessionCookies::new(&password_only, None);
+        let status = verrou
+            .authenticate(&old, Requirement::AnySession, &ctx)
+            .await?;
+        println!(
+            "the password-only cookie after the second factor -> {}",
+            session(&status)
+        );
+
+        println!("\n== Recovery codes (they need a fresh second factor: the session's) ==");
+        let status = verrou
+            .authenticate(
+                &SessionCookies::new(&token, None),
+                Requirement::RecentSecondFactor,
+                &ctx,
+            )
+            .await?;
+        let step_up = match status {
+            SessionStatus::Active(active) => active.step_up_proof(),
+            _ => None,
+        };
+        let Some(step_up) = step_up else {
+            return Err("the fresh session has no step-up proof".into());
+        };
+        if let RecoveryCodesOutcome::Generated(set) =
+            verrou.generate_recovery_codes(step_up, &ctx).await?
         {
             for code in set.codes() {
                 println!("  {}", code.expose_secret());
@@ -152,8 +183,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 verrou.verify_recovery_code(&user, &first, &ctx).await?
             );
         }
-        println!("\n== Session bound to the second factor and to the device ==");
-        sessions(&verrou, &password_only, &accepted.proof, &ctx).await?;
+        println!("\n== Device binding, and the infostealer ==");
+        bind_and_steal(&verrou, &token, elevated.binding_offer, &ctx).await?;
     }
 
     println!("\n== Bad input ==");
@@ -177,38 +208,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Elevates the session with the accepted code, binds it to a device key, then plays the
-/// infostealer: the copied session cookie without the device is refused, and signing with a
-/// key of its own ends the session. Finally the operator revokes the organisation's sessions.
-async fn sessions(
+/// Binds the elevated session to a device key, then plays the infostealer: the copied
+/// session cookie without the device is refused, and signing with a key of its own ends the
+/// session. Finally the operator revokes the organisation's sessions.
+async fn bind_and_steal(
     verrou: &Verrou<SqliteStore>,
-    password_only: &str,
-    proof: &SecondFactorProof,
+    token: &str,
+    binding_offer: Option<verrou::session::Challenge>,
     ctx: &ClientContext,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let ElevationOutcome::Elevated(elevated) = verrou
-        .record_second_factor(password_only, proof, ctx)
-        .await?
-    else {
-        return Err("elevation refused".into());
-    };
-    let token = elevated.token.expose_secret().to_owned();
-    let old = SessionCookies::new(password_only, None);
-    let status = verrou
-        .authenticate(&old, Requirement::AnySession, ctx)
-        .await?;
-    println!(
-        "the password-only cookie after the second factor -> {}",
-        session(&status)
-    );
-    let Some(challenge) = elevated.binding_offer else {
+    let Some(challenge) = binding_offer else {
         return Err("binding not offered".into());
     };
     // The browser (DBSC, or verrou's WebCrypto script) registers a key that stays on the device.
     let device = InsecureDevice::generate()?;
     let proof = device.registration_proof(challenge.as_str());
     let BindingOutcome::Bound(bound) = verrou
-        .register_binding(&token, &proof, BindingKind::Dbsc, ctx)
+        .register_binding(token, &proof, BindingKind::Dbsc, ctx)
         .await?
     else {
         return Err("registration refused".into());
@@ -218,12 +234,12 @@ async fn sessions(
         "device key registered; bound cookie valid {} s",
         bound.max_age.as_secs()
     );
-    let real = SessionCookies::new(&token, Some(&bound_cookie));
+    let real = SessionCookies::new(token, Some(&bound_cookie));
     let status = verrou
         .authenticate(&real, Requirement::SecondFactor, ctx)
         .await?;
     println!("the real browser -> {}", session(&status));
-    let stolen = SessionCookies::new(&token, None);
+    let stolen = SessionCookies::new(token, None);
     let status = verrou
         .authenticate(&stolen, Requirement::SecondFactor, ctx)
         .await?;
@@ -233,10 +249,10 @@ async fn sessions(
     );
     let thief = InsecureDevice::generate()?;
     if let RefreshOutcome::Challenge { challenge, .. } =
-        verrou.refresh_binding(&token, None, ctx).await?
+        verrou.refresh_binding(token, None, ctx).await?
     {
         let forged = thief.refresh_proof(challenge.as_str());
-        let outcome = verrou.refresh_binding(&token, Some(&forged), ctx).await?;
+        let outcome = verrou.refresh_binding(token, Some(&forged), ctx).await?;
         println!("the thief signs a refresh with its own key -> {outcome:?}");
     }
     let status = verrou

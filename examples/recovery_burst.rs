@@ -63,7 +63,7 @@ async fn main() {
             .await
             .unwrap()
             .unwrap();
-        let codes = insecure_recovery_codes(&verrou, &proof).await.unwrap();
+        let codes = insecure_recovery_codes(&verrou, proof).await.unwrap();
         attempts.push((user, codes.expect("fresh proof refused")[0].clone()));
     }
     clock.set_unix_seconds(START + 60);

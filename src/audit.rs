@@ -51,6 +51,14 @@ pub enum AuditKind {
         /// True for a re-enrolment.
         replaces_active: bool,
     },
+    /// A secret from another TOTP system was imported for the user: pending until a first
+    /// valid code, or, by an operator's explicit choice, active at once.
+    TotpFactorImported {
+        /// The imported factor.
+        factor: FactorId,
+        /// True when an operator activated it without a first code.
+        activated_by_operator: bool,
+    },
     /// A pending factor was confirmed with a first valid code and is now active.
     TotpEnrollmentConfirmed {
         /// The new active factor.
@@ -169,6 +177,7 @@ impl AuditKind {
     pub fn name(&self) -> &'static str {
         match self {
             Self::TotpEnrollmentStarted { .. } => "totp_enrollment_started",
+            Self::TotpFactorImported { .. } => "totp_factor_imported",
             Self::TotpEnrollmentConfirmed { .. } => "totp_enrollment_confirmed",
             Self::TotpEnrollmentInvalid { .. } => "totp_enrollment_invalid",
             Self::TotpAccepted { .. } => "totp_accepted",
@@ -301,6 +310,10 @@ impl AuditKind {
                 factor,
                 replaces_active,
             } => (Some(factor), Some(u64::from(replaces_active)), None),
+            Self::TotpFactorImported {
+                factor,
+                activated_by_operator,
+            } => (Some(factor), Some(u64::from(activated_by_operator)), None),
             Self::TotpAccepted {
                 factor,
                 step,
@@ -347,6 +360,10 @@ impl AuditKind {
             "totp_enrollment_started" => Self::TotpEnrollmentStarted {
                 factor: factor()?,
                 replaces_active: value()? == 1,
+            },
+            "totp_factor_imported" => Self::TotpFactorImported {
+                factor: factor()?,
+                activated_by_operator: value()? == 1,
             },
             "totp_enrollment_confirmed" => Self::TotpEnrollmentConfirmed { factor: factor()? },
             "totp_enrollment_invalid" => Self::TotpEnrollmentInvalid { factor: factor()? },
@@ -434,6 +451,14 @@ mod tests {
             AuditKind::TotpEnrollmentStarted {
                 factor,
                 replaces_active: false,
+            },
+            AuditKind::TotpFactorImported {
+                factor,
+                activated_by_operator: true,
+            },
+            AuditKind::TotpFactorImported {
+                factor,
+                activated_by_operator: false,
             },
             AuditKind::TotpEnrollmentConfirmed { factor },
             AuditKind::TotpEnrollmentInvalid { factor },

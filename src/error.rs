@@ -151,6 +151,17 @@ pub enum ApiMisuse {
     /// A second-factor proof was presented to elevate another user's session.
     #[error("the second-factor proof belongs to another user than the session")]
     ProofForAnotherUser,
+    /// A proof standing for a session's earlier second factor was presented to raise a
+    /// session: only a proof from a code just accepted does that.
+    #[error("a session's step-up proof cannot raise a session: verify a code")]
+    SessionProofCannotElevate,
+    /// `finish_totp_enrollment` was called while the pending factor replaces an active one:
+    /// use `finish_totp_reenrollment`, which says which session to keep.
+    #[error("the pending factor is a re-enrolment: confirm it with finish_totp_reenrollment")]
+    ReenrollmentPending,
+    /// `finish_totp_reenrollment` was called while the pending factor is a first enrolment.
+    #[error("the pending factor is a first enrolment: confirm it with finish_totp_enrollment")]
+    NoReenrollmentPending,
 }
 
 /// What kind of store failure happened.
@@ -165,6 +176,9 @@ pub enum StoreErrorKind {
     Incompatible,
     /// An atomic operation kept conflicting with concurrent writers.
     Contention,
+    /// The key ring does not match the store: none of its keys opens what the store holds
+    /// (the wrong `VERROU_KEYS`, or a key removed before a rotation finished).
+    KeyMismatch,
     /// Anything else the backend reported.
     Backend,
 }
@@ -176,6 +190,7 @@ impl fmt::Display for StoreErrorKind {
             Self::Corrupt => "corrupt data",
             Self::Incompatible => "incompatible schema",
             Self::Contention => "too much contention",
+            Self::KeyMismatch => "key ring mismatch",
             Self::Backend => "backend error",
         })
     }

@@ -170,7 +170,7 @@ pub fn is_invisible_format(c: char) -> bool {
 macro_rules! random_id {
     ($(#[$doc:meta])* $name:ident, $error:expr) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+        #[derive(Clone, Copy, Eq, Hash, Ord, PartialEq, PartialOrd)]
         pub struct $name([u8; 16]);
 
         impl $name {
@@ -197,6 +197,14 @@ macro_rules! random_id {
             /// The raw 16 bytes.
             pub fn as_bytes(&self) -> &[u8; 16] {
                 &self.0
+            }
+        }
+
+        /// As typed: the 32 hex characters, in the type's name (`SessionId(a754…)`), so an id
+        /// copied from a log or the audit trail can be pasted into a command.
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({self})", stringify!($name))
             }
         }
 
@@ -308,6 +316,15 @@ mod tests {
         assert!(OrgId::new("org-42").is_ok());
         assert_eq!(OrgId::new(""), Err(InputError::OrgId { max: 256 }));
         assert!(OrgId::new("a\tb").is_err());
+    }
+
+    #[test]
+    fn ids_print_as_typed_in_debug_too() {
+        let id = SessionId::generate().unwrap();
+        assert_eq!(format!("{id:?}"), format!("SessionId({id})"));
+        let factor = FactorId::generate().unwrap();
+        assert_eq!(format!("{factor:?}"), format!("FactorId({factor})"));
+        assert_eq!(FactorId::parse(&factor.to_string()).unwrap(), factor);
     }
 
     #[test]

@@ -66,12 +66,15 @@ pub use crate::keyring::{KeyId, KeyRing, KeyRingError, KEYS_ENV};
 pub use crate::secret::TotpSecret;
 pub use crate::service::{
     ActiveSession, BindingOutcome, BoundCredential, ClientContext, DisableOutcome, Elevated,
-    ElevationOutcome, EnrollmentOffer, EnrollmentOutcome, NewSession, RecoveryCodeSet,
-    RecoveryCodesOutcome, RecoveryOutcome, ReenrollmentOutcome, RefreshOutcome, SecondFactorMethod,
-    SecondFactorProof, SessionCookies, SessionStatus, TotpAccepted, TotpOutcome, Verrou,
-    VerrouConfig,
+    ElevationOutcome, EnrollmentOffer, EnrollmentOutcome, ImportedFactor, NewSession,
+    RecoveryCodeSet, RecoveryCodesOutcome, RecoveryOutcome, ReenrollmentOutcome, RefreshOutcome,
+    SecondFactorMethod, SecondFactorPassed, SecondFactorProof, SessionCookies, SessionStatus,
+    ThrottleStatus, TotpAccepted, TotpOutcome, Verrou, VerrouConfig,
 };
 pub use crate::totp::{Algorithm, TotpParams};
+/// The secret wrappers verrou hands out ([`SecretString`], [`SecretSlice`]) and the trait
+/// that reads them ([`ExposeSecret`]), so a portal needs no `secrecy` dependency of its own.
+pub use secrecy::{self, ExposeSecret, SecretSlice, SecretString};
 
 /// The README's examples, compiled as doctests.
 #[doc = include_str!("../README.md")]

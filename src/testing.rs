@@ -109,7 +109,7 @@ pub async fn insecure_fresh_proof<S: Store>(
 /// What the service returns.
 pub async fn insecure_recovery_codes<S: Store, C: Clock>(
     verrou: &Verrou<S, C>,
-    proof: &SecondFactorProof,
+    proof: SecondFactorProof,
 ) -> Result<Option<Vec<String>>, Error> {
     let outcome = verrou
         .generate_recovery_codes(proof, &ClientContext::unknown())

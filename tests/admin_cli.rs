@@ -216,6 +216,10 @@ async fn operators_revoke_an_organisations_sessions() {
         .filter(|line| line.contains("session_revoked"))
         .count();
     assert_eq!(revoked, 5);
+    // Ids print as `revoke-session` takes them: an operator can paste one from the trail.
+    let trail = text(&out.stdout);
+    assert!(trail.contains(&elsewhere.id.to_string()), "{trail}");
+    assert!(!trail.contains("SessionId(["), "{trail}");
 
     for bad in [
         &["revoke-session", "not-an-id"][..],

@@ -434,7 +434,7 @@ async fn attack_reenrolment_without_a_fresh_second_factor() {
     e.clock.advance(Duration::from_secs(301));
     let stale = e
         .verrou
-        .start_totp_reenrollment(&accepted.proof, "alice", &ctx())
+        .start_totp_reenrollment(accepted.proof, "alice", &ctx())
         .await
         .unwrap();
     assert!(matches!(stale, ReenrollmentOutcome::StepUpRequired));
@@ -446,7 +446,7 @@ async fn reenrolment_keeps_the_old_factor_until_the_new_one_is_confirmed() {
     let accepted = e.accept(&e.code(0)).await;
     let ReenrollmentOutcome::Started(offer) = e
         .verrou
-        .start_totp_reenrollment(&accepted.proof, "alice (new phone)", &ctx())
+        .start_totp_reenrollment(accepted.proof, "alice (new phone)", &ctx())
         .await
         .unwrap()
     else {
@@ -463,7 +463,7 @@ async fn reenrolment_keeps_the_old_factor_until_the_new_one_is_confirmed() {
     let new_code = insecure_code_at(&new_secret, TotpParams::DEFAULT, now);
     assert!(matches!(
         e.verrou
-            .finish_totp_enrollment(&e.user, &new_code, &ctx())
+            .finish_totp_reenrollment(&e.user, &new_code, None, &ctx())
             .await
             .unwrap(),
         EnrollmentOutcome::Confirmed { .. }

@@ -64,7 +64,7 @@ impl Portal {
                     panic!("code refused");
                 };
                 let ElevationOutcome::Elevated(elevated) = verrou
-                    .record_second_factor(new.token.expose_secret(), &accepted.proof, &ctx)
+                    .record_second_factor(new.token.expose_secret(), accepted.proof, &ctx)
                     .await
                     .unwrap()
                 else {

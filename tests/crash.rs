@@ -68,7 +68,7 @@ async fn prepare(dir: &Path) {
         let proof = insecure_fresh_proof(&verrou, &who, &secret, TotpParams::DEFAULT)
             .await
             .unwrap();
-        let codes = insecure_recovery_codes(&verrou, &proof.unwrap())
+        let codes = insecure_recovery_codes(&verrou, proof.unwrap())
             .await
             .unwrap()
             .unwrap();
@@ -125,7 +125,7 @@ async fn crash_child() {
                 println!("totp {i} {}", accepted.step);
                 let password_only = session.token.expose_secret();
                 match verrou
-                    .record_second_factor(password_only, &accepted.proof, &ctx)
+                    .record_second_factor(password_only, accepted.proof, &ctx)
                     .await
                     .unwrap()
                 {

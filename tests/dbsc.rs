@@ -72,7 +72,7 @@ impl Portal {
                 let session = cookies.unwrap().session();
                 let ElevationOutcome::Elevated(elevated) = self
                     .verrou()
-                    .record_second_factor(session, &accepted.proof, &ctx)
+                    .record_second_factor(session, accepted.proof, &ctx)
                     .await
                     .unwrap()
                 else {

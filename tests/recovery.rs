@@ -190,7 +190,10 @@ async fn recovery_failures_share_the_totp_throttle() {
 async fn regeneration_replaces_the_set_and_needs_a_fresh_second_factor() {
     let (e, old) = with_codes(config()).await;
     let proof = e.accept(&e.code(1)).await.proof;
-    let new = insecure_recovery_codes(&e.verrou, &proof)
+    // A second proof, kept unused while it goes stale.
+    e.advance_steps(2);
+    let kept = e.accept(&e.code(0)).await.proof;
+    let new = insecure_recovery_codes(&e.verrou, proof)
         .await
         .unwrap()
         .expect("fresh proof refused");
@@ -207,10 +210,10 @@ async fn regeneration_replaces_the_set_and_needs_a_fresh_second_factor() {
         recover(&e, &new_code).await,
         RecoveryOutcome::Accepted { .. }
     ));
-    // The proof is now hours old: regeneration asks for a new second factor.
+    // The kept proof is now hours old: regeneration asks for a new second factor.
     let again = e
         .verrou
-        .generate_recovery_codes(&proof, &ctx())
+        .generate_recovery_codes(kept, &ctx())
         .await
         .unwrap();
     assert!(matches!(again, RecoveryCodesOutcome::StepUpRequired));
@@ -288,7 +291,7 @@ async fn a_burst_beyond_the_argon2_limit_is_refused_not_queued() {
         else {
             panic!("code refused")
         };
-        let codes = insecure_recovery_codes(&verrou, &accepted.proof)
+        let codes = insecure_recovery_codes(&verrou, accepted.proof)
             .await
             .unwrap()
             .expect("fresh proof refused");
@@ -355,7 +358,7 @@ async fn attack_a_full_argon2_queue_costs_the_victim_nothing() {
         TotpOutcome::Accepted(accepted) => accepted.proof,
         other => panic!("{other:?}"),
     };
-    let mallory_codes = insecure_recovery_codes(&e.verrou, &proof)
+    let mallory_codes = insecure_recovery_codes(&e.verrou, proof)
         .await
         .unwrap()
         .unwrap();
@@ -457,10 +460,7 @@ async fn recovery_codes_never_appear_in_debug_or_events() {
         TotpOutcome::Accepted(accepted) => accepted.proof,
         other => panic!("{other:?}"),
     };
-    let outcome = verrou
-        .generate_recovery_codes(&proof, &ctx())
-        .await
-        .unwrap();
+    let outcome = verrou.generate_recovery_codes(proof, &ctx()).await.unwrap();
     let RecoveryCodesOutcome::Generated(set) = &outcome else {
         panic!()
     };

@@ -158,7 +158,7 @@ async fn attack_session_tokens_in_debug_logs_or_store() {
         panic!("code refused");
     };
     let elevation = verrou
-        .record_second_factor(&password_only, &accepted.proof, &ctx)
+        .record_second_factor(&password_only, accepted.proof, &ctx)
         .await
         .unwrap();
     let ElevationOutcome::Elevated(elevated) = &elevation else {
@@ -319,6 +319,7 @@ const HOLDS_NO_CREDENTIAL: &[(&str, &str)] = &[
     ("Replacement", "replaced or not"),
     ("Consumption", "a count or a refusal"),
     ("MalformedToken", "an error: why a token did not parse"),
+    ("StoreErrorKind", "the kind of a store failure"),
     (
         "Code",
         "no public constructor (only verrou computes codes); Debug is `Code([REDACTED])`",
@@ -467,7 +468,7 @@ async fn credential_holders_redact_in_debug() {
     let codes_proof = e.accept(&e.code(0)).await.proof;
     let outcome = e
         .verrou
-        .generate_recovery_codes(&codes_proof, &ctx)
+        .generate_recovery_codes(codes_proof, &ctx)
         .await
         .unwrap();
     let verrou::RecoveryCodesOutcome::Generated(set) = &outcome else {
@@ -497,7 +498,7 @@ async fn credential_holders_redact_in_debug() {
     let proof = e.accept(&e.code(0)).await.proof;
     let elevation = e
         .verrou
-        .record_second_factor(&first, &proof, &ctx)
+        .record_second_factor(&first, proof, &ctx)
         .await
         .unwrap();
     let ElevationOutcome::Elevated(elevated) = &elevation else {

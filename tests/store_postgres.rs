@@ -42,10 +42,8 @@ struct InSchema {
 
 impl conformance::rotation::Database for InSchema {
     type Store = PostgresStore;
-    async fn open(&self, keys: KeyRing) -> PostgresStore {
-        PostgresStore::connect_in_schema(&self.url, &self.schema.name, keys)
-            .await
-            .unwrap()
+    async fn try_open(&self, keys: KeyRing) -> Result<PostgresStore, verrou::StoreError> {
+        PostgresStore::connect_in_schema(&self.url, &self.schema.name, keys).await
     }
 }
 
@@ -157,7 +155,6 @@ mod recovery_races {
         first: Arc<Instance>,
         second: Arc<Instance>,
         enrolled: Enrolled<PostgresStore>,
-        proof: Arc<SecondFactorProof>,
         url: String,
         schema: Schema,
     }
@@ -169,23 +166,33 @@ mod recovery_races {
         let (first, second) = tokio::join!(open(), open());
         let enrolled = enrolled(first.unwrap(), config.clone()).await;
         let second = Verrou::new(second.unwrap(), config).with_clock(enrolled.clock.clone());
-        let proof = enrolled.accept(&enrolled.code(0)).await.proof;
         let portal = Portal {
             first: enrolled.verrou.clone(),
             second: Arc::new(second),
             enrolled,
-            proof: Arc::new(proof),
             url,
             schema,
         };
-        portal.regenerate(&portal.first).await;
+        let proof = portal.fresh_proof().await;
+        portal.regenerate(&portal.first, proof).await;
         portal
     }
 
     impl Portal {
-        async fn regenerate(&self, instance: &Instance) -> Option<Vec<String>> {
+        /// The intruder passes the second factor again: a new proof, good once.
+        async fn fresh_proof(&self) -> SecondFactorProof {
+            let proof = self.enrolled.accept(&self.enrolled.code(0)).await.proof;
+            self.enrolled.advance_steps(1);
+            proof
+        }
+
+        async fn regenerate(
+            &self,
+            instance: &Instance,
+            proof: SecondFactorProof,
+        ) -> Option<Vec<String>> {
             let outcome = instance
-                .generate_recovery_codes(&self.proof, &ClientContext::unknown())
+                .generate_recovery_codes(proof, &ClientContext::unknown())
                 .await
                 .unwrap();
             match outcome {
@@ -199,9 +206,12 @@ mod recovery_races {
             }
         }
 
+        /// Regenerates on the first or second instance, with a proof minted beforehand (a
+        /// verification writes the factor row a regeneration locks).
         fn spawn_regeneration(
             self: &Arc<Self>,
             second: bool,
+            proof: SecondFactorProof,
         ) -> tokio::task::JoinHandle<Option<Vec<String>>> {
             let portal = Arc::clone(self);
             tokio::spawn(async move {
@@ -210,7 +220,7 @@ mod recovery_races {
                 } else {
                     &portal.first
                 };
-                portal.regenerate(instance).await
+                portal.regenerate(instance, proof).await
             })
         }
 
@@ -294,8 +304,9 @@ mod recovery_races {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_reset_during_a_regeneration_leaves_no_working_code() {
         let portal = Arc::new(portal(config()).await);
+        let (proof, later) = (portal.fresh_proof().await, portal.fresh_proof().await);
         let holder = Holder::lock_codes(&portal).await;
-        let regeneration = portal.spawn_regeneration(false);
+        let regeneration = portal.spawn_regeneration(false, proof);
         holder.wait_for_blocked(&portal, 1, &[&regeneration]).await;
         let reset = {
             let (second, who) = (portal.second.clone(), portal.enrolled.user.clone());
@@ -311,7 +322,7 @@ mod recovery_races {
             .await
             .unwrap());
         assert_no_code_works(&portal.second, &portal.enrolled.user, &shown).await;
-        assert_eq!(portal.regenerate(&portal.second).await, None);
+        assert_eq!(portal.regenerate(&portal.second, later).await, None);
         assert_eq!(
             portal
                 .first
@@ -327,10 +338,11 @@ mod recovery_races {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_double_submitted_regeneration_leaves_one_set() {
         let portal = Arc::new(portal(config()).await);
+        let (one, two) = (portal.fresh_proof().await, portal.fresh_proof().await);
         let holder = Holder::lock_codes(&portal).await;
-        let first = portal.spawn_regeneration(false);
+        let first = portal.spawn_regeneration(false, one);
         holder.wait_for_blocked(&portal, 1, &[&first]).await;
-        let second = portal.spawn_regeneration(true);
+        let second = portal.spawn_regeneration(true, two);
         holder.wait_for_blocked(&portal, 2, &[&second]).await;
         holder.release().await;
         let sets = [
@@ -356,17 +368,17 @@ mod recovery_races {
         let portal = Arc::new(portal(small.clone()).await);
         let user = &portal.enrolled.user;
         for round in 0..10 {
-            let (a, b) = (
-                portal.spawn_regeneration(false),
-                portal.spawn_regeneration(true),
-            );
+            let (one, two) = (portal.fresh_proof().await, portal.fresh_proof().await);
+            let a = portal.spawn_regeneration(false, one);
+            let b = portal.spawn_regeneration(true, two);
             assert!(a.await.unwrap().is_some() && b.await.unwrap().is_some());
             let left = portal.first.remaining_recovery_codes(user).await.unwrap();
             assert_eq!(left, 2, "round {round}: {left} codes after a double submit");
         }
         for round in 0..10 {
             let portal = Arc::new(super::recovery_races::portal(small.clone()).await);
-            let regeneration = portal.spawn_regeneration(false);
+            let proof = portal.fresh_proof().await;
+            let regeneration = portal.spawn_regeneration(false, proof);
             let reset = {
                 let (second, who) = (portal.second.clone(), portal.enrolled.user.clone());
                 tokio::spawn(async move { second.remove_totp_factor(&who).await.unwrap() })

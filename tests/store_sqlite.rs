@@ -36,10 +36,8 @@ struct File {
 
 impl conformance::rotation::Database for File {
     type Store = SqliteStore;
-    async fn open(&self, keys: KeyRing) -> SqliteStore {
-        SqliteStore::open(self.dir.path().join("verrou.db"), keys)
-            .await
-            .unwrap()
+    async fn try_open(&self, keys: KeyRing) -> Result<SqliteStore, verrou::StoreError> {
+        SqliteStore::open(self.dir.path().join("verrou.db"), keys).await
     }
 }
 
@@ -66,7 +64,7 @@ use conformance::sqlite::{raw, raw_exec};
 use conformance::{config, enrolled, secret_bytes, Enrolled};
 use secrecy::ExposeSecret;
 use verrou::error::StoreErrorKind;
-use verrou::store::Store;
+use verrou::store::{SessionStore, Store};
 use verrou::{KeyRing, KeyRingError, TotpOutcome, Verrou};
 
 async fn schema_version(path: &Path) -> i64 {
@@ -140,14 +138,15 @@ async fn an_older_schema_is_upgraded_in_place() {
     raw_exec(
         &f.path,
         "DROP TABLE verrou_audit; DROP TABLE verrou_sessions; \
-         DROP TABLE verrou_session_bindings; UPDATE verrou_schema_version SET version = 1",
+         DROP TABLE verrou_session_bindings; DROP TABLE verrou_key_check; \
+         UPDATE verrou_schema_version SET version = 1",
     )
     .await;
     assert_eq!(schema_version(&f.path).await, 1);
 
     let path = f.path.clone();
     let (again, _dir) = f.reopen().await;
-    assert_eq!(schema_version(&path).await, 3);
+    assert_eq!(schema_version(&path).await, 4);
     // The factor written at version 1 still works, and the trail is recorded again.
     again.accept(&again.code(0)).await;
     let trail = again.verrou.audit_trail(None, 10).await.unwrap();
@@ -220,15 +219,85 @@ async fn a_new_database_is_private_to_its_owner() {
 }
 
 #[tokio::test]
-async fn another_key_ring_gets_a_typed_error_not_a_secret() {
+async fn another_key_ring_is_refused_when_the_store_opens() {
     let f = enrolled_on_file().await;
     f.close().await;
-    let store = SqliteStore::open(&f.path, insecure_key_ring().unwrap())
+    // Same key id ("test"), other key bytes.
+    let err = SqliteStore::open(&f.path, insecure_key_ring().unwrap())
         .await
-        .unwrap();
-    // Same key id ("test"), other key bytes: authentication fails.
-    let err = store.active_totp(&f.e.user).await.unwrap_err();
-    assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::KeyMismatch);
+    assert!(err.to_string().contains("key ring does not match"), "{err}");
     let source = err.source().unwrap().downcast_ref::<KeyRingError>();
     assert_eq!(source, Some(&KeyRingError::Authentication));
+}
+
+/// A store from before the key check (schema 3) is checked against its secrets: a foreign
+/// ring is refused; its own ring passes and writes the check.
+#[tokio::test]
+async fn a_store_from_before_the_check_is_checked_against_its_secrets() {
+    let f = enrolled_on_file().await;
+    f.close().await;
+    raw_exec(
+        &f.path,
+        "DROP TABLE verrou_key_check; UPDATE verrou_schema_version SET version = 3",
+    )
+    .await;
+    let err = SqliteStore::open(&f.path, insecure_key_ring().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::KeyMismatch);
+    let (again, _dir) = f.reopen().await;
+    again.accept(&again.code(0)).await;
+    let checks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM verrou_key_check")
+        .fetch_one(&mut raw(&_dir.path().join("verrou.db")).await)
+        .await
+        .unwrap();
+    assert_eq!(checks, 1);
+}
+
+/// An elevation whose audit record or binding offer cannot be written (a failure injected
+/// with a trigger) leaves no ghost: the error reaches the portal, the old password-only
+/// cookie still works, and no second-factor session without a usable token remains.
+#[tokio::test]
+async fn a_failed_elevation_leaves_no_ghost() {
+    const FAILURES: [&str; 2] = [
+        "CREATE TRIGGER injected BEFORE INSERT ON verrou_audit \
+         WHEN NEW.kind = 'session_elevated' BEGIN SELECT RAISE(ABORT, 'injected'); END",
+        "CREATE TRIGGER injected BEFORE INSERT ON verrou_session_bindings \
+         BEGIN SELECT RAISE(ABORT, 'injected'); END",
+    ];
+    for failure in FAILURES {
+        let f = enrolled_on_file().await;
+        let e = &f.e;
+        let ctx = verrou::ClientContext::unknown();
+        let new = e.verrou.create_session(&e.user, None, &ctx).await.unwrap();
+        let token = new.token.expose_secret().to_owned();
+        raw_exec(&f.path, failure).await;
+        e.advance_steps(1);
+        let proof = e.accept(&e.code(0)).await.proof;
+        let elevation = e.verrou.record_second_factor(&token, proof, &ctx).await;
+        assert!(elevation.is_err(), "{failure}: {elevation:?}");
+        let status = e
+            .verrou
+            .authenticate(
+                &verrou::SessionCookies::new(&token, None),
+                verrou::session::Requirement::AnySession,
+                &ctx,
+            )
+            .await
+            .unwrap();
+        let verrou::SessionStatus::Active(session) = status else {
+            panic!("{failure}: the old cookie died: {status:?}");
+        };
+        assert_eq!(session.assurance, verrou::session::Assurance::PasswordOnly);
+        let stored = e.verrou.store().user_sessions(&e.user).await.unwrap();
+        assert!(
+            stored
+                .iter()
+                .all(|s| s.assurance == verrou::session::Assurance::PasswordOnly),
+            "{failure}: {stored:?}"
+        );
+        f.close().await;
+    }
 }

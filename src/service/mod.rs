@@ -1,13 +1,17 @@
 //! The service facade: enrolment, verification and operator actions, with the rules and the
-//! audit trail. Composes the pure primitives with a [`Store`]. Sessions (`sessions.rs`) and
-//! device binding (`binding.rs`) are further `impl` blocks of the same [`Verrou`].
+//! audit trail. Composes the pure primitives with a [`Store`]. Sessions (`sessions.rs`),
+//! device binding (`binding.rs`) and imports from another TOTP system (`import.rs`) are
+//! further `impl` blocks of the same [`Verrou`].
 
 mod binding;
+mod import;
 mod sessions;
 
 pub use self::binding::{BindingOutcome, BoundCredential, RefreshOutcome};
+pub use self::import::ImportedFactor;
 pub use self::sessions::{
-    ActiveSession, Elevated, ElevationOutcome, NewSession, SessionCookies, SessionStatus,
+    ActiveSession, Elevated, ElevationOutcome, NewSession, SecondFactorPassed, SessionCookies,
+    SessionStatus,
 };
 
 use std::fmt;
@@ -276,7 +280,6 @@ fn default_argon2_concurrency() -> usize {
 pub struct ClientContext {
     addr: Option<IpAddr>,
     user_agent: Option<[u8; 32]>,
-    session: Option<SessionId>,
 }
 
 impl ClientContext {
@@ -299,21 +302,9 @@ impl ClientContext {
         self
     }
 
-    /// The request comes from this authenticated session: actions that revoke "the user's
-    /// other sessions" (re-enrolment, disabling the factor) keep this one.
-    pub fn in_session(mut self, session: SessionId) -> Self {
-        self.session = Some(session);
-        self
-    }
-
     /// The client address, if known.
     pub fn addr(&self) -> Option<IpAddr> {
         self.addr
-    }
-
-    /// The session the request comes from, if the portal said.
-    pub fn session(&self) -> Option<SessionId> {
-        self.session
     }
 
     /// Digest of the soft signals: the address prefix (IPv4 /24, IPv6 /48) and the user-agent
@@ -337,14 +328,45 @@ impl ClientContext {
 
 /// Proof that `user` passed a second factor at `verified_at`.
 ///
-/// Only verrou creates one (it has no public constructor and no serde), when a code is
-/// accepted. Present it to actions that demand a fresh second factor, such as
-/// [`Verrou::start_totp_reenrollment`].
-#[derive(Clone, Debug, Eq, PartialEq)]
+/// Only verrou creates one (no public constructor, no serde, no `Clone`), and every call
+/// that uses one takes it **by value**: a proof is spent by its first use.
+///
+/// What a proof is good for, and for how long:
+/// - **From an accepted code** ([`Verrou::verify_totp`], [`Verrou::verify_recovery_code`],
+///   [`Verrou::finish_totp_enrollment`]): raises one session, once
+///   ([`Verrou::record_second_factor`]), or authorises one sensitive action
+///   ([`Verrou::start_totp_reenrollment`], [`Verrou::generate_recovery_codes`],
+///   [`Verrou::disable_totp`]). One accepted code therefore elevates at most one session.
+/// - **From a live session** ([`ActiveSession::step_up_proof`]): authorises one sensitive
+///   action for that session, and is checked against the session when used, so a proof kept
+///   after a logout or a revocation is refused. It never raises a session (that needs a code).
+/// - Either is good for the step-up freshness after the second factor (5 minutes by
+///   default, [`VerrouConfig::with_reenrollment_freshness`]); an older one is answered with
+///   `StepUpRequired`.
+///
+/// One code, one session: using a proof twice does not compile
+/// ```compile_fail,E0382
+/// # use verrou::{ClientContext, SecondFactorProof, Verrou};
+/// # use verrou::store::MemoryStore;
+/// # async fn run(verrou: Verrou<MemoryStore>, proof: SecondFactorProof, a: &str, b: &str) -> Result<(), verrou::Error> {
+/// let ctx = ClientContext::unknown();
+/// let _ = verrou.record_second_factor(a, proof, &ctx).await?;
+/// let _ = verrou.record_second_factor(b, proof, &ctx).await?; // use of moved value
+/// # Ok(()) }
+/// ```
+/// and neither does keeping a copy:
+/// ```compile_fail,E0599
+/// # fn keep(proof: verrou::SecondFactorProof) {
+/// let copy = proof.clone(); // no `Clone`
+/// # }
+/// ```
+#[derive(Debug, Eq, PartialEq)]
 pub struct SecondFactorProof {
     user: UserId,
     verified_at: Timestamp,
     method: SecondFactorMethod,
+    /// `Some` when the proof stands for a session's earlier second factor.
+    session: Option<SessionId>,
 }
 
 /// How a second factor was passed.
@@ -364,12 +386,33 @@ impl SecondFactorMethod {
 }
 
 impl SecondFactorProof {
+    /// A proof from a code accepted at `verified_at`.
     fn new(user: &UserId, verified_at: Timestamp, method: SecondFactorMethod) -> Self {
         Self {
             user: user.clone(),
             verified_at,
             method,
+            session: None,
         }
+    }
+
+    /// A proof standing for the second factor `session` passed at `verified_at`.
+    pub(crate) fn of_session(
+        user: &UserId,
+        verified_at: Timestamp,
+        method: SecondFactorMethod,
+        session: SessionId,
+    ) -> Self {
+        Self {
+            session: Some(session),
+            ..Self::new(user, verified_at, method)
+        }
+    }
+
+    /// The session this proof stands for, when it came from one
+    /// ([`ActiveSession::step_up_proof`]); `None` for a proof from an accepted code.
+    pub fn session(&self) -> Option<SessionId> {
+        self.session
     }
 
     /// Which factor was passed.
@@ -388,9 +431,21 @@ impl SecondFactorProof {
     }
 }
 
+/// A user's throttle, as [`Verrou::account_throttle`] reports it.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct ThrottleStatus {
+    /// Failures counted since the last success or reset.
+    pub failures: u32,
+    /// When the last one was counted, if any.
+    pub last_failure: Option<Timestamp>,
+    /// Whether an attempt now would be checked ([`Gate::Open`]), or when it could be.
+    pub gate: Gate,
+}
+
 /// The outcome of [`Verrou::verify_totp`].
 #[must_use]
-#[derive(Clone, Debug, Eq, PartialEq)]
+#[derive(Debug, Eq, PartialEq)]
 #[non_exhaustive]
 pub enum TotpOutcome {
     /// The code is valid and its time step was not used before; it is now.
@@ -417,7 +472,7 @@ pub enum TotpOutcome {
 }
 
 /// Details of an accepted code.
-#[derive(Clone, Debug, Eq, PartialEq)]
+#[derive(Debug, Eq, PartialEq)]
 #[non_exhaustive]
 pub struct TotpAccepted {
     /// The matched time step.
@@ -430,7 +485,7 @@ pub struct TotpAccepted {
 
 /// The outcome of [`Verrou::finish_totp_enrollment`].
 #[must_use]
-#[derive(Clone, Debug, Eq, PartialEq)]
+#[derive(Debug, Eq, PartialEq)]
 #[non_exhaustive]
 pub enum EnrollmentOutcome {
     /// The factor is active; the confirming code's time step counts as used.
@@ -533,6 +588,15 @@ impl EnrollmentOffer {
         Ok(totp::qr_svg(self.uri.expose_secret()).map_err(InputError::from)?)
     }
 
+    /// The URI as an SVG QR code to place inside an HTML page: the `<svg>` element alone,
+    /// without the XML prolog [`EnrollmentOffer::qr_svg`] starts with (a standalone file's).
+    ///
+    /// # Errors
+    /// [`InputError::Qr`] if the URI does not fit in a QR code.
+    pub fn qr_svg_inline(&self) -> Result<SecretString, Error> {
+        Ok(totp::qr_svg_inline(self.uri.expose_secret()).map_err(InputError::from)?)
+    }
+
     /// The URI as a PNG QR code.
     ///
     /// # Errors
@@ -588,7 +652,7 @@ impl fmt::Debug for RecoveryCodeSet {
 
 /// The outcome of [`Verrou::verify_recovery_code`].
 #[must_use]
-#[derive(Clone, Debug, Eq, PartialEq)]
+#[derive(Debug, Eq, PartialEq)]
 #[non_exhaustive]
 pub enum RecoveryOutcome {
     /// The code was valid and unused; it is now used. `proof.method()` is
@@ -742,20 +806,22 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     /// Begins replacing the user's active factor. The old factor keeps working until the new
     /// one is confirmed; if the old one changes in between, confirmation fails.
     ///
-    /// `proof` must come from a code accepted within the configured freshness (default 5
-    /// minutes); otherwise the outcome is [`ReenrollmentOutcome::StepUpRequired`].
+    /// `proof` (spent here) must be from a second factor within the configured freshness
+    /// (default 5 minutes) and, if it stands for a session, that session must still be live;
+    /// otherwise the outcome is [`ReenrollmentOutcome::StepUpRequired`]. Confirm the new
+    /// factor with [`Verrou::finish_totp_reenrollment`].
     ///
     /// # Errors
     /// [`ApiMisuse::NoActiveFactor`] if the user has no active factor;
     /// [`InputError::Label`] for an unusable account name.
     pub async fn start_totp_reenrollment(
         &self,
-        proof: &SecondFactorProof,
+        proof: SecondFactorProof,
         account_name: &str,
         ctx: &ClientContext,
     ) -> Result<ReenrollmentOutcome, Error> {
         let now = self.clock.now()?;
-        if !self.is_fresh(proof, now) {
+        if !self.step_up_allowed(&proof, now).await? {
             return Ok(ReenrollmentOutcome::StepUpRequired);
         }
         let Some(active) = self.store.active_totp(&proof.user).await? else {
@@ -814,16 +880,50 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         Ok(offer)
     }
 
-    /// Confirms the pending factor with a first code from the app. On success the factor is
-    /// active and the code's time step counts as used. Wrong codes count in the account's
-    /// throttle like any second-factor attempt.
+    /// Confirms a first enrolment's pending factor with a first code from the app. On
+    /// success the factor is active and the code's time step counts as used. Wrong codes
+    /// count in the account's throttle like any second-factor attempt.
     ///
     /// # Errors
-    /// Only for store, clock or crypto failures; a wrong code is an outcome.
+    /// [`ApiMisuse::ReenrollmentPending`] if the pending factor replaces an active one
+    /// (confirm it with [`Verrou::finish_totp_reenrollment`], which says which session to
+    /// keep); otherwise only store, clock or crypto failures: a wrong code is an outcome.
     pub async fn finish_totp_enrollment(
         &self,
         user: &UserId,
         code: &str,
+        ctx: &ClientContext,
+    ) -> Result<EnrollmentOutcome, Error> {
+        self.confirm_pending(user, code, None, ctx).await
+    }
+
+    /// Confirms a re-enrolment's pending factor (see [`Verrou::start_totp_reenrollment`])
+    /// with a first code from the new app. On success the new factor replaces the old one
+    /// and **every session of the user but `acting_session` is revoked**: the old factor
+    /// admitted them. Pass the session confirming (`Some(session.id)`), or `None` to end
+    /// them all.
+    ///
+    /// # Errors
+    /// [`ApiMisuse::NoReenrollmentPending`] if the pending factor is a first enrolment;
+    /// otherwise only store, clock or crypto failures: a wrong code is an outcome.
+    pub async fn finish_totp_reenrollment(
+        &self,
+        user: &UserId,
+        code: &str,
+        acting_session: Option<SessionId>,
+        ctx: &ClientContext,
+    ) -> Result<EnrollmentOutcome, Error> {
+        self.confirm_pending(user, code, Some(acting_session), ctx)
+            .await
+    }
+
+    /// Confirms the pending factor: a first enrolment when `reenrolling` is `None`, a
+    /// re-enrolment keeping the given session otherwise.
+    async fn confirm_pending(
+        &self,
+        user: &UserId,
+        code: &str,
+        reenrolling: Option<Option<SessionId>>,
         ctx: &ClientContext,
     ) -> Result<EnrollmentOutcome, Error> {
         let now = self.clock.now()?;
@@ -833,6 +933,11 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         let Some(pending) = self.store.pending_totp(user).await? else {
             return Ok(EnrollmentOutcome::NotPending);
         };
+        match (pending.replaces, reenrolling) {
+            (Some(_), None) => return Err(ApiMisuse::ReenrollmentPending.into()),
+            (None, Some(_)) => return Err(ApiMisuse::NoReenrollmentPending.into()),
+            _ => {}
+        }
         if pending.expires_at <= now {
             return Ok(EnrollmentOutcome::Expired);
         }
@@ -875,10 +980,10 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                     AuditKind::TotpEnrollmentConfirmed { factor },
                 )
                 .await?;
-                if pending.replaces.is_some() {
+                if let Some(acting) = reenrolling {
                     // A new factor voids every session the old one admitted, but the one
-                    // re-enrolling (if the portal named it in the context).
-                    self.revoke_other_sessions(user, ctx).await?;
+                    // re-enrolling (if the portal named it).
+                    self.revoke_other_sessions(user, acting, ctx).await?;
                 }
                 Ok(EnrollmentOutcome::Confirmed {
                     factor,
@@ -1020,11 +1125,11 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     /// Store, clock, RNG or hashing failures.
     pub async fn generate_recovery_codes(
         &self,
-        proof: &SecondFactorProof,
+        proof: SecondFactorProof,
         ctx: &ClientContext,
     ) -> Result<RecoveryCodesOutcome, Error> {
         let now = self.clock.now()?;
-        if !self.is_fresh(proof, now) {
+        if !self.step_up_allowed(&proof, now).await? {
             return Ok(RecoveryCodesOutcome::StepUpRequired);
         }
         let generated = recovery::generate(self.config.recovery_set_size)?;
@@ -1177,9 +1282,31 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         Ok(self.store.remaining_recovery_codes(user).await?)
     }
 
-    fn is_fresh(&self, proof: &SecondFactorProof, now: Timestamp) -> bool {
-        proof.verified_at <= now
-            && now.duration_since(proof.verified_at) <= self.config.reenrollment_freshness
+    /// Whether a second factor passed at `at` is within the step-up freshness at `now`.
+    fn is_fresh(&self, at: Timestamp, now: Timestamp) -> bool {
+        at <= now && now.duration_since(at) <= self.config.reenrollment_freshness
+    }
+
+    /// Whether `proof` may authorise a sensitive action now: fresh and, if it stands for a
+    /// session, that session still live with that very second factor (a proof kept past a
+    /// logout, a revocation or a newer second factor is refused).
+    async fn step_up_allowed(
+        &self,
+        proof: &SecondFactorProof,
+        now: Timestamp,
+    ) -> Result<bool, Error> {
+        if !self.is_fresh(proof.verified_at, now) {
+            return Ok(false);
+        }
+        let Some(session) = proof.session else {
+            return Ok(true);
+        };
+        let sessions = self.store.user_sessions(&proof.user).await?;
+        Ok(sessions.iter().any(|record| {
+            record.id == session
+                && now < record.expires_at
+                && record.second_factor == Some((proof.verified_at, proof.method))
+        }))
     }
 
     /// Operator action: lifts the account's lock and clears its failure count.
@@ -1220,22 +1347,26 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     }
 
     /// The user turns their second factor off: removes the TOTP factor and recovery codes and
-    /// revokes the user's other sessions (all but the one `ctx` names). Needs a second factor
-    /// within the step-up freshness, otherwise [`DisableOutcome::StepUpRequired`].
+    /// revokes **every session of the user but `acting_session`** (pass the session asking,
+    /// `Some(session.id)`, or `None` to end them all). `proof` (spent here) must be within
+    /// the step-up freshness, otherwise [`DisableOutcome::StepUpRequired`].
     ///
     /// # Errors
     /// Store or clock failures.
     pub async fn disable_totp(
         &self,
-        proof: &SecondFactorProof,
+        proof: SecondFactorProof,
+        acting_session: Option<SessionId>,
         ctx: &ClientContext,
     ) -> Result<DisableOutcome, Error> {
         let now = self.clock.now()?;
-        if !self.is_fresh(proof, now) {
+        if !self.step_up_allowed(&proof, now).await? {
             return Ok(DisableOutcome::StepUpRequired);
         }
         let had_factor = self.remove_factor_and_codes(&proof.user, ctx, now).await?;
-        let revoked_sessions = self.revoke_other_sessions(&proof.user, ctx).await?;
+        let revoked_sessions = self
+            .revoke_other_sessions(&proof.user, acting_session, ctx)
+            .await?;
         Ok(DisableOutcome::Disabled {
             had_factor,
             revoked_sessions,
@@ -1257,15 +1388,16 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         Ok(removed)
     }
 
-    /// Revokes the user's sessions but the one `ctx` names.
+    /// Revokes the user's sessions but `acting`.
     async fn revoke_other_sessions(
         &self,
         user: &UserId,
+        acting: Option<SessionId>,
         ctx: &ClientContext,
     ) -> Result<usize, Error> {
         let scope = RevocationScope::User {
             user: user.clone(),
-            except: ctx.session(),
+            except: acting,
         };
         self.revoke(&scope, RevocationReason::FactorChanged, ctx)
             .await
@@ -1282,6 +1414,22 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         limit: usize,
     ) -> Result<Vec<AuditEvent>, Error> {
         Ok(self.store.audit_trail(user, limit).await?)
+    }
+
+    /// The user's second-factor throttle now, for a support page or an operator: the
+    /// failures counted, the last one, and whether an attempt would be let through.
+    ///
+    /// # Errors
+    /// Store or clock failures.
+    pub async fn account_throttle(&self, user: &UserId) -> Result<ThrottleStatus, Error> {
+        let now = self.clock.now()?;
+        let state = self.store.throttle(&ThrottleKey::Account(user)).await?;
+        let gate = self.config.account_throttle.gate(&state, now);
+        Ok(ThrottleStatus {
+            failures: state.failures,
+            last_failure: (state.failures > 0).then_some(state.last_failure),
+            gate,
+        })
     }
 
     /// Whether the user has an active TOTP factor.

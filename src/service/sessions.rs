@@ -4,12 +4,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::{ClientContext, SecondFactorProof, Verrou};
-use crate::audit::AuditKind;
+use super::{ClientContext, SecondFactorMethod, SecondFactorProof, Verrou};
+use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::{Clock, Timestamp};
 use crate::error::{ApiMisuse, Error};
 use crate::ids::{OrgId, SessionId, UserId};
-use crate::session::cookie::{cookie_value, BOUND_COOKIE, SESSION_COOKIE};
+use crate::session::cookie::{cookie_value, set_cookie, BOUND_COOKIE, SESSION_COOKIE};
 use crate::session::token::TokenKind;
 use crate::session::{
     Assurance, BindingMode, BindingRecord, Challenge, Elevation, ExpiryReason, IssuedChallenge,
@@ -67,11 +67,26 @@ impl<'a> SessionCookies<'a> {
     }
 }
 
+impl NewSession {
+    /// The `Set-Cookie` value for the session cookie, living as long as the session.
+    pub fn set_cookie_header(&self) -> String {
+        set_cookie(SESSION_COOKIE, &self.token, self.max_age)
+    }
+}
+
+impl Elevated {
+    /// The `Set-Cookie` value for the session's new cookie, living as long as the session.
+    pub fn set_cookie_header(&self) -> String {
+        set_cookie(SESSION_COOKIE, &self.token, self.max_age)
+    }
+}
+
 /// A live session, as the portal sees it.
 #[derive(Clone, Debug, Eq, PartialEq)]
 #[non_exhaustive]
 pub struct ActiveSession {
-    /// The public handle (for `ClientContext::in_session`, session lists, revocation).
+    /// The public handle (the acting session of [`Verrou::disable_totp`] and
+    /// [`Verrou::finish_totp_reenrollment`], session lists, revocation).
     pub id: SessionId,
     /// Whose session.
     pub user: UserId,
@@ -83,10 +98,31 @@ pub struct ActiveSession {
     pub created_at: Timestamp,
     /// Its absolute expiry.
     pub expires_at: Timestamp,
-    /// The last second factor passed in this session: present it to step-up actions
-    /// ([`Verrou::start_totp_reenrollment`], [`Verrou::generate_recovery_codes`],
-    /// [`Verrou::disable_totp`]).
-    pub second_factor: Option<SecondFactorProof>,
+    /// The last second factor passed in this session: when, and how.
+    pub second_factor: Option<SecondFactorPassed>,
+}
+
+/// When and how a session last passed the second factor.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct SecondFactorPassed {
+    /// When.
+    pub at: Timestamp,
+    /// How.
+    pub method: SecondFactorMethod,
+}
+
+impl ActiveSession {
+    /// A proof of this session's last second factor, for one sensitive action of this
+    /// session ([`Verrou::start_totp_reenrollment`], [`Verrou::generate_recovery_codes`],
+    /// [`Verrou::disable_totp`]). It is checked against the session when used (refused once
+    /// the session is revoked or logged out, or past the step-up freshness) and cannot raise
+    /// a session. `None` for a password-only session.
+    pub fn step_up_proof(&self) -> Option<SecondFactorProof> {
+        self.second_factor.map(|passed| {
+            SecondFactorProof::of_session(&self.user, passed.at, passed.method, self.id)
+        })
+    }
 }
 
 /// The result of [`Verrou::authenticate`]: only [`SessionStatus::Active`] lets the request
@@ -114,14 +150,15 @@ pub enum SessionStatus {
     /// refresh fails too, the portal chooses: ask for the second factor again (which binds
     /// the session to the device that passes it) or end the session ([`Verrou::logout`]).
     RefreshRequired {
-        /// The session.
-        session: SessionId,
+        /// The session (whose user to ask for the second factor again).
+        session: ActiveSession,
     },
-    /// Binding is required and the session did not register a device key in time: ask for
-    /// the second factor again (which offers binding anew).
+    /// Binding is required and the session did not register a device key in time: ask its
+    /// user for the second factor again ([`Verrou::verify_totp`], then
+    /// [`Verrou::record_second_factor`] on the same cookie, which offers binding anew).
     BindingMissing {
-        /// The session.
-        session: SessionId,
+        /// The session (whose user to ask for the second factor again).
+        session: ActiveSession,
     },
     /// The session expired.
     Expired(ExpiryReason),
@@ -197,7 +234,8 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         Ok(NewSession {
             token,
             session,
-            max_age: policy.absolute_lifetime,
+            // The cookie lives as long as the session: a password-only one, minutes.
+            max_age: policy.password_only_lifetime,
         })
     }
 
@@ -248,8 +286,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         if requirement == Requirement::RecentSecondFactor
             && !session
                 .second_factor
-                .as_ref()
-                .is_some_and(|proof| self.is_fresh(proof, now))
+                .is_some_and(|passed| self.is_fresh(passed.at, now))
         {
             let reason = StepUpReason::Stale;
             return Ok(SessionStatus::StepUpRequired { session, reason });
@@ -303,7 +340,6 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         cookies: &SessionCookies<'_>,
         now: Timestamp,
     ) -> Option<SessionStatus> {
-        let session = record.id;
         if let Some(binding) = binding.filter(|binding| binding.key.is_some()) {
             let presented = cookies
                 .bound
@@ -313,10 +349,14 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 .into_iter()
                 .flatten()
                 .any(|issued| Some(issued.hash) == presented && now < issued.expires_at);
-            return (!current).then_some(SessionStatus::RefreshRequired { session });
+            return (!current).then(|| SessionStatus::RefreshRequired {
+                session: self.active(record),
+            });
         }
         self.registration_overdue(record, binding, now)
-            .then_some(SessionStatus::BindingMissing { session })
+            .then(|| SessionStatus::BindingMissing {
+                session: self.active(record),
+            })
     }
 
     /// Whether an unbound session is past its registration grace (counted from the binding
@@ -348,25 +388,31 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             expires_at: record.expires_at,
             second_factor: record
                 .second_factor
-                .map(|(at, method)| SecondFactorProof::new(&record.user, at, method)),
+                .map(|(at, method)| SecondFactorPassed { at, method }),
         }
     }
 
-    /// Raises the session to second-factor assurance with `proof` (from an accepted TOTP or
-    /// recovery code), or records a step-up: the session gets a **new token** (the old one
-    /// stops working: no fixation), its second-factor time and soft signals are renewed, and
-    /// device binding is offered anew (see [`Elevated::binding_offer`]).
+    /// Raises the session to second-factor assurance with `proof` (from a TOTP or recovery
+    /// code just accepted; spent here), or records a step-up: the session gets a **new
+    /// token** (the old one stops working: no fixation), its second-factor time and soft
+    /// signals are renewed, and device binding is offered anew (see
+    /// [`Elevated::binding_offer`]). The token swap, its audit record and the binding offer
+    /// are stored together or not at all: a failure leaves the old cookie working.
     ///
     /// # Errors
-    /// [`ApiMisuse::ProofForAnotherUser`] if `proof` is not the session user's; store, clock
+    /// [`ApiMisuse::ProofForAnotherUser`] if `proof` is not the session user's;
+    /// [`ApiMisuse::SessionProofCannotElevate`] for a session's step-up proof; store, clock
     /// or RNG failures.
     pub async fn record_second_factor(
         &self,
         session_cookie: &str,
-        proof: &SecondFactorProof,
+        proof: SecondFactorProof,
         ctx: &ClientContext,
     ) -> Result<ElevationOutcome, Error> {
         let now = self.clock.now()?;
+        if proof.session().is_some() {
+            return Err(ApiMisuse::SessionProofCannotElevate.into());
+        }
         let record = match self.live_session(session_cookie, now).await? {
             Ok(record) => record,
             Err(_) => return Ok(ElevationOutcome::NotFound),
@@ -374,17 +420,28 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         if record.user != *proof.user() {
             return Err(ApiMisuse::ProofForAnotherUser.into());
         }
-        if !self.is_fresh(proof, now) {
+        if !self.is_fresh(proof.verified_at(), now) {
             return Ok(ElevationOutcome::StepUpRequired);
         }
         let policy = &self.config.sessions;
         let token = SessionToken::generate()?;
         let expires_at = record.created_at.saturating_add(policy.absolute_lifetime);
+        let session = record.id;
+        let method = proof.method();
+        let (binding, binding_offer) = self.binding_offer(now)?;
+        let event = AuditEvent {
+            at: now,
+            user: record.user.clone(),
+            client: ctx.addr(),
+            kind: AuditKind::SessionElevated { session, method },
+        };
         let elevation = Elevation {
             token: token.hash(TokenKind::Session),
-            second_factor: (proof.verified_at(), proof.method()),
+            second_factor: (proof.verified_at(), method),
             expires_at,
             signals: ctx.signals(),
+            binding,
+            record: event.clone(),
         };
         if !self
             .store
@@ -393,16 +450,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         {
             return Ok(ElevationOutcome::NotFound);
         }
-        let session = record.id;
-        let method = proof.method();
-        self.emit(
-            &record.user,
-            ctx,
-            now,
-            AuditKind::SessionElevated { session, method },
-        )
-        .await?;
-        let binding_offer = self.offer_binding(session, now).await?;
+        self.announce(&event);
         Ok(ElevationOutcome::Elevated(Elevated {
             token,
             session,
@@ -411,23 +459,22 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         }))
     }
 
-    /// Offers binding: a fresh registration challenge, replacing any earlier offer **and any
-    /// registered key**. Every second factor binds the session anew to the device that passed
-    /// it, so a browser that lost its key (cleared storage, a new TPM) gets back in by passing
-    /// the second factor again, while a copied cookie cannot: the elevation also replaced the
-    /// session token.
-    async fn offer_binding(
+    /// A fresh binding offer (a registration challenge; no key, no cookie) to store with an
+    /// elevation, and the challenge to send; `None` when binding is off. Every second factor
+    /// binds the session anew to the device that passed it, so a browser that lost its key
+    /// (cleared storage, a new TPM) gets back in by passing the second factor again, while a
+    /// copied cookie cannot: the elevation also replaces the session token.
+    fn binding_offer(
         &self,
-        session: SessionId,
         now: Timestamp,
-    ) -> Result<Option<Challenge>, Error> {
+    ) -> Result<(Option<BindingRecord>, Option<Challenge>), Error> {
         if self.config.sessions.binding == BindingMode::Off {
-            return Ok(None);
+            return Ok((None, None));
         }
-        let existing = self.store.binding(session).await?;
         let challenge = Challenge::generate()?;
         let record = BindingRecord {
-            version: existing.as_ref().map_or(1, |binding| binding.version + 1),
+            // The store numbers it one past the binding it replaces.
+            version: 1,
             offered_at: now,
             key: None,
             challenge: Some(IssuedChallenge {
@@ -438,9 +485,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             cookie: None,
             previous_cookie: None,
         };
-        let expected = existing.map(|binding| binding.version);
-        let offered = self.store.swap_binding(session, expected, record).await?;
-        Ok(offered.then_some(challenge))
+        Ok((Some(record), Some(challenge)))
     }
 
     /// Ends the session the cookie names (logout). True if there was one.

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use self::proof::DeviceKey;
 pub use self::token::{MalformedToken, SessionToken, TokenHash};
+use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
 use crate::error::{ConfigError, CryptoError};
 use crate::ids::{OrgId, SessionId, UserId};
@@ -297,6 +298,12 @@ pub struct Elevation {
     pub expires_at: Timestamp,
     /// The soft signals seen with it.
     pub signals: Option<TokenHash>,
+    /// The binding offer stored with it, replacing the session's binding and any registered
+    /// key (`None` when binding is off). The store numbers its version one past the binding
+    /// it replaces (1 if none), whatever `version` says.
+    pub binding: Option<BindingRecord>,
+    /// The elevation's audit record, stored in the same transaction.
+    pub record: AuditEvent,
 }
 
 /// Which device-binding client registered.

@@ -96,6 +96,14 @@ impl SessionToken {
     }
 }
 
+/// The same reading as [`SessionToken::expose_secret`], through the trait every other secret
+/// verrou hands out is read with.
+impl secrecy::ExposeSecret<str> for SessionToken {
+    fn expose_secret(&self) -> &str {
+        SessionToken::expose_secret(self)
+    }
+}
+
 impl fmt::Debug for SessionToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SessionToken([REDACTED])")

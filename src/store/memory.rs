@@ -355,6 +355,13 @@ impl SessionStore for MemoryStore {
         record.expires_at = elevation.expires_at;
         inner.tokens.remove(&old);
         inner.tokens.insert(elevation.token, session);
+        if let Some(offer) = elevation.binding {
+            let version = inner.bindings.get(&session).map_or(0, |b| b.version) + 1;
+            inner
+                .bindings
+                .insert(session, BindingRecord { version, ..offer });
+        }
+        inner.append_audit(elevation.record);
         Ok(true)
     }
 

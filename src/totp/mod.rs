@@ -12,7 +12,7 @@ use std::fmt;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 pub use self::code::{CodeInput, MalformedCode};
-pub use self::qr::{qr_png, qr_svg, qr_terminal, QrError};
+pub use self::qr::{qr_png, qr_svg, qr_svg_inline, qr_terminal, QrError};
 pub(crate) use self::uri::validate_label;
 pub use self::uri::{OtpAuthUri, UriError, MAX_URI_LEN};
 use crate::clock::Timestamp;

@@ -42,6 +42,20 @@ pub fn qr_svg(data: &str) -> Result<SecretString, QrError> {
     Ok(SecretString::from(svg))
 }
 
+/// Like [`qr_svg`], without the XML prolog: the `<svg>` element alone, to place inside HTML.
+///
+/// # Errors
+/// [`QrError::DataTooLong`].
+pub fn qr_svg_inline(data: &str) -> Result<SecretString, QrError> {
+    use secrecy::ExposeSecret as _;
+    let svg = qr_svg(data)?;
+    let text = svg.expose_secret();
+    let start = text.find("<svg").unwrap_or(0);
+    Ok(SecretString::from(
+        text.get(start..).unwrap_or(text).to_owned(),
+    ))
+}
+
 /// A QR code holding `data` as Unicode half blocks, for a terminal (dark on light, with
 /// the quiet zone).
 ///

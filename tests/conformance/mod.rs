@@ -681,7 +681,7 @@ impl<S: Store> Enrolled<S> {
     /// Fresh recovery codes for the user, after passing the second factor.
     pub async fn recovery_codes(&self) -> Vec<String> {
         let proof = self.accept(&self.code(0)).await.proof;
-        insecure_recovery_codes(&self.verrou, &proof)
+        insecure_recovery_codes(&self.verrou, proof)
             .await
             .unwrap()
             .expect("fresh proof refused")
@@ -941,6 +941,10 @@ macro_rules! store_conformance {
             service_factor_changes_revoke_other_sessions,
             service_unbound_sessions_end_after_the_grace,
             service_a_late_registration_is_refused,
+            service_a_sessions_proof_cannot_elevate_another_session,
+            service_a_kept_step_up_proof_dies_with_its_session,
+            service_cookies_live_as_long_as_their_sessions,
+            service_binding_refusals_name_the_user,
             service_soft_signals_ask_for_step_up_when_on,
             service_a_second_factor_rebinds_a_session_that_lost_its_key,
             service_reenrolment_revokes_the_other_sessions,

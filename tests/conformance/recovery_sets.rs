@@ -130,21 +130,26 @@ pub async fn service_a_reset_leaves_no_working_recovery_code<S: Store + 'static>
         .with_recovery_set_size(2)
         .unwrap();
     let e = enrolled(store, small).await;
-    let proof = e.accept(&e.code(0)).await.proof;
-    let proof = Arc::new(proof);
+    // The intruder passed the second factor three times (three proofs, each good once).
+    let mut proofs = Vec::new();
+    for _ in 0..3 {
+        proofs.push(e.accept(&e.code(0)).await.proof);
+        e.advance_steps(1);
+    }
     let barrier = Arc::new(Barrier::new(3));
-    let regenerate = |verrou: Arc<verrou::Verrou<S, _>>| {
-        let (proof, barrier) = (proof.clone(), barrier.clone());
+    let regenerate = |verrou: Arc<verrou::Verrou<S, _>>, proof: verrou::SecondFactorProof| {
+        let barrier = barrier.clone();
         tokio::spawn(async move {
             barrier.wait().await;
             verrou
-                .generate_recovery_codes(&proof, &ClientContext::unknown())
+                .generate_recovery_codes(proof, &ClientContext::unknown())
                 .await
                 .unwrap()
         })
     };
-    let first = regenerate(e.verrou.clone());
-    let second = regenerate(e.verrou.clone());
+    let after = proofs.pop().unwrap();
+    let first = regenerate(e.verrou.clone(), proofs.pop().unwrap());
+    let second = regenerate(e.verrou.clone(), proofs.pop().unwrap());
     let reset = {
         let (verrou, who, barrier) = (e.verrou.clone(), e.user.clone(), barrier.clone());
         tokio::spawn(async move {
@@ -168,7 +173,7 @@ pub async fn service_a_reset_leaves_no_working_recovery_code<S: Store + 'static>
     assert_no_code_works(&e.verrou, &e.user, &shown).await;
     let after = e
         .verrou
-        .generate_recovery_codes(&proof, &ClientContext::unknown())
+        .generate_recovery_codes(after, &ClientContext::unknown())
         .await
         .unwrap();
     assert!(

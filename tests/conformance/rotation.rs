@@ -18,7 +18,15 @@ use super::{at, config, enrol, start_enrollment, user, START};
 /// portal instances restarted with a new configuration would).
 pub trait Database: Send + Sync {
     type Store: KeyRotation + Clone + 'static;
-    fn open(&self, keys: KeyRing) -> impl Future<Output = Self::Store> + Send;
+    /// Opens a handle with `keys`, or the store's refusal.
+    fn try_open(
+        &self,
+        keys: KeyRing,
+    ) -> impl Future<Output = Result<Self::Store, verrou::StoreError>> + Send;
+    /// Opens a handle with `keys`, which the store must accept.
+    fn open(&self, keys: KeyRing) -> impl Future<Output = Self::Store> + Send {
+        async { self.try_open(keys).await.unwrap() }
+    }
 }
 
 /// `[active, older…]`, each key 32 copies of its number.
@@ -97,13 +105,11 @@ pub async fn rotation_reseals_everything_and_the_old_key_can_go<D: Database>(db:
             .is_some());
     }
     all_verify(store, &users, START + 3_600).await;
-    // And a handle that only knows the old key can no longer read any secret.
-    let err = db
-        .open(old())
-        .await
-        .active_totp(&users[0].0)
-        .await
-        .unwrap_err();
+    // And a handle that only knows the old key is refused: it can no longer read anything.
+    let Err(err) = db.try_open(old()).await else {
+        panic!("the old key still opens the store");
+    };
+    assert_eq!(err.kind(), verrou::error::StoreErrorKind::KeyMismatch);
     let source = std::error::Error::source(&err).and_then(|e| e.downcast_ref::<KeyRingError>());
     assert_eq!(source, Some(&KeyRingError::UnknownKey));
 }
@@ -165,14 +171,16 @@ pub async fn rotation_is_safe_while_verifications_run<D: Database>(db: D) {
 /// stop a rotation: it is reported by user and factor, the others are re-sealed, and every
 /// user whose secret opens keeps logging in.
 pub async fn an_unreadable_secret_is_reported_and_the_rotation_goes_on<D: Database>(db: D) {
+    // The store starts under k1; one secret is then sealed under a key k0 the operators
+    // later lose.
+    let users = populate(db.open(old()).await, 6, 0).await;
     let lost = user("lost-0");
     enrol(
-        &Verrou::new(db.open(ring(&[("k0", 9)])).await, config())
+        &Verrou::new(db.open(ring(&[("k0", 9), ("k1", 1)])).await, config())
             .with_clock(InsecureManualClock::new(at(START))),
         &lost,
     )
     .await;
-    let users = populate(db.open(old()).await, 6, 0).await;
     let report = db.open(rotating()).await.rotate_keys().await.unwrap();
     assert_eq!(
         (report.scanned, report.resealed, report.stale),
@@ -189,6 +197,25 @@ pub async fn an_unreadable_secret_is_reported_and_the_rotation_goes_on<D: Databa
     assert_eq!((again.resealed, again.unreadable.len()), (0, 1));
 }
 
+/// A store opened with a key ring that is not its own is refused when it opens, with an
+/// error that says so, instead of failing at the first login. After a rotation the new key
+/// alone opens it (the check value was re-sealed with the secrets).
+pub async fn a_foreign_key_ring_is_refused_when_the_store_opens<D: Database>(db: D) {
+    // An empty store: the ring that created it is the one it checks.
+    drop(db.open(old()).await);
+    for foreign in [ring(&[("k1", 7)]), ring(&[("other", 1)]), new_only()] {
+        let Err(err) = db.try_open(foreign).await else {
+            panic!("a foreign ring was accepted");
+        };
+        assert_eq!(err.kind(), verrou::error::StoreErrorKind::KeyMismatch);
+        assert!(err.to_string().contains("key ring does not match"), "{err}");
+    }
+    populate(db.open(old()).await, 2, 1).await;
+    db.open(rotating()).await.rotate_keys().await.unwrap();
+    assert!(db.try_open(new_only()).await.is_ok());
+    assert!(db.try_open(old()).await.is_err());
+}
+
 /// Expands to one `#[tokio::test]` per rotation case, each on a fresh database from `$make`.
 #[macro_export]
 macro_rules! rotation_cases {
@@ -198,6 +225,7 @@ macro_rules! rotation_cases {
             an_interrupted_rotation_resumes,
             rotation_is_safe_while_verifications_run,
             an_unreadable_secret_is_reported_and_the_rotation_goes_on,
+            a_foreign_key_ring_is_refused_when_the_store_opens,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use verrou::audit::AuditKind;
+use verrou::audit::{AuditEvent, AuditKind};
 use verrou::session::proof::ProofError;
 use verrou::session::{
     Assurance, BindingKind, BindingMode, BindingRecord, Challenge, Elevation, ExpiryReason,
@@ -101,19 +101,48 @@ pub async fn sessions_are_created_found_and_touched<S: Store>(store: S) {
     assert!(store.user_sessions(&user("bob")).await.unwrap().is_empty());
 }
 
+/// The elevation's audit record, as the service writes it.
+fn elevated_event(session: SessionId) -> AuditEvent {
+    AuditEvent::new(
+        at(START + 20),
+        user("alice"),
+        None,
+        AuditKind::SessionElevated {
+            session,
+            method: SecondFactorMethod::Totp,
+        },
+    )
+}
+
 pub async fn elevation_swaps_the_token_once<S: Store>(store: S) {
     let session = record("alice", None, 1, START);
     store.create_session(session.clone()).await.unwrap();
+    // An earlier binding (at version 3) is replaced whole.
+    store
+        .swap_binding(session.id, None, offered(3))
+        .await
+        .unwrap();
     let elevation = Elevation {
         token: hash(2),
         second_factor: (at(START + 20), SecondFactorMethod::RecoveryCode),
         expires_at: at(START + 43_200),
         signals: None,
+        binding: Some(offered(1)),
+        record: elevated_event(session.id),
     };
     assert!(store
         .elevate_session(session.id, &hash(1), elevation.clone())
         .await
         .unwrap());
+    // The offer, numbered past the binding it replaced, and the audit record, with it.
+    let binding = store.binding(session.id).await.unwrap().unwrap();
+    assert_eq!(binding.version, 4, "{binding:?}");
+    assert_eq!(
+        binding.challenge,
+        elevation.binding.clone().unwrap().challenge
+    );
+    let trail = store.audit_trail(None, 10).await.unwrap();
+    assert_eq!(trail, [elevated_event(session.id)]);
     assert_eq!(store.session_by_token(&hash(1)).await.unwrap(), None);
     let elevated = store.session_by_token(&hash(2)).await.unwrap().unwrap();
     assert_eq!(elevated.assurance, Assurance::SecondFactor);
@@ -298,6 +327,8 @@ pub async fn concurrent_elevations_succeed_once<S: Store + 'static>(store: S) {
             second_factor: (at(START), SecondFactorMethod::Totp),
             expires_at: at(START + 3600),
             signals: None,
+            binding: Some(offered(1)),
+            record: elevated_event(session.id),
         };
         async move {
             store
@@ -308,6 +339,9 @@ pub async fn concurrent_elevations_succeed_once<S: Store + 'static>(store: S) {
     })
     .await;
     assert_eq!(results.iter().filter(|won| **won).count(), 1);
+    // One offer and one audit record: the losers wrote nothing.
+    assert_eq!(store.binding(session.id).await.unwrap().unwrap().version, 1);
+    assert_eq!(store.audit_trail(None, 100).await.unwrap().len(), 1);
 }
 
 pub async fn concurrent_binding_swaps_succeed_once<S: Store + 'static>(store: S) {
@@ -340,6 +374,21 @@ pub fn unbound_config() -> verrou::VerrouConfig {
         .with_binding(BindingMode::Off, Duration::from_secs(300))
         .unwrap();
     config().with_session_policy(policy)
+}
+
+/// A status's kind, and the session it names (for the statuses that name one).
+pub fn status_for(status: SessionStatus) -> (&'static str, Option<SessionId>) {
+    match status {
+        SessionStatus::Active(session) => ("Active", Some(session.id)),
+        SessionStatus::SecondFactorRequired(session) => ("SecondFactorRequired", Some(session.id)),
+        SessionStatus::StepUpRequired { session, .. } => ("StepUpRequired", Some(session.id)),
+        SessionStatus::RefreshRequired { session } => ("RefreshRequired", Some(session.id)),
+        SessionStatus::BindingMissing { session } => ("BindingMissing", Some(session.id)),
+        SessionStatus::Expired(_) => ("Expired", None),
+        SessionStatus::NotFound => ("NotFound", None),
+        SessionStatus::Malformed => ("Malformed", None),
+        _ => ("other", None),
+    }
 }
 
 /// A user's browser: its cookies, and its device key once bound.
@@ -377,7 +426,7 @@ impl<S: Store> Enrolled<S> {
         let proof = self.accept(&self.code(0)).await.proof;
         let outcome = self
             .verrou
-            .record_second_factor(&browser.session, &proof, &ClientContext::unknown())
+            .record_second_factor(&browser.session, proof, &ClientContext::unknown())
             .await
             .unwrap();
         let ElevationOutcome::Elevated(elevated) = outcome else {
@@ -394,22 +443,19 @@ impl<S: Store> Enrolled<S> {
             .unwrap()
     }
 
-    /// Two elevated sessions of the user: the one acting (named in the returned context, with
-    /// its fresh second-factor proof) and another one.
-    pub async fn acting_and_other(
-        &self,
-    ) -> (Browser, Browser, ClientContext, verrou::SecondFactorProof) {
+    /// Two elevated sessions of the user: the one acting, with its step-up proof, and
+    /// another one.
+    pub async fn acting_and_other(&self) -> (Browser, Browser, verrou::SecondFactorProof) {
         let mut acting = self.sign_in(None).await;
         let mut other = self.sign_in(None).await;
-        self.elevate(&mut acting).await;
         self.elevate(&mut other).await;
-        let ctx = ClientContext::unknown().in_session(acting.id);
+        self.elevate(&mut acting).await;
         let SessionStatus::Active(session) =
             self.status(&acting, Requirement::RecentSecondFactor).await
         else {
             panic!("fresh session refused");
         };
-        (acting, other, ctx, session.second_factor.unwrap())
+        (acting, other, session.step_up_proof().unwrap())
     }
 
     /// Signs in, passes the second factor and registers `device` (the DBSC flow).
@@ -515,7 +561,7 @@ pub async fn service_sessions_rise_only_through_the_second_factor<S: Store>(stor
     };
     let refused = e
         .verrou
-        .record_second_factor(&other.session, &accepted.proof, &ctx)
+        .record_second_factor(&other.session, accepted.proof, &ctx)
         .await;
     assert!(matches!(
         refused,
@@ -577,10 +623,10 @@ pub async fn service_step_up_needs_a_fresh_second_factor<S: Store>(store: S) {
     };
     assert_eq!(reason, StepUpReason::Stale);
     // The session's own proof is too old for re-enrolment as well.
-    let proof = session.second_factor.unwrap();
+    let proof = session.step_up_proof().unwrap();
     let outcome = e
         .verrou
-        .start_totp_reenrollment(&proof, "alice@example.org", &ClientContext::unknown())
+        .start_totp_reenrollment(proof, "alice@example.org", &ClientContext::unknown())
         .await
         .unwrap();
     assert!(matches!(
@@ -641,8 +687,13 @@ pub async fn service_revocation_takes_effect_on_the_next_request<S: Store>(store
 /// Re-enrolment and disabling revoke the user's other sessions, not the one acting.
 pub async fn service_factor_changes_revoke_other_sessions<S: Store>(store: S) {
     let e = enrolled(store, unbound_config()).await;
-    let (acting, other, ctx, proof) = e.acting_and_other().await;
-    let outcome = e.verrou.disable_totp(&proof, &ctx).await.unwrap();
+    let (acting, other, proof) = e.acting_and_other().await;
+    let ctx = ClientContext::unknown();
+    let outcome = e
+        .verrou
+        .disable_totp(proof, Some(acting.id), &ctx)
+        .await
+        .unwrap();
     assert_eq!(
         outcome,
         verrou::DisableOutcome::Disabled {
@@ -687,15 +738,15 @@ pub async fn service_stolen_cookies_stop_working_without_the_device<S: Store>(st
         id: stolen.id,
     };
     assert_eq!(
-        e.status(&cookie_only, Requirement::SecondFactor).await,
-        SessionStatus::RefreshRequired { session: victim.id }
+        status_for(e.status(&cookie_only, Requirement::SecondFactor).await),
+        ("RefreshRequired", Some(victim.id))
     );
 
     // Five minutes later the bound cookie has expired, for both.
     e.clock.advance(Duration::from_secs(5 * 60));
     assert_eq!(
-        e.status(&stolen, Requirement::SecondFactor).await,
-        SessionStatus::RefreshRequired { session: victim.id }
+        status_for(e.status(&stolen, Requirement::SecondFactor).await),
+        ("RefreshRequired", Some(victim.id))
     );
     // The victim's browser signs a refresh and carries on.
     assert!(matches!(
@@ -714,8 +765,8 @@ pub async fn service_stolen_cookies_stop_working_without_the_device<S: Store>(st
         .unwrap();
     assert!(matches!(outcome, RefreshOutcome::Challenge { .. }));
     assert_eq!(
-        e.status(&stolen, Requirement::SecondFactor).await,
-        SessionStatus::RefreshRequired { session: victim.id }
+        status_for(e.status(&stolen, Requirement::SecondFactor).await),
+        ("RefreshRequired", Some(victim.id))
     );
     // And keeps being refused while the victim keeps working.
     for _ in 0..3 {
@@ -768,10 +819,8 @@ pub async fn service_unbound_sessions_end_after_the_grace<S: Store>(store: S) {
     ));
     e.clock.advance(Duration::from_secs(121));
     assert_eq!(
-        e.status(&browser, Requirement::SecondFactor).await,
-        SessionStatus::BindingMissing {
-            session: browser.id
-        }
+        status_for(e.status(&browser, Requirement::SecondFactor).await),
+        ("BindingMissing", Some(browser.id))
     );
     // Only the browser that received the offer can register: a copied cookie cannot ask
     // for a new registration challenge, and a late registration with the old one fails.
@@ -817,10 +866,8 @@ pub async fn service_a_late_registration_is_refused<S: Store>(store: S) {
         "{outcome:?}"
     );
     assert_eq!(
-        e.status(&browser, Requirement::SecondFactor).await,
-        SessionStatus::BindingMissing {
-            session: browser.id
-        }
+        status_for(e.status(&browser, Requirement::SecondFactor).await),
+        ("BindingMissing", Some(browser.id))
     );
 }
 
@@ -893,7 +940,7 @@ pub async fn service_soft_signals_ask_for_step_up_when_on<S: Store>(store: S) {
     let proof = e.accept(&e.code(0)).await.proof;
     let ElevationOutcome::Elevated(elevated) = e
         .verrou
-        .record_second_factor(new.token.expose_secret(), &proof, &office)
+        .record_second_factor(new.token.expose_secret(), proof, &office)
         .await
         .unwrap()
     else {
@@ -935,7 +982,7 @@ pub async fn service_soft_signals_ask_for_step_up_when_on<S: Store>(store: S) {
     let proof = e.accept(&e.code(0)).await.proof;
     let ElevationOutcome::Elevated(again) = e
         .verrou
-        .record_second_factor(cookies.session(), &proof, &elsewhere)
+        .record_second_factor(cookies.session(), proof, &elsewhere)
         .await
         .unwrap()
     else {
@@ -968,10 +1015,8 @@ pub async fn service_a_second_factor_rebinds_a_session_that_lost_its_key<S: Stor
     let copied = browser.session.clone();
     e.clock.advance(Duration::from_secs(5 * 60));
     assert_eq!(
-        e.status(&browser, Requirement::SecondFactor).await,
-        SessionStatus::RefreshRequired {
-            session: browser.id
-        }
+        status_for(e.status(&browser, Requirement::SecondFactor).await),
+        ("RefreshRequired", Some(browser.id))
     );
     // The portal asks for the second factor again: a new token and a new offer.
     let offer = e
@@ -1011,10 +1056,11 @@ pub async fn service_a_second_factor_rebinds_a_session_that_lost_its_key<S: Stor
 /// Re-enrolling in one session revokes the user's other sessions; the acting one stays.
 pub async fn service_reenrolment_revokes_the_other_sessions<S: Store>(store: S) {
     let e = enrolled(store, unbound_config()).await;
-    let (acting, other, ctx, proof) = e.acting_and_other().await;
+    let (acting, other, proof) = e.acting_and_other().await;
+    let ctx = ClientContext::unknown();
     let verrou::ReenrollmentOutcome::Started(offer) = e
         .verrou
-        .start_totp_reenrollment(&proof, "alice@example.org", &ctx)
+        .start_totp_reenrollment(proof, "alice@example.org", &ctx)
         .await
         .unwrap()
     else {
@@ -1026,9 +1072,21 @@ pub async fn service_reenrolment_revokes_the_other_sessions<S: Store>(store: S) 
     .unwrap();
     let now = verrou::Clock::now(&e.clock).unwrap();
     let code = verrou::testing::insecure_code_at(&secret, verrou::TotpParams::DEFAULT, now);
+    // The first-enrolment call refuses a re-enrolment instead of silently revoking the
+    // session confirming it: the re-enrolment call names the session it keeps.
+    let misuse = e.verrou.finish_totp_enrollment(&e.user, &code, &ctx).await;
+    assert!(
+        matches!(
+            misuse,
+            Err(verrou::Error::Misuse(
+                verrou::ApiMisuse::ReenrollmentPending
+            ))
+        ),
+        "{misuse:?}"
+    );
     let confirmed = e
         .verrou
-        .finish_totp_enrollment(&e.user, &code, &ctx)
+        .finish_totp_reenrollment(&e.user, &code, Some(acting.id), &ctx)
         .await
         .unwrap();
     assert!(matches!(
@@ -1121,4 +1179,126 @@ pub async fn service_challenge_floods_do_not_evict_the_browsers_challenge<S: Sto
         matches!(outcome, RefreshOutcome::Refreshed(_)),
         "{outcome:?}"
     );
+}
+
+// ---- proofs: one accepted code, one session; step-up proofs tied to their session ---------
+
+/// A session's step-up proof cannot raise another session (the integrator's finding: one
+/// accepted code elevated a second, unrelated password-only session). Raising a session
+/// takes a code accepted for it; reusing or cloning the code's proof does not compile.
+pub async fn service_a_sessions_proof_cannot_elevate_another_session<S: Store>(store: S) {
+    let e = enrolled(store, unbound_config()).await;
+    let mut first = e.sign_in(None).await;
+    e.elevate(&mut first).await;
+    let SessionStatus::Active(active) = e.status(&first, Requirement::SecondFactor).await else {
+        panic!("elevated session refused");
+    };
+    let second = e.sign_in(None).await;
+    let refused = e
+        .verrou
+        .record_second_factor(
+            &second.session,
+            active.step_up_proof().unwrap(),
+            &ClientContext::unknown(),
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(verrou::Error::Misuse(
+                verrou::ApiMisuse::SessionProofCannotElevate
+            ))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        status_for(e.status(&second, Requirement::SecondFactor).await),
+        ("SecondFactorRequired", Some(second.id))
+    );
+}
+
+/// A step-up proof kept after its session ended (logout, revocation) or was raised again
+/// authorises nothing.
+pub async fn service_a_kept_step_up_proof_dies_with_its_session<S: Store>(store: S) {
+    let e = enrolled(store, unbound_config()).await;
+    let ctx = ClientContext::unknown();
+    let mut browser = e.sign_in(None).await;
+    e.elevate(&mut browser).await;
+    let proof_of = |status: SessionStatus| match status {
+        SessionStatus::Active(session) => session.step_up_proof().unwrap(),
+        other => panic!("{other:?}"),
+    };
+    // Raised again: the earlier proof no longer matches the session.
+    let earlier = proof_of(e.status(&browser, Requirement::RecentSecondFactor).await);
+    e.elevate(&mut browser).await;
+    let outcome = e.verrou.disable_totp(earlier, None, &ctx).await.unwrap();
+    assert_eq!(outcome, verrou::DisableOutcome::StepUpRequired);
+    // Logged out: the proof taken just before is refused.
+    let kept = proof_of(e.status(&browser, Requirement::RecentSecondFactor).await);
+    assert!(e.verrou.logout(&browser.session, &ctx).await.unwrap());
+    let outcome = e
+        .verrou
+        .start_totp_reenrollment(kept, "alice@example.org", &ctx)
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        verrou::ReenrollmentOutcome::StepUpRequired
+    ));
+    assert!(e.verrou.has_active_totp(&e.user).await.unwrap());
+}
+
+/// Each cookie lives as long as its session: minutes for a password-only one.
+pub async fn service_cookies_live_as_long_as_their_sessions<S: Store>(store: S) {
+    let e = enrolled(store, unbound_config()).await;
+    let ctx = ClientContext::unknown();
+    let new = e.verrou.create_session(&e.user, None, &ctx).await.unwrap();
+    assert_eq!(new.max_age, Duration::from_secs(10 * 60));
+    assert!(
+        new.set_cookie_header().contains("Max-Age=600"),
+        "{}",
+        new.set_cookie_header()
+    );
+    e.advance_steps(1);
+    let proof = e.accept(&e.code(0)).await.proof;
+    let ElevationOutcome::Elevated(elevated) = e
+        .verrou
+        .record_second_factor(new.token.expose_secret(), proof, &ctx)
+        .await
+        .unwrap()
+    else {
+        panic!("elevation refused");
+    };
+    // 12 hours from creation, 30 s of which have passed.
+    assert_eq!(elevated.max_age, Duration::from_secs(12 * 3600 - 30));
+    assert!(elevated
+        .set_cookie_header()
+        .contains(&format!("Max-Age={}", 12 * 3600 - 30)));
+}
+
+/// A session refused for its binding tells the portal whose it is, so it can ask that user
+/// for the second factor again on the same cookie.
+pub async fn service_binding_refusals_name_the_user<S: Store>(store: S) {
+    let e = enrolled(store, config()).await;
+    let mut browser = e.sign_in(Some("org-1")).await;
+    e.elevate(&mut browser).await;
+    e.clock.advance(Duration::from_secs(121));
+    let SessionStatus::BindingMissing { session } =
+        e.status(&browser, Requirement::SecondFactor).await
+    else {
+        panic!("an unbound session passed after the grace");
+    };
+    assert_eq!(
+        (
+            session.id,
+            &session.user,
+            session.org.as_ref().map(OrgId::as_str)
+        ),
+        (browser.id, &e.user, Some("org-1"))
+    );
+    // Asking that user again binds the session anew.
+    assert!(e.elevate(&mut browser).await.is_some());
+    assert!(is_active(
+        &e.status(&browser, Requirement::SecondFactor).await
+    ));
 }

@@ -20,8 +20,8 @@ mod values;
 pub(crate) use self::schema::{pending_migrations, Dialect, VERSION_TABLE};
 pub(crate) use self::sessions::impl_sql_sessions;
 pub(crate) use self::values::{
-    account_key, audit_event, backend, code, factor_id, failures, from_code, from_db, org_id,
-    params, sealing, session_id, timestamp, to_db, token_hash, user_id,
+    account_key, audit_event, backend, code, factor_id, failures, from_code, from_db,
+    key_check_value, org_id, params, sealing, session_id, timestamp, to_db, token_hash, user_id,
 };
 
 /// Implements [`Store`](crate::store::Store) for `$store` (with fields `pool: Pool<$db>` and
@@ -137,11 +137,98 @@ macro_rules! impl_sql_store {
                 keys: $crate::keyring::KeyRing,
             ) -> Result<Self, $crate::error::StoreError> {
                 let store = Self { pool, keys };
-                if let Err(error) = store.migrate().await {
+                let ready = match store.migrate().await {
+                    Ok(()) => store.check_key_ring().await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = ready {
                     store.close().await;
                     return Err(error);
                 }
                 Ok(store)
+            }
+
+            /// Refuses a key ring that cannot open what the store holds: the key check sealed
+            /// when the store was first opened or, in a store from before the check, any
+            /// active factor's secret. Writes the key check when there is none yet.
+            async fn check_key_ring(&self) -> Result<(), $crate::error::StoreError> {
+                use sqlx::Row as _;
+                use $crate::error::{StoreError, StoreErrorKind};
+                use $crate::keyring::KeyRingError;
+                use $crate::store::sql::{backend, factor_id, sealing, user_id};
+                const SAMPLES: [&str; 2] = [
+                    "SELECT user_id, factor_id, sealed FROM verrou_key_check LIMIT 1",
+                    "SELECT user_id, factor_id, sealed FROM verrou_totp_active LIMIT 1",
+                ];
+                let mut checked = false;
+                for (index, sample) in SAMPLES.into_iter().enumerate() {
+                    let row = sqlx::query(sample)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(backend("read the key check"))?;
+                    let Some(row) = row else { continue };
+                    let decode = || backend("decode the key check");
+                    let user = user_id(&row.try_get::<String, _>(0).map_err(decode())?)?;
+                    let factor = factor_id(&row.try_get::<String, _>(1).map_err(decode())?)?;
+                    let sealed: Vec<u8> = row.try_get(2).map_err(decode())?;
+                    match self.keys.open(&sealed, &user, &factor) {
+                        Ok(_) => {}
+                        Err(error @ (KeyRingError::UnknownKey | KeyRingError::Authentication)) => {
+                            return Err(StoreError::with_source(
+                                StoreErrorKind::KeyMismatch,
+                                "the key ring does not match this store: none of its keys \
+                                 opens the store's secrets (check VERROU_KEYS)",
+                                error,
+                            ));
+                        }
+                        Err(error) => return Err(sealing("open the key check")(error)),
+                    }
+                    checked = index == 0;
+                    break;
+                }
+                if !checked {
+                    let (user, factor, secret) = $crate::store::sql::key_check_value()?;
+                    let sealed = self
+                        .keys
+                        .seal(&secret, &user, &factor)
+                        .map_err(sealing("seal the key check"))?;
+                    sqlx::query(
+                        "INSERT INTO verrou_key_check (user_id, factor_id, sealed) \
+                         VALUES ($1, $2, $3) ON CONFLICT (user_id) DO NOTHING",
+                    )
+                    .bind(user.as_str())
+                    .bind(factor.to_string())
+                    .bind(sealed)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend("write the key check"))?;
+                }
+                Ok(())
+            }
+
+            /// Re-seals the key check under the active key (part of a rotation, not counted
+            /// in its report). Left as it is if it cannot be opened or changed meanwhile.
+            async fn reseal_key_check(&self) -> Result<(), $crate::error::StoreError> {
+                use sqlx::Row as _;
+                let row = sqlx::query("SELECT user_id, factor_id, sealed FROM verrou_key_check")
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::store::sql::backend("read the key check"))?;
+                let Some(row) = row else { return Ok(()) };
+                let decode = || $crate::store::sql::backend("decode the key check");
+                let user: String = row.try_get(0).map_err(decode())?;
+                let factor: String = row.try_get(1).map_err(decode())?;
+                let sealed: Vec<u8> = row.try_get(2).map_err(decode())?;
+                if $crate::keyring::KeyRing::sealed_with(&sealed).ok().as_ref()
+                    == Some(self.keys.active_id())
+                {
+                    return Ok(());
+                }
+                let update = "UPDATE verrou_key_check SET sealed = $4 \
+                              WHERE user_id = $1 AND factor_id = $2 AND sealed = $3";
+                // A check that does not open is reported when a store opens, not here.
+                let _ = self.reseal_row(update, &user, &factor, &sealed).await?;
+                Ok(())
             }
 
             /// Closes every connection; later operations fail.
@@ -296,6 +383,7 @@ macro_rules! impl_sql_store {
                 &self,
                 limit: usize,
             ) -> Result<$crate::store::ResealReport, $crate::error::StoreError> {
+                self.reseal_key_check().await?;
                 use sqlx::Row as _;
                 use $crate::store::sql::backend;
                 // Both tables hold sealed secrets; each is read in pages in user-id order.

@@ -3,11 +3,13 @@
 use crate::error::{StoreError, StoreErrorKind};
 
 /// The schema version this build of verrou writes. A database at a later version is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// Migration `i` takes the schema from version `i` to `i + 1` (version 1: factors, recovery
 /// codes, throttle counters; version 2: the audit trail; version 3: sessions and their device
-/// bindings, and the audit trail's session column). Written once for both
+/// bindings, and the audit trail's session column; version 4: the key check, a value sealed
+/// under the ring that created the store, so a foreign ring is refused at open). Written once
+/// for both
 /// dialects: `{blob}` becomes the binary type and `{serial}` the auto-increment key.
 const MIGRATIONS: &[&str] = &[
     r"
@@ -92,6 +94,13 @@ CREATE TABLE verrou_session_bindings (
 );
 ALTER TABLE verrou_audit ADD COLUMN session_id TEXT;
 ",
+    r"
+CREATE TABLE verrou_key_check (
+    user_id   TEXT PRIMARY KEY,
+    factor_id TEXT NOT NULL,
+    sealed    {blob} NOT NULL
+);
+",
 ];
 
 /// How a dialect spells the types the migrations leave open.
@@ -156,9 +165,10 @@ mod tests {
     #[test]
     fn an_older_database_gets_only_the_missing_ones() {
         let missing = pending_migrations(1, &TEST).unwrap();
-        assert_eq!(missing.len(), 2);
+        assert_eq!(missing.len(), 3);
         assert!(missing[0].1.contains("verrou_audit"));
         assert!(missing[1].1.contains("verrou_sessions"));
+        assert!(missing[2].1.contains("verrou_key_check"));
         assert!(pending_migrations(SCHEMA_VERSION, &TEST)
             .unwrap()
             .is_empty());

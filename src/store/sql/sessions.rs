@@ -301,24 +301,58 @@ macro_rules! impl_sql_sessions {
             ) -> Result<bool, $crate::error::StoreError> {
                 use $crate::store::sql::{backend, code, to_db};
                 let (when, method) = elevation.second_factor;
-                let swapped = sqlx::query(
-                    "UPDATE verrou_sessions SET token_hash = $3, assurance = $4, \
-                     second_factor_at = $5, second_factor_method = $6, signals = $7, \
-                     expires_at = $8 WHERE session_id = $1 AND token_hash = $2",
-                )
-                .bind(session.to_string())
-                .bind(current.to_hex())
-                .bind(elevation.token.to_hex())
-                .bind(code(&$crate::store::sql::sessions::ASSURANCES, &$crate::session::Assurance::SecondFactor))
-                .bind(to_db(when.unix_seconds())?)
-                .bind(code(&$crate::SecondFactorMethod::ALL, &method))
-                .bind(elevation.signals.map(|s| s.to_hex()))
-                .bind(to_db(elevation.expires_at.unix_seconds())?)
-                .execute(&self.pool)
-                .await
-                .map_err(backend("elevate a session"))?
-                .rows_affected();
-                Ok(swapped == 1)
+                let mut tx = self.write("elevate a session").await?;
+                let result: Result<_, $crate::error::StoreError> = async {
+                    let swapped = sqlx::query(
+                        "UPDATE verrou_sessions SET token_hash = $3, assurance = $4, \
+                         second_factor_at = $5, second_factor_method = $6, signals = $7, \
+                         expires_at = $8 WHERE session_id = $1 AND token_hash = $2",
+                    )
+                    .bind(session.to_string())
+                    .bind(current.to_hex())
+                    .bind(elevation.token.to_hex())
+                    .bind(code(&$crate::store::sql::sessions::ASSURANCES, &$crate::session::Assurance::SecondFactor))
+                    .bind(to_db(when.unix_seconds())?)
+                    .bind(code(&$crate::SecondFactorMethod::ALL, &method))
+                    .bind(elevation.signals.map(|s| s.to_hex()))
+                    .bind(to_db(elevation.expires_at.unix_seconds())?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("elevate a session"))?
+                    .rows_affected();
+                    if swapped != 1 {
+                        return Ok(false);
+                    }
+                    if let Some(offer) = &elevation.binding {
+                        // Replaces the binding whole, its version one past the old one's: a
+                        // concurrent compare-and-set on the old version fails.
+                        let offer = $crate::session::BindingRecord { version: 1, ..offer.clone() };
+                        let query = sqlx::query(concat!(
+                            "INSERT INTO verrou_session_bindings (session_id, ",
+                            $crate::store::sql::sessions::binding_columns!(),
+                            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                             ON CONFLICT (session_id) DO UPDATE SET \
+                             version = verrou_session_bindings.version + 1, \
+                             offered_at = excluded.offered_at, device_key = excluded.device_key, \
+                             binding_kind = excluded.binding_kind, challenge = excluded.challenge, \
+                             challenge_expires = excluded.challenge_expires, \
+                             prev_challenge = excluded.prev_challenge, \
+                             prev_challenge_expires = excluded.prev_challenge_expires, \
+                             cookie_hash = excluded.cookie_hash, \
+                             cookie_expires = excluded.cookie_expires, \
+                             prev_cookie_hash = excluded.prev_cookie_hash, \
+                             prev_cookie_expires = excluded.prev_cookie_expires"
+                        ));
+                        Self::bind_binding(query.bind(session.to_string()), &offer)?
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(backend("offer a session binding"))?;
+                    }
+                    Self::insert_audit(&mut *tx, elevation.record).await?;
+                    Ok(true)
+                }
+                .await;
+                Self::finish(tx, result).await
             }
 
             async fn revoke_sessions(

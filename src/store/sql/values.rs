@@ -138,6 +138,18 @@ pub(crate) fn sealing(context: &'static str) -> impl FnOnce(crate::KeyRingError)
     move |error| StoreError::with_source(StoreErrorKind::Corrupt, context, error)
 }
 
+/// The key check's row: a fixed user and factor id, and a fixed (non-secret) value. Only
+/// whether a ring opens its sealed form matters.
+pub(crate) fn key_check_value() -> Result<(UserId, FactorId, crate::secret::TotpSecret), StoreError>
+{
+    let broken = || corrupt("the key check value cannot be built");
+    let user = UserId::new("verrou-key-check").map_err(|_| broken())?;
+    let factor = FactorId::parse("00000000000000000000000000000000").map_err(|_| broken())?;
+    let secret = crate::secret::TotpSecret::from_base32("KEYCHECKKEYCHECKKEYCHECKKEYCHECK")
+        .map_err(|_| broken())?;
+    Ok((user, factor, secret))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
