@@ -1,0 +1,47 @@
+//! Audit emission: every event to `tracing`, the store's trail and the sink.
+
+use super::{ClientContext, Verrou};
+use crate::audit::{self, AuditEvent, AuditKind};
+use crate::clock::{Clock, Timestamp};
+use crate::error::Error;
+use crate::ids::UserId;
+use crate::store::Store;
+use crate::totp::MalformedCode;
+
+/// Input that is not a code changes nothing and is not an audit event, but a flood of it is
+/// worth seeing: a `debug` trace with the reason (never the input).
+pub(super) fn trace_malformed(user: &UserId, reason: MalformedCode) -> MalformedCode {
+    tracing::debug!(target: "verrou::audit", kind = "malformed_code", user = user.as_str(), %reason);
+    reason
+}
+
+impl<S: Store, C: Clock> Verrou<S, C> {
+    /// Records an event: on `tracing`, in the store's audit trail, and in the sink if one is
+    /// installed. A store failure fails the request with an error, rather than leave a silent
+    /// gap in the trail.
+    pub(super) async fn emit(
+        &self,
+        user: &UserId,
+        ctx: &ClientContext,
+        now: Timestamp,
+        kind: AuditKind,
+    ) -> Result<(), Error> {
+        let event = AuditEvent {
+            at: now,
+            user: user.clone(),
+            client: ctx.addr,
+            kind,
+        };
+        self.announce(&event);
+        self.store.record_audit(event).await?;
+        Ok(())
+    }
+
+    /// Sends an event to `tracing` and to the sink (the store's copy is written elsewhere).
+    pub(super) fn announce(&self, event: &AuditEvent) {
+        audit::trace(event.at, &event.user, event.client, &event.kind);
+        if let Some(sink) = &self.sink {
+            sink.record(event);
+        }
+    }
+}
