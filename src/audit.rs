@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::ids::{FactorId, SessionId, UserId};
-use crate::service::SecondFactorMethod;
 use crate::session::proof::ProofError;
-use crate::session::{BindingKind, RevocationReason};
+use crate::session::{BindingKind, RevocationReason, SecondFactorMethod};
 
 /// One audit event.
 #[derive(Clone, Debug, Eq, PartialEq)]

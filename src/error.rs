@@ -5,6 +5,7 @@
 //! never reported as "wrong code". Errors carry no secret: no code, secret, token or URI
 //! ever appears in a message.
 
+pub use crate::leaf_errors::{ConfigError, CryptoError, InputError};
 use std::fmt;
 
 /// Everything that can fail in verrou.
@@ -29,112 +30,6 @@ pub enum Error {
     /// Caller-supplied input (an identifier, account name, secret or URI) was rejected.
     #[error(transparent)]
     Input(#[from] InputError),
-}
-
-/// Input that verrou refuses, with the reason. Never echoes the input itself.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum InputError {
-    /// A user identifier is empty, too long or contains control characters.
-    #[error("user id must be 1 to {max} bytes without control characters")]
-    UserId {
-        /// The maximum length in bytes.
-        max: usize,
-    },
-    /// An organisation identifier is empty, too long or contains control characters.
-    #[error("organisation id must be 1 to {max} bytes without control characters")]
-    OrgId {
-        /// The maximum length in bytes.
-        max: usize,
-    },
-    /// A factor identifier is not 32 lowercase hexadecimal characters.
-    #[error("factor id must be 32 lowercase hexadecimal characters")]
-    FactorId,
-    /// A session identifier is not 32 lowercase hexadecimal characters.
-    #[error("session id must be 32 lowercase hexadecimal characters")]
-    SessionId,
-    /// An issuer or account name cannot be put in an `otpauth://` label.
-    #[error("{field} must be 1 to {max} bytes, without ':' or control characters, and not start or end with a space")]
-    Label {
-        /// Which part of the label: `issuer` or `account name`.
-        field: &'static str,
-        /// The maximum length in bytes.
-        max: usize,
-    },
-    /// A Base32 secret could not be imported.
-    #[error(transparent)]
-    Secret(#[from] crate::secret::SecretParseError),
-    /// An `otpauth://` URI could not be parsed.
-    #[error(transparent)]
-    Uri(#[from] crate::totp::UriError),
-    /// A QR code could not be rendered.
-    #[error(transparent)]
-    Qr(#[from] crate::totp::QrError),
-}
-
-/// A setting that is impossible, or so permissive that it weakens the factor.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// TOTP codes have 6 to 8 digits (RFC 4226 §5.3).
-    #[error("digits must be 6, 7 or 8")]
-    Digits,
-    /// The period is out of the supported range.
-    #[error("period must be between {min} and {max} seconds")]
-    Period {
-        /// Smallest period in seconds.
-        min: u64,
-        /// Largest period in seconds.
-        max: u64,
-    },
-    /// The skew window accepts so many steps that it weakens the factor.
-    #[error("skew window must be at most ±{max} steps")]
-    Skew {
-        /// Largest accepted skew in steps.
-        max: u8,
-    },
-    /// A generated secret must have at least 128 bits.
-    #[error("secret length must be between {min} and {max} bytes")]
-    SecretLength {
-        /// Minimum length in bytes.
-        min: usize,
-        /// Maximum length in bytes.
-        max: usize,
-    },
-    /// The throttling policy is inconsistent or too permissive.
-    #[error("throttle policy: {0}")]
-    Throttle(&'static str),
-    /// A duration setting is zero or absurdly long.
-    #[error("{0} is out of range")]
-    Duration(&'static str),
-    /// A recovery-code setting is out of range.
-    #[error("recovery codes: {0}")]
-    Recovery(&'static str),
-    /// A session setting is out of range or unusable.
-    #[error("sessions: {0}")]
-    Session(&'static str),
-    /// The issuer shown in authenticator apps is not a valid label.
-    #[error("issuer: {0}")]
-    Issuer(InputError),
-}
-
-/// A cryptographic failure: never caused by a wrong code, always worth an alert.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CryptoError {
-    /// The operating system's random number generator failed.
-    #[error("the operating system's random number generator failed")]
-    Rng,
-    /// A stored secret or its parameters cannot produce a code.
-    #[error("a stored TOTP secret or its parameters are unusable")]
-    UnusableSecret,
-    /// A stored recovery-code hash is malformed or asks for parameters outside verrou's
-    /// bounds (see [`crate::recovery::StoredHashError`]); nothing was hashed.
-    #[error("a stored recovery-code hash is unusable: {0}")]
-    StoredHash(crate::recovery::StoredHashError),
-    /// A recovery-code hash could not be computed.
-    #[error("a recovery-code hash could not be computed")]
-    Hashing,
 }
 
 /// The API was used in a way that would weaken the factor.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rand::rngs::SysRng;
 use rand::TryRng;
 
-use crate::error::{CryptoError, InputError};
+use crate::leaf_errors::{CryptoError, InputError};
 
 /// The portal's identifier for a user: 1 to 256 bytes, no control characters and no
 /// invisible formatting characters (bidirectional overrides and isolates, zero-width

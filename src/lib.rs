@@ -48,6 +48,7 @@ pub mod clock;
 pub mod error;
 pub mod ids;
 pub mod keyring;
+mod leaf_errors;
 pub mod lockout;
 pub mod recovery;
 pub mod secret;

@@ -25,7 +25,7 @@
 use std::time::Duration;
 
 use crate::clock::Timestamp;
-use crate::error::ConfigError;
+use crate::leaf_errors::ConfigError;
 
 /// NIST SP 800-63B: at most 100 consecutive failed attempts on one account.
 pub const NIST_MAX_CONSECUTIVE_FAILURES: u32 = 100;

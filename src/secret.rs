@@ -16,7 +16,8 @@ use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::error::{ConfigError, CryptoError};
+pub use crate::leaf_errors::SecretParseError;
+use crate::leaf_errors::{ConfigError, CryptoError};
 
 const ALPHABET: base32::Alphabet = base32::Alphabet::Rfc4648 { padding: false };
 
@@ -167,39 +168,6 @@ impl PartialEq for TotpSecret {
 }
 
 impl Eq for TotpSecret {}
-
-/// Why a secret could not be imported. Never contains the secret or a character of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SecretParseError {
-    /// Nothing but spaces and padding.
-    #[error("the secret is empty")]
-    Empty,
-    /// A character outside `A–Z`, `a–z`, `2–7`, space and trailing `=`.
-    #[error("the secret has a character that is not Base32 at byte {position}")]
-    InvalidCharacter {
-        /// Byte offset in the input.
-        position: usize,
-    },
-    /// `=` padding followed by more Base32 characters.
-    #[error("the secret has '=' padding before its end (byte {position})")]
-    MisplacedPadding {
-        /// Byte offset of the character after the padding.
-        position: usize,
-    },
-    /// The number of Base32 characters cannot encode whole bytes.
-    #[error("the secret has a Base32 length that cannot encode whole bytes")]
-    InvalidLength,
-    /// Fewer than 128 bits.
-    #[error("the secret has {bits} bits; at least 128 are required")]
-    TooShort {
-        /// Bits in the decoded secret.
-        bits: usize,
-    },
-    /// More than 512 bits, or more text than any secret needs.
-    #[error("the secret is longer than verrou accepts")]
-    TooLong,
-}
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,8 @@ use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Versio
 use rand::rngs::SysRng;
 use rand::TryRng;
 
-use crate::error::CryptoError;
+use crate::leaf_errors::CryptoError;
+pub use crate::leaf_errors::StoredHashError;
 
 /// argon2id parameters. The default is OWASP's minimum for argon2id: 19 MiB, 2 passes,
 /// 1 lane.
@@ -67,22 +68,6 @@ impl Default for HashParams {
 
 const OUTPUT_LEN: usize = 32;
 const SALT_LEN: usize = 16;
-
-/// A stored hash that verrou will not use.
-#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoredHashError {
-    /// Not a PHC string.
-    #[error("the stored recovery-code hash is not a PHC string")]
-    Format,
-    /// Not argon2id version 19.
-    #[error("the stored recovery-code hash is not argon2id v19")]
-    Algorithm,
-    /// Memory, passes, lanes, salt or output outside verrou's bounds (a tampered row asking
-    /// for gigabytes or billions of passes).
-    #[error("the stored recovery-code hash has parameters outside verrou's bounds")]
-    Parameters,
-}
 
 /// A PHC string for an argon2id hash of `code`, with a fresh random salt.
 pub(crate) fn hash_code(code: &[u8], params: HashParams) -> Result<String, CryptoError> {

@@ -14,7 +14,6 @@
 //! [`RecoveryCodeInput::MAX_INPUT_LEN`] bytes, or not exactly 16 characters — is a
 //! [`MalformedRecoveryCode`], decided before any hashing.
 
-mod gate;
 mod hash;
 
 use std::fmt;
@@ -24,10 +23,9 @@ use rand::TryRng;
 use secrecy::SecretString;
 use zeroize::{Zeroize, Zeroizing};
 
-pub(crate) use self::gate::HashGate;
 pub(crate) use self::hash::{dummy_hash, hash_code, verify_code};
 pub use self::hash::{validate_stored_hash, HashParams, StoredHashError};
-use crate::error::CryptoError;
+use crate::leaf_errors::CryptoError;
 
 /// Crockford's Base32 alphabet: no I, L, O or U.
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";

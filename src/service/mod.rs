@@ -11,6 +11,7 @@ mod config;
 mod context;
 mod emit;
 mod enrollment;
+mod hash_gate;
 mod import;
 mod operator;
 mod proof;
@@ -26,7 +27,7 @@ use self::emit::trace_malformed;
 pub use self::enrollment::{EnrollmentOffer, EnrollmentOutcome, ReenrollmentOutcome};
 pub use self::import::ImportedFactor;
 pub use self::operator::{DisableOutcome, ThrottleStatus};
-pub use self::proof::{SecondFactorMethod, SecondFactorProof};
+pub use self::proof::SecondFactorProof;
 pub use self::recovery_codes::{RecoveryCodeSet, RecoveryCodesOutcome, RecoveryOutcome};
 pub use self::sessions::{
     ActiveSession, Elevated, ElevationOutcome, NewSession, SecondFactorPassed, SessionCookies,
@@ -35,14 +36,15 @@ pub use self::sessions::{
 use self::throttle::{Counted, Refusal};
 use self::verify::Checked;
 pub use self::verify::{TotpAccepted, TotpOutcome};
+pub use crate::session::SecondFactorMethod;
 
 use std::fmt;
 use std::sync::Arc;
 
+use self::hash_gate::HashGate;
 use crate::audit::AuditSink;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::Error;
-use crate::recovery::HashGate;
 use crate::store::Store;
 
 /// verrou's service: what most portals use.

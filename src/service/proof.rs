@@ -2,6 +2,7 @@
 
 use crate::clock::Timestamp;
 use crate::ids::{SessionId, UserId};
+use crate::session::SecondFactorMethod;
 
 /// Proof that `user` passed a second factor at `verified_at`.
 ///
@@ -44,22 +45,6 @@ pub struct SecondFactorProof {
     pub(super) method: SecondFactorMethod,
     /// `Some` when the proof stands for a session's earlier second factor.
     pub(super) session: Option<SessionId>,
-}
-
-/// How a second factor was passed.
-#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
-#[non_exhaustive]
-pub enum SecondFactorMethod {
-    /// A TOTP code from the enrolled app.
-    Totp,
-    /// A recovery code: second-factor assurance, but the user has probably lost the app.
-    /// Urge them to re-enrol (and to regenerate their codes).
-    RecoveryCode,
-}
-
-impl SecondFactorMethod {
-    /// Every method, for stores that keep them as codes.
-    pub const ALL: [Self; 2] = [Self::Totp, Self::RecoveryCode];
 }
 
 impl SecondFactorProof {

@@ -12,10 +12,10 @@ use crate::ids::{OrgId, SessionId, UserId};
 use crate::session::cookie::{cookie_value, set_cookie, BOUND_COOKIE, SESSION_COOKIE};
 use crate::session::token::TokenKind;
 use crate::session::{
-    Assurance, BindingMode, BindingRecord, Challenge, Elevation, ExpiryReason, IssuedChallenge,
-    Requirement, RevocationReason, RevocationScope, SessionRecord, SessionToken, StepUpReason,
+    Assurance, BindingMode, BindingRecord, Challenge, ExpiryReason, IssuedChallenge, Requirement,
+    RevocationReason, RevocationScope, SessionRecord, SessionToken, StepUpReason,
 };
-use crate::store::{RevocationContext, Store};
+use crate::store::{Elevation, RevocationContext, Store};
 
 /// A session just created: set its token as the session cookie (see
 /// [`crate::session::cookie::set_cookie`]).

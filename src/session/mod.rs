@@ -20,11 +20,9 @@ use std::time::Duration;
 
 use self::proof::DeviceKey;
 pub use self::token::{MalformedToken, SessionToken, TokenHash};
-use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
-use crate::error::{ConfigError, CryptoError};
 use crate::ids::{OrgId, SessionId, UserId};
-use crate::service::SecondFactorMethod;
+use crate::leaf_errors::{ConfigError, CryptoError};
 
 /// How much a session has proven.
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
@@ -283,27 +281,20 @@ pub struct SessionRecord {
     pub signals: Option<TokenHash>,
 }
 
-/// What elevating a session (or a step-up) changes, atomically with the token swap.
-#[derive(Clone, Debug, Eq, PartialEq)]
-#[allow(
-    clippy::exhaustive_structs,
-    reason = "a record store implementations write"
-)]
-pub struct Elevation {
-    /// The new token's hash (the old token stops working).
-    pub token: TokenHash,
-    /// The second factor just passed.
-    pub second_factor: (Timestamp, SecondFactorMethod),
-    /// The absolute expiry from now on (a password-only session's is short).
-    pub expires_at: Timestamp,
-    /// The soft signals seen with it.
-    pub signals: Option<TokenHash>,
-    /// The binding offer stored with it, replacing the session's binding and any registered
-    /// key (`None` when binding is off). The store numbers its version one past the binding
-    /// it replaces (1 if none), whatever `version` says.
-    pub binding: Option<BindingRecord>,
-    /// The elevation's audit record, stored in the same transaction.
-    pub record: AuditEvent,
+/// How a second factor was passed.
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+#[non_exhaustive]
+pub enum SecondFactorMethod {
+    /// A TOTP code from the enrolled app.
+    Totp,
+    /// A recovery code: second-factor assurance, but the user has probably lost the app.
+    /// Urge them to re-enrol (and to regenerate their codes).
+    RecoveryCode,
+}
+
+impl SecondFactorMethod {
+    /// Every method, for stores that keep them as codes.
+    pub const ALL: [Self; 2] = [Self::Totp, Self::RecoveryCode];
 }
 
 /// Which device-binding client registered.

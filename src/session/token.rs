@@ -9,7 +9,7 @@ use rand::TryRng;
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::error::CryptoError;
+use crate::leaf_errors::CryptoError;
 
 /// Random bytes in a token: 256 bits.
 const TOKEN_BYTES: usize = 32;

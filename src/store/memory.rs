@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::sessions::{RevocationContext, SessionStore};
+use super::sessions::{Elevation, RevocationContext, SessionStore};
 use super::{
     Activation, Consumption, PendingTotp, RecoveryCodeRecord, Replacement, Reservation,
     StepAdvance, Store, ThrottleKey, TotpFactor,
@@ -17,9 +17,7 @@ use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{FactorId, SessionId, UserId};
 use crate::lockout::{ThrottlePolicy, ThrottleState};
 use crate::recovery::Lookup;
-use crate::session::{
-    Assurance, BindingRecord, Elevation, RevocationScope, SessionRecord, TokenHash,
-};
+use crate::session::{Assurance, BindingRecord, RevocationScope, SessionRecord, TokenHash};
 
 /// A store in process memory. Clones share the same data, like handles to one database.
 /// The audit trail keeps the newest [`MEMORY_AUDIT_CAPACITY`] events.

@@ -22,7 +22,7 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr};
 
 pub use self::memory::{MemoryStore, MEMORY_AUDIT_CAPACITY};
-pub use self::sessions::{RevocationContext, SessionStore};
+pub use self::sessions::{Elevation, RevocationContext, SessionStore};
 #[cfg(feature = "postgres")]
 pub use self::sql::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]

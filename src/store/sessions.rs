@@ -16,8 +16,31 @@ use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::ids::{SessionId, UserId};
 use crate::session::{
-    BindingRecord, Elevation, RevocationReason, RevocationScope, SessionRecord, TokenHash,
+    BindingRecord, RevocationReason, RevocationScope, SecondFactorMethod, SessionRecord, TokenHash,
 };
+
+/// What elevating a session (or a step-up) changes, atomically with the token swap.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[allow(
+    clippy::exhaustive_structs,
+    reason = "a record store implementations write"
+)]
+pub struct Elevation {
+    /// The new token's hash (the old token stops working).
+    pub token: TokenHash,
+    /// The second factor just passed.
+    pub second_factor: (Timestamp, SecondFactorMethod),
+    /// The absolute expiry from now on (a password-only session's is short).
+    pub expires_at: Timestamp,
+    /// The soft signals seen with it.
+    pub signals: Option<TokenHash>,
+    /// The binding offer stored with it, replacing the session's binding and any registered
+    /// key (`None` when binding is off). The store numbers its version one past the binding
+    /// it replaces (1 if none), whatever `version` says.
+    pub binding: Option<BindingRecord>,
+    /// The elevation's audit record, stored in the same transaction.
+    pub record: AuditEvent,
+}
 
 /// A revocation's context: when, from where, and why (for the audit records).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]

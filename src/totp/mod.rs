@@ -16,7 +16,7 @@ pub use self::qr::{qr_png, qr_svg, qr_svg_inline, qr_terminal, QrError};
 pub(crate) use self::uri::validate_label;
 pub use self::uri::{OtpAuthUri, UriError, MAX_URI_LEN};
 use crate::clock::Timestamp;
-use crate::error::{ConfigError, CryptoError};
+use crate::leaf_errors::{ConfigError, CryptoError};
 use crate::secret::TotpSecret;
 
 /// The HMAC hash function of a TOTP factor.

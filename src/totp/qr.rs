@@ -3,6 +3,7 @@
 //! The payload is secret (it contains the TOTP secret), so the images are returned wrapped
 //! in secrecy types that are wiped on drop and redacted in `Debug`.
 
+pub use crate::leaf_errors::QrError;
 use qrcode::{Color, EcLevel, QrCode};
 use secrecy::{SecretSlice, SecretString};
 
@@ -10,18 +11,6 @@ use secrecy::{SecretSlice, SecretString};
 const PNG_MODULE_PIXELS: usize = 8;
 /// Light modules around the symbol (ISO/IEC 18004 asks for 4).
 const QUIET_ZONE_MODULES: usize = 4;
-
-/// A QR code could not be produced.
-#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum QrError {
-    /// The data does not fit in a QR code.
-    #[error("the data does not fit in a QR code")]
-    DataTooLong,
-    /// The PNG encoder failed.
-    #[error("the PNG encoder failed")]
-    Png,
-}
 
 fn encode(data: &str) -> Result<QrCode, QrError> {
     QrCode::with_error_correction_level(data.as_bytes(), EcLevel::M)

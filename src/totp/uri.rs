@@ -16,8 +16,8 @@ use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use super::{Algorithm, TotpParams};
-use crate::error::InputError;
-use crate::secret::{SecretParseError, TotpSecret};
+use crate::leaf_errors::InputError;
+use crate::secret::TotpSecret;
 
 /// Characters percent-encoded in labels and parameter values: all but RFC 3986 unreserved.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -26,8 +26,7 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// Longest URI [`OtpAuthUri::parse`] looks at.
-pub const MAX_URI_LEN: usize = 2048;
+pub use crate::leaf_errors::{UriError, MAX_URI_LEN};
 const MAX_ISSUER_LEN: usize = 128;
 const MAX_ACCOUNT_LEN: usize = 256;
 const MAX_PARAMETERS: usize = 16;
@@ -181,7 +180,7 @@ impl OtpAuthUri {
         };
         let digits = u8::try_from(digits).map_err(|_| UriError::InvalidParameter("digits"))?;
         let params = TotpParams::new(algorithm, digits, period).map_err(|err| match err {
-            crate::error::ConfigError::Digits => UriError::InvalidParameter("digits"),
+            crate::leaf_errors::ConfigError::Digits => UriError::InvalidParameter("digits"),
             _ => UriError::InvalidParameter("period"),
         })?;
 
@@ -255,51 +254,10 @@ pub(crate) fn validate_label(
     Ok(())
 }
 
-/// Why an `otpauth://` URI was refused. Never contains the URI or the secret.
-#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum UriError {
-    /// Longer than any real otpauth URI.
-    #[error("the URI is longer than {MAX_URI_LEN} bytes")]
-    TooLong,
-    /// Not an `otpauth://TYPE/LABEL` URI.
-    #[error("not an otpauth:// URI")]
-    NotOtpAuth,
-    /// An `otpauth://hotp/` (or other) URI: only TOTP is supported.
-    #[error("only otpauth://totp/ URIs are supported")]
-    UnsupportedType,
-    /// A stray `#`, an empty or duplicated key, a parameter without `=`, or too many parameters.
-    #[error("the URI is malformed")]
-    Malformed,
-    /// A `%` not followed by two hexadecimal digits.
-    #[error("the URI has an invalid percent-escape")]
-    BadPercentEncoding,
-    /// A decoded component is not UTF-8.
-    #[error("the URI decodes to invalid UTF-8")]
-    NotUtf8,
-    /// No `secret` parameter.
-    #[error("the URI has no secret")]
-    MissingSecret,
-    /// A parameter appears twice.
-    #[error("the URI repeats a parameter")]
-    DuplicateParameter,
-    /// The label's issuer differs from the `issuer` parameter.
-    #[error("the label issuer and the issuer parameter differ")]
-    IssuerMismatch,
-    /// The issuer or account name is not a valid label.
-    #[error("the URI has an invalid {0}")]
-    InvalidLabel(&'static str),
-    /// A parameter value is out of range or unknown.
-    #[error("the URI has an invalid {0} parameter")]
-    InvalidParameter(&'static str),
-    /// The secret is not a valid Base32 secret.
-    #[error("the URI secret is invalid: {0}")]
-    Secret(SecretParseError),
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::SecretParseError;
 
     fn secret() -> TotpSecret {
         TotpSecret::from_bytes(b"12345678901234567890").unwrap()

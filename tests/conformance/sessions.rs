@@ -6,11 +6,11 @@ use std::time::Duration;
 use verrou::audit::{AuditEvent, AuditKind};
 use verrou::session::proof::ProofError;
 use verrou::session::{
-    Assurance, BindingKind, BindingMode, BindingRecord, Challenge, Elevation, ExpiryReason,
-    IssuedChallenge, Requirement, RevocationReason, RevocationScope, SessionPolicy, SessionRecord,
-    StepUpReason, TokenHash,
+    Assurance, BindingKind, BindingMode, BindingRecord, Challenge, ExpiryReason, IssuedChallenge,
+    Requirement, RevocationReason, RevocationScope, SessionPolicy, SessionRecord, StepUpReason,
+    TokenHash,
 };
-use verrou::store::{RevocationContext, Store};
+use verrou::store::{Elevation, RevocationContext, Store};
 use verrou::testing::InsecureDevice;
 use verrou::{
     BindingOutcome, ClientContext, ElevationOutcome, OrgId, RefreshOutcome, SecondFactorMethod,

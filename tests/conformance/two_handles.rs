@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use verrou::lockout::{ThrottlePolicy, ThrottleState};
 use verrou::recovery::Lookup;
-use verrou::session::{BindingRecord, Elevation, RevocationScope, SessionRecord, TokenHash};
+use verrou::session::{BindingRecord, RevocationScope, SessionRecord, TokenHash};
+use verrou::store::Elevation;
 use verrou::store::{
     Activation, Consumption, PendingTotp, RecoveryCodeRecord, Replacement, Reservation,
     StepAdvance, Store, ThrottleKey, TotpFactor,

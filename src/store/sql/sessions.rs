@@ -297,7 +297,7 @@ macro_rules! impl_sql_sessions {
                 &self,
                 session: $crate::ids::SessionId,
                 current: &$crate::session::TokenHash,
-                elevation: $crate::session::Elevation,
+                elevation: $crate::store::Elevation,
             ) -> Result<bool, $crate::error::StoreError> {
                 use $crate::store::sql::{backend, code, to_db};
                 let (when, method) = elevation.second_factor;

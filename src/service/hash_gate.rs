@@ -15,7 +15,7 @@ use crate::error::{CryptoError, Error};
 
 /// The argon2 limiter shared by one service.
 #[derive(Debug)]
-pub(crate) struct HashGate {
+pub(super) struct HashGate {
     permits: Arc<Semaphore>,
     in_flight: Arc<AtomicUsize>,
     max_in_flight: usize,
