@@ -321,6 +321,10 @@ const HOLDS_NO_CREDENTIAL: &[(&str, &str)] = &[
     ("MalformedToken", "an error: why a token did not parse"),
     ("StoreErrorKind", "the kind of a store failure"),
     (
+        "TotpAttempt",
+        "a factor id, throttle keys and policies, a step number and an audit record: never the code",
+    ),
+    (
         "Code",
         "no public constructor (only verrou computes codes); Debug is `Code([REDACTED])`",
     ),

@@ -17,9 +17,21 @@ pub(super) enum Refusal {
     Locked(Option<Timestamp>),
 }
 
+impl Refusal {
+    /// The refusal a closed gate means at `now`.
+    pub(super) fn from_gate(gate: Gate, now: Timestamp) -> Self {
+        match gate {
+            Gate::Backoff { until } => Self::Throttled(until.duration_since(now)),
+            Gate::Locked { until } => Self::Locked(until),
+            // A store that refuses with an open gate is broken: fail closed.
+            _ => Self::Throttled(Duration::from_secs(1)),
+        }
+    }
+}
+
 /// A counted attempt: the account counter after counting, to report a lock it started.
 pub(super) struct Counted {
-    account: ThrottleState,
+    pub(super) account: ThrottleState,
 }
 
 impl<S: Store, C: Clock> Verrou<S, C> {
@@ -61,12 +73,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     ) -> Result<Result<ThrottleState, Refusal>, Error> {
         Ok(match self.store.reserve_attempt(key, policy, now).await? {
             Reservation::Counted(state) => Ok(state),
-            Reservation::Refused(Gate::Backoff { until }) => {
-                Err(Refusal::Throttled(until.duration_since(now)))
-            }
-            Reservation::Refused(Gate::Locked { until }) => Err(Refusal::Locked(until)),
-            // A store that refuses with an open gate is broken: fail closed.
-            Reservation::Refused(_) => Err(Refusal::Throttled(Duration::from_secs(1))),
+            Reservation::Refused(gate) => Err(Refusal::from_gate(gate, now)),
         })
     }
 

@@ -11,7 +11,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::error::Error;
 use crate::ids::{FactorId, UserId};
 use crate::secret::TotpSecret;
-use crate::store::{StepAdvance, Store};
+use crate::store::{AttemptVerdict, Store, ThrottleKey, TotpAttempt};
 use crate::totp::{self, CodeGenerator, CodeInput, MalformedCode, TotpParams, WindowMatch};
 
 /// The outcome of [`Verrou::verify_totp`].
@@ -91,72 +91,88 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         let Some(factor) = self.store.active_totp(user).await? else {
             return Ok(TotpOutcome::NotEnrolled);
         };
-        let last_step = Some(factor.last_step);
-        let (matched, counted) = match self
-            .check_code(
-                user,
-                ctx,
-                now,
-                code,
-                &factor.secret,
-                factor.params,
-                last_step,
-            )
-            .await?
-        {
-            Checked::Malformed(reason) => {
-                return Ok(TotpOutcome::Malformed(trace_malformed(user, reason)))
-            }
-            Checked::Refused(Refusal::Throttled(retry_after)) => {
-                return Ok(TotpOutcome::Throttled { retry_after })
-            }
-            Checked::Refused(Refusal::Locked(until)) => return Ok(TotpOutcome::Locked { until }),
-            Checked::Compared { matched, counted } => (matched, counted),
+        let input = match CodeInput::parse(code, factor.params.digits()) {
+            Ok(input) => input,
+            Err(reason) => return Ok(TotpOutcome::Malformed(trace_malformed(user, reason))),
+        };
+        // The comparison is pure and takes microseconds: it runs first, and its result is
+        // revealed (or acted on) only if the throttle admits the attempt in the same
+        // transaction that counts it and accepts the step.
+        let generator = CodeGenerator::new(&factor.secret, factor.params)?;
+        let matched = totp::match_window(
+            &generator,
+            &input,
+            now,
+            self.config.skew,
+            Some(factor.last_step),
+        )?;
+        let (fresh_step, drift) = match matched {
+            WindowMatch::Fresh { step, drift } => (Some(step), drift),
+            _ => (None, 0),
         };
         let factor = factor.id;
-        let (step, drift) = match matched {
-            WindowMatch::Fresh { step, drift } => (step, drift),
-            WindowMatch::Used => return self.replayed(user, ctx, now, factor, &counted).await,
-            WindowMatch::NoMatch => {
-                self.emit(user, ctx, now, AuditKind::TotpInvalid { factor })
-                    .await?;
-                self.report_lock(user, ctx, now, &counted).await?;
-                return Ok(TotpOutcome::Invalid);
-            }
-        };
-        // Records the step, resets the account's failure count and stores the audit record,
-        // atomically: an accepted step is never missing from the trail.
         let accepted = AuditEvent {
             at: now,
             user: user.clone(),
             client: ctx.addr,
             kind: AuditKind::TotpAccepted {
                 factor,
-                step,
+                step: fresh_step.unwrap_or_default(),
                 drift,
             },
         };
-        match self
-            .store
-            .accept_totp_step(user, factor, step, accepted.clone())
-            .await?
-        {
-            StepAdvance::Advanced => self.announce(&accepted),
-            StepAdvance::AlreadyUsed => {
-                return self.replayed(user, ctx, now, factor, &counted).await
+        let address = match (&self.config.address_throttle, ctx.addr) {
+            (Some(policy), Some(addr)) => Some((
+                ThrottleKey::for_address_in_prefix(addr, self.config.ipv6_throttle_prefix),
+                policy,
+            )),
+            _ => None,
+        };
+        let attempt = TotpAttempt {
+            factor,
+            now,
+            address,
+            account: &self.config.account_throttle,
+            fresh_step,
+            accepted: accepted.clone(),
+        };
+        match self.store.attempt_totp(user, attempt).await? {
+            AttemptVerdict::Accepted => {
+                self.announce(&accepted);
+                Ok(TotpOutcome::Accepted(TotpAccepted {
+                    step: fresh_step.unwrap_or_default(),
+                    drift,
+                    proof: SecondFactorProof::new(user, now, SecondFactorMethod::Totp),
+                }))
             }
-            // The factor was replaced or removed while we checked: its codes are void.
-            StepAdvance::NoSuchFactor => {
+            AttemptVerdict::Rejected {
+                account,
+                step_taken,
+            } => {
+                let counted = Counted { account };
+                if step_taken || matched == WindowMatch::Used {
+                    return self.replayed(user, ctx, now, factor, &counted).await;
+                }
                 self.emit(user, ctx, now, AuditKind::TotpInvalid { factor })
                     .await?;
-                return Ok(TotpOutcome::Invalid);
+                self.report_lock(user, ctx, now, &counted).await?;
+                Ok(TotpOutcome::Invalid)
+            }
+            // The factor was replaced or removed while we checked: its codes are void.
+            AttemptVerdict::NoSuchFactor { .. } => {
+                self.emit(user, ctx, now, AuditKind::TotpInvalid { factor })
+                    .await?;
+                Ok(TotpOutcome::Invalid)
+            }
+            AttemptVerdict::Refused { gate, .. } => {
+                let refusal = Refusal::from_gate(gate, now);
+                self.report_refusal(user, ctx, now, &refusal).await?;
+                Ok(match refusal {
+                    Refusal::Throttled(retry_after) => TotpOutcome::Throttled { retry_after },
+                    Refusal::Locked(until) => TotpOutcome::Locked { until },
+                })
             }
         }
-        Ok(TotpOutcome::Accepted(TotpAccepted {
-            step,
-            drift,
-            proof: SecondFactorProof::new(user, now, SecondFactorMethod::Totp),
-        }))
     }
 
     /// The part every code check shares: parse the input for `params`, count the attempt,

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::sessions::{Elevation, RevocationContext, SessionStore};
 use super::{
-    Activation, Consumption, PendingTotp, RecoveryCodeRecord, Replacement, Reservation,
-    StepAdvance, Store, ThrottleKey, TotpFactor,
+    Activation, AttemptVerdict, Consumption, PendingTotp, RecoveryCodeRecord, Replacement,
+    Reservation, StepAdvance, Store, ThrottleKey, TotpAttempt, TotpFactor,
 };
 use crate::audit::AuditEvent;
 use crate::audit::AuditKind;
@@ -54,6 +54,53 @@ impl Inner {
     }
 
     /// Removes one session with its token index entry and binding.
+    /// [`Store::reserve_attempt`] inside the lock.
+    fn reserve(
+        &mut self,
+        key: &ThrottleKey<'_>,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> Reservation {
+        let counter = match *key {
+            ThrottleKey::Account(user) => &mut self.users.entry(user.clone()).or_default().throttle,
+            ThrottleKey::Address(addr) => self.addresses.entry(addr).or_default(),
+        };
+        let (next, reservation) = Reservation::decide(policy, counter, now);
+        if let Some(next) = next {
+            *counter = next;
+        }
+        reservation
+    }
+
+    /// [`Store::accept_totp_step`] inside the lock.
+    fn accept_step(
+        &mut self,
+        user: &UserId,
+        factor: FactorId,
+        step: u64,
+        record: AuditEvent,
+    ) -> StepAdvance {
+        let Some(entry) = self.users.get_mut(user) else {
+            return StepAdvance::NoSuchFactor;
+        };
+        let advance = match &mut entry.active {
+            Some(active) if active.id == factor => {
+                if step > active.last_step {
+                    active.last_step = step;
+                    entry.throttle = ThrottleState::default();
+                    StepAdvance::Advanced
+                } else {
+                    StepAdvance::AlreadyUsed
+                }
+            }
+            _ => StepAdvance::NoSuchFactor,
+        };
+        if advance == StepAdvance::Advanced {
+            self.append_audit(record);
+        }
+        advance
+    }
+
     fn remove_session(&mut self, id: SessionId) -> Option<SessionRecord> {
         let record = self.sessions.remove(&id)?;
         self.tokens.remove(&record.token);
@@ -150,26 +197,49 @@ impl Store for MemoryStore {
         step: u64,
         record: AuditEvent,
     ) -> Result<StepAdvance, StoreError> {
+        Ok(self.lock()?.accept_step(user, factor, step, record))
+    }
+
+    async fn attempt_totp(
+        &self,
+        user: &UserId,
+        attempt: TotpAttempt<'_>,
+    ) -> Result<AttemptVerdict, StoreError> {
         let mut inner = self.lock()?;
-        let Some(entry) = inner.users.get_mut(user) else {
-            return Ok(StepAdvance::NoSuchFactor);
-        };
-        let advance = match &mut entry.active {
-            Some(active) if active.id == factor => {
-                if step > active.last_step {
-                    active.last_step = step;
-                    entry.throttle = ThrottleState::default();
-                    StepAdvance::Advanced
-                } else {
-                    StepAdvance::AlreadyUsed
-                }
+        if let Some((key, policy)) = &attempt.address {
+            if let Reservation::Refused(gate) = inner.reserve(key, policy, attempt.now) {
+                return Ok(AttemptVerdict::Refused {
+                    by_address: true,
+                    gate,
+                });
             }
-            _ => StepAdvance::NoSuchFactor,
-        };
-        if advance == StepAdvance::Advanced {
-            inner.append_audit(record);
         }
-        Ok(advance)
+        let key = ThrottleKey::Account(user);
+        let account = match inner.reserve(&key, attempt.account, attempt.now) {
+            Reservation::Counted(state) => state,
+            Reservation::Refused(gate) => {
+                return Ok(AttemptVerdict::Refused {
+                    by_address: false,
+                    gate,
+                })
+            }
+        };
+        let Some(step) = attempt.fresh_step else {
+            return Ok(AttemptVerdict::Rejected {
+                account,
+                step_taken: false,
+            });
+        };
+        Ok(
+            match inner.accept_step(user, attempt.factor, step, attempt.accepted) {
+                StepAdvance::Advanced => AttemptVerdict::Accepted,
+                StepAdvance::AlreadyUsed => AttemptVerdict::Rejected {
+                    account,
+                    step_taken: true,
+                },
+                _ => AttemptVerdict::NoSuchFactor { account },
+            },
+        )
     }
 
     async fn replace_recovery_codes(
@@ -253,19 +323,7 @@ impl Store for MemoryStore {
         policy: &ThrottlePolicy,
         now: Timestamp,
     ) -> Result<Reservation, StoreError> {
-        let mut inner = self.lock()?;
-        let counter = match *key {
-            ThrottleKey::Account(user) => match inner.users.get_mut(user) {
-                Some(entry) => &mut entry.throttle,
-                None => &mut inner.users.entry(user.clone()).or_default().throttle,
-            },
-            ThrottleKey::Address(addr) => inner.addresses.entry(addr).or_default(),
-        };
-        let (next, reservation) = Reservation::decide(policy, counter, now);
-        if let Some(next) = next {
-            *counter = next;
-        }
-        Ok(reservation)
+        Ok(self.lock()?.reserve(key, policy, now))
     }
 
     async fn clear_throttle(&self, key: &ThrottleKey<'_>) -> Result<(), StoreError> {

@@ -146,6 +146,59 @@ pub enum StepAdvance {
     NoSuchFactor,
 }
 
+/// One TOTP verification as one store operation ([`Store::attempt_totp`]): the attempt is
+/// counted against the throttle and, if admitted and the code matched a fresh step, the step
+/// is accepted with its audit record, all in one write transaction.
+#[derive(Clone, Debug)]
+#[allow(
+    clippy::exhaustive_structs,
+    reason = "parameters the service builds and stores read"
+)]
+pub struct TotpAttempt<'a> {
+    /// The factor the code was checked against.
+    pub factor: FactorId,
+    /// When.
+    pub now: Timestamp,
+    /// The client address's counter and policy, when the address throttle is on.
+    pub address: Option<(ThrottleKey<'a>, &'a ThrottlePolicy)>,
+    /// The account's policy.
+    pub account: &'a ThrottlePolicy,
+    /// The step the code matched, if it is later than the last accepted step the check saw.
+    pub fresh_step: Option<u64>,
+    /// The audit record to store with an acceptance.
+    pub accepted: AuditEvent,
+}
+
+/// Result of [`Store::attempt_totp`].
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum AttemptVerdict {
+    /// A throttle refused the attempt (`by_address` says which; an address refusal comes
+    /// first and leaves the account untouched): nothing about the code may be revealed.
+    Refused {
+        /// Whether the address's counter refused (else the account's).
+        by_address: bool,
+        /// Its gate.
+        gate: Gate,
+    },
+    /// Counted, then accepted: the step is recorded, the account's count reset and the audit
+    /// record stored.
+    Accepted,
+    /// Counted, and not accepted: the code matched no fresh step, or its step was accepted
+    /// meanwhile (`step_taken`). `account` is the counter after counting.
+    Rejected {
+        /// The account's counter after this attempt.
+        account: ThrottleState,
+        /// The matched step had been accepted meanwhile (a replay lost the race).
+        step_taken: bool,
+    },
+    /// Counted; the user's active factor is no longer the one checked.
+    NoSuchFactor {
+        /// The account's counter after this attempt.
+        account: ThrottleState,
+    },
+}
+
 /// What a throttle counter is attached to (borrowed: building one costs nothing).
 #[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
 #[non_exhaustive]
@@ -269,6 +322,64 @@ pub trait Store: SessionStore + Send + Sync {
         step: u64,
         record: AuditEvent,
     ) -> impl Future<Output = Result<StepAdvance, StoreError>> + Send;
+
+    /// Atomically (one write transaction in SQL backends): counts the attempt on the
+    /// address counter (if any) and the account counter, stopping at the first refusal; then,
+    /// if `attempt.fresh_step` is set, does what [`Store::accept_totp_step`] does. A
+    /// verification is then one durable commit.
+    ///
+    /// The default runs [`Store::reserve_attempt`] and [`Store::accept_totp_step`] one after
+    /// the other: each atomic, the pair not (a crash in between leaves a counted attempt whose
+    /// code was not accepted). verrou's stores override it.
+    fn attempt_totp(
+        &self,
+        user: &UserId,
+        attempt: TotpAttempt<'_>,
+    ) -> impl Future<Output = Result<AttemptVerdict, StoreError>> + Send {
+        async move {
+            if let Some((key, policy)) = &attempt.address {
+                if let Reservation::Refused(gate) =
+                    self.reserve_attempt(key, policy, attempt.now).await?
+                {
+                    return Ok(AttemptVerdict::Refused {
+                        by_address: true,
+                        gate,
+                    });
+                }
+            }
+            let account = match self
+                .reserve_attempt(&ThrottleKey::Account(user), attempt.account, attempt.now)
+                .await?
+            {
+                Reservation::Counted(state) => state,
+                Reservation::Refused(gate) => {
+                    return Ok(AttemptVerdict::Refused {
+                        by_address: false,
+                        gate,
+                    })
+                }
+            };
+            let Some(step) = attempt.fresh_step else {
+                return Ok(AttemptVerdict::Rejected {
+                    account,
+                    step_taken: false,
+                });
+            };
+            Ok(
+                match self
+                    .accept_totp_step(user, attempt.factor, step, attempt.accepted)
+                    .await?
+                {
+                    StepAdvance::Advanced => AttemptVerdict::Accepted,
+                    StepAdvance::AlreadyUsed => AttemptVerdict::Rejected {
+                        account,
+                        step_taken: true,
+                    },
+                    _ => AttemptVerdict::NoSuchFactor { account },
+                },
+            )
+        }
+    }
 
     /// Atomically replaces the user's whole set of recovery codes (old codes stop working at
     /// once), if the user has an active factor; an empty set is always stored.

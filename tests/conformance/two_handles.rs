@@ -8,8 +8,8 @@ use verrou::recovery::Lookup;
 use verrou::session::{BindingRecord, RevocationScope, SessionRecord, TokenHash};
 use verrou::store::Elevation;
 use verrou::store::{
-    Activation, Consumption, PendingTotp, RecoveryCodeRecord, Replacement, Reservation,
-    StepAdvance, Store, ThrottleKey, TotpFactor,
+    Activation, AttemptVerdict, Consumption, PendingTotp, RecoveryCodeRecord, Replacement,
+    Reservation, StepAdvance, Store, ThrottleKey, TotpAttempt, TotpFactor,
 };
 use verrou::store::{RevocationContext, SessionStore};
 use verrou::{AuditEvent, FactorId, SessionId, StoreError, Timestamp, UserId};
@@ -64,6 +64,13 @@ impl<S: Store> Store for TwoHandles<S> {
         self.pick()
             .accept_totp_step(user, factor, step, record)
             .await
+    }
+    async fn attempt_totp(
+        &self,
+        user: &UserId,
+        attempt: TotpAttempt<'_>,
+    ) -> Result<AttemptVerdict, StoreError> {
+        self.pick().attempt_totp(user, attempt).await
     }
     async fn replace_recovery_codes(
         &self,

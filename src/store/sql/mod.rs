@@ -353,6 +353,88 @@ macro_rules! impl_sql_store {
                 Ok(row.is_some())
             }
 
+            /// Counts one attempt on the counter `key` inside `tx`, if its gate is open
+            /// ([`Reservation::decide`](crate::store::Reservation::decide)).
+            async fn reserve_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                key: &str,
+                policy: &$crate::lockout::ThrottlePolicy,
+                now: $crate::clock::Timestamp,
+            ) -> Result<$crate::store::Reservation, $crate::error::StoreError> {
+                use $crate::store::sql::{backend, to_db};
+                // Creates the counter or, if it exists, locks it (a no-op update), and reads
+                // it: one statement, so there is always a row, and it is ours until commit.
+                let row = sqlx::query(
+                    "INSERT INTO verrou_throttle (throttle_key, failures, last_failure) \
+                     VALUES ($1, 0, 0) ON CONFLICT (throttle_key) \
+                     DO UPDATE SET throttle_key = excluded.throttle_key \
+                     RETURNING failures, last_failure",
+                )
+                .bind(key)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(backend("read a throttle counter"))?;
+                let state = Self::throttle_state(&row)?;
+                let (next, reservation) = $crate::store::Reservation::decide(policy, &state, now);
+                if let Some(next) = next {
+                    sqlx::query(
+                        "UPDATE verrou_throttle SET failures = $2, last_failure = $3 \
+                         WHERE throttle_key = $1",
+                    )
+                    .bind(key)
+                    .bind(i64::from(next.failures))
+                    .bind(to_db(next.last_failure.unix_seconds())?)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(backend("count an attempt"))?;
+                }
+                Ok(reservation)
+            }
+
+            /// Accepts `step` inside `tx` if it is later than the factor's last one (one
+            /// conditional update: of racing requests for one step, one moves it), resetting
+            /// the account's counter and storing `record` with it.
+            async fn accept_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                user: &$crate::ids::UserId,
+                factor: $crate::ids::FactorId,
+                step: u64,
+                record: $crate::audit::AuditEvent,
+            ) -> Result<$crate::store::StepAdvance, $crate::error::StoreError> {
+                use $crate::store::sql::{backend, to_db};
+                use $crate::store::StepAdvance;
+                let factor = factor.to_string();
+                let advanced = sqlx::query(
+                    "UPDATE verrou_totp_active SET last_step = $3 \
+                     WHERE user_id = $1 AND factor_id = $2 AND last_step < $3",
+                )
+                .bind(user.as_str())
+                .bind(&factor)
+                .bind(to_db(step)?)
+                .execute(&mut **tx)
+                .await
+                .map_err(backend("accept a time step"))?
+                .rows_affected();
+                if advanced == 1 {
+                    Self::reset_account(tx, user).await?;
+                    Self::insert_audit(&mut **tx, record).await?;
+                    return Ok(StepAdvance::Advanced);
+                }
+                let exists: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM verrou_totp_active WHERE user_id = $1 AND factor_id = $2",
+                )
+                .bind(user.as_str())
+                .bind(&factor)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(backend("read the active factor"))?;
+                Ok(if exists > 0 {
+                    StepAdvance::AlreadyUsed
+                } else {
+                    StepAdvance::NoSuchFactor
+                })
+            }
+
             /// Ends a write transaction: commits after `Ok`, rolls back after `Err`. Never
             /// leaves it to `Drop`, which only queues the rollback until the connection is
             /// next used, and so could hold row and advisory locks meanwhile.
@@ -632,41 +714,57 @@ macro_rules! impl_sql_store {
                 step: u64,
                 record: $crate::audit::AuditEvent,
             ) -> Result<$crate::store::StepAdvance, $crate::error::StoreError> {
-                use $crate::store::sql::{backend, to_db};
-                use $crate::store::StepAdvance;
-                let factor = factor.to_string();
                 let mut tx = self.write("accept a time step").await?;
+                let result = Self::accept_in(&mut tx, user, factor, step, record).await;
+                Self::finish(tx, result).await
+            }
+
+            async fn attempt_totp(
+                &self,
+                user: &$crate::ids::UserId,
+                attempt: $crate::store::TotpAttempt<'_>,
+            ) -> Result<$crate::store::AttemptVerdict, $crate::error::StoreError> {
+                use $crate::store::{AttemptVerdict, Reservation, StepAdvance, ThrottleKey};
+                let mut tx = self.write("verify a code").await?;
                 let result: Result<_, $crate::error::StoreError> = async {
-                    // One conditional update: of racing requests for one step, one moves it.
-                    let advanced = sqlx::query(
-                        "UPDATE verrou_totp_active SET last_step = $3 \
-                         WHERE user_id = $1 AND factor_id = $2 AND last_step < $3",
-                    )
-                    .bind(user.as_str())
-                    .bind(&factor)
-                    .bind(to_db(step)?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend("accept a time step"))?
-                    .rows_affected();
-                    if advanced == 1 {
-                        Self::reset_account(&mut tx, user).await?;
-                        Self::insert_audit(&mut *tx, record).await?;
-                        return Ok(StepAdvance::Advanced);
+                    if let Some((key, policy)) = &attempt.address {
+                        let reserved =
+                            Self::reserve_in(&mut tx, &key.storage_key(), policy, attempt.now)
+                                .await?;
+                        if let Reservation::Refused(gate) = reserved {
+                            return Ok(AttemptVerdict::Refused {
+                                by_address: true,
+                                gate,
+                            });
+                        }
                     }
-                    let exists: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM verrou_totp_active \
-                         WHERE user_id = $1 AND factor_id = $2",
-                    )
-                    .bind(user.as_str())
-                    .bind(&factor)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(backend("read the active factor"))?;
-                    Ok(if exists > 0 {
-                        StepAdvance::AlreadyUsed
-                    } else {
-                        StepAdvance::NoSuchFactor
+                    let key = ThrottleKey::Account(user).storage_key();
+                    let account =
+                        match Self::reserve_in(&mut tx, &key, attempt.account, attempt.now).await? {
+                            Reservation::Counted(state) => state,
+                            Reservation::Refused(gate) => {
+                                return Ok(AttemptVerdict::Refused {
+                                    by_address: false,
+                                    gate,
+                                })
+                            }
+                        };
+                    let Some(step) = attempt.fresh_step else {
+                        return Ok(AttemptVerdict::Rejected {
+                            account,
+                            step_taken: false,
+                        });
+                    };
+                    let advance =
+                        Self::accept_in(&mut tx, user, attempt.factor, step, attempt.accepted)
+                            .await?;
+                    Ok(match advance {
+                        StepAdvance::Advanced => AttemptVerdict::Accepted,
+                        StepAdvance::AlreadyUsed => AttemptVerdict::Rejected {
+                            account,
+                            step_taken: true,
+                        },
+                        _ => AttemptVerdict::NoSuchFactor { account },
                     })
                 }
                 .await;
@@ -851,39 +949,8 @@ macro_rules! impl_sql_store {
                 policy: &$crate::lockout::ThrottlePolicy,
                 now: $crate::clock::Timestamp,
             ) -> Result<$crate::store::Reservation, $crate::error::StoreError> {
-                use $crate::store::sql::{backend, to_db};
-                let key = key.storage_key();
                 let mut tx = self.write("reserve an attempt").await?;
-                let result: Result<_, $crate::error::StoreError> = async {
-                    // Creates the counter or, if it exists, locks it (a no-op update), and reads it:
-                    // one statement, so there is always a row, and it is ours until commit.
-                    let row = sqlx::query(
-                        "INSERT INTO verrou_throttle (throttle_key, failures, last_failure) \
-                         VALUES ($1, 0, 0) ON CONFLICT (throttle_key) \
-                         DO UPDATE SET throttle_key = excluded.throttle_key \
-                         RETURNING failures, last_failure",
-                    )
-                    .bind(&key)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(backend("read a throttle counter"))?;
-                    let state = Self::throttle_state(&row)?;
-                    let (next, reservation) = $crate::store::Reservation::decide(policy, &state, now);
-                    if let Some(next) = next {
-                        sqlx::query(
-                            "UPDATE verrou_throttle SET failures = $2, last_failure = $3 \
-                             WHERE throttle_key = $1",
-                        )
-                        .bind(&key)
-                        .bind(i64::from(next.failures))
-                        .bind(to_db(next.last_failure.unix_seconds())?)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(backend("count an attempt"))?;
-                    }
-                    Ok(reservation)
-                }
-                .await;
+                let result = Self::reserve_in(&mut tx, &key.storage_key(), policy, now).await;
                 Self::finish(tx, result).await
             }
 
