@@ -24,7 +24,7 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 use verrou::store::MemoryStore;
 use verrou::testing::{
-    insecure_enrol, insecure_fresh_proof, insecure_recovery_codes, InsecureManualClock,
+    insecure_enroll, insecure_fresh_proof, insecure_recovery_codes, InsecureManualClock,
 };
 use verrou::{
     ClientContext, RecoveryOutcome, SecondFactorProof, Timestamp, TotpParams, UserId, Verrou,
@@ -57,7 +57,7 @@ fn main() {
 
     // Each new set needs a fresh second factor (a proof is spent by its use).
     let secret = runtime
-        .block_on(insecure_enrol(&verrou, &user))
+        .block_on(insecure_enroll(&verrou, &user))
         .unwrap()
         .unwrap();
     let regenerate = || -> Vec<String> {
@@ -163,7 +163,7 @@ fn unknown_over_known_lookup(runtime: &tokio::runtime::Runtime) -> f64 {
     let user = UserId::new("bench-user").unwrap();
     let ctx = ClientContext::unknown();
     let codes = runtime.block_on(async {
-        let secret = insecure_enrol(&verrou, &user).await.unwrap().unwrap();
+        let secret = insecure_enroll(&verrou, &user).await.unwrap().unwrap();
         let proof = insecure_fresh_proof(&verrou, &user, &secret, TotpParams::DEFAULT)
             .await
             .unwrap()

@@ -20,7 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::Barrier;
 use verrou::store::{PostgresStore, SqliteStore, Store};
-use verrou::testing::{insecure_code_at, insecure_enrol, insecure_key_ring, InsecureManualClock};
+use verrou::testing::{insecure_code_at, insecure_enroll, insecure_key_ring, InsecureManualClock};
 use verrou::{
     ClientContext, FactorId, Timestamp, TotpOutcome, TotpParams, UserId, Verrou, VerrouConfig,
 };
@@ -44,7 +44,7 @@ async fn throughput<S: Store + Clone + 'static>(store: S) -> f64 {
         let verrou = Verrou::new(store.clone(), VerrouConfig::new("Bench").unwrap())
             .with_clock(clock.clone());
         let user = UserId::new(format!("bench-{i}")).unwrap();
-        let secret = insecure_enrol(&verrou, &user).await.unwrap().unwrap();
+        let secret = insecure_enroll(&verrou, &user).await.unwrap().unwrap();
         // Codes computed up front: the timing is the service and its store.
         let codes: Vec<(u64, String)> = (1..=ROUNDS as u64)
             .map(|r| {

@@ -24,7 +24,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use secrecy::ExposeSecret;
 use sha1::Sha1;
 use verrou::store::MemoryStore;
-use verrou::testing::{insecure_code_at, insecure_enrol, InsecureManualClock};
+use verrou::testing::{insecure_code_at, insecure_enroll, InsecureManualClock};
 use verrou::{
     ClientContext, Timestamp, TotpOutcome, TotpParams, TotpSecret, UserId, Verrou, VerrouConfig,
 };
@@ -58,7 +58,7 @@ impl Setup {
             .with_clock(clock.clone());
         let user = UserId::new("bench-user").unwrap();
         let secret = runtime
-            .block_on(insecure_enrol(&verrou, &user))
+            .block_on(insecure_enroll(&verrou, &user))
             .unwrap()
             .unwrap();
         Self {

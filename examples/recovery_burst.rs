@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use verrou::store::MemoryStore;
 use verrou::testing::{
-    insecure_enrol, insecure_fresh_proof, insecure_recovery_codes, InsecureManualClock,
+    insecure_enroll, insecure_fresh_proof, insecure_recovery_codes, InsecureManualClock,
 };
 use verrou::{ClientContext, RecoveryOutcome, Timestamp, TotpParams, UserId, Verrou, VerrouConfig};
 
@@ -58,7 +58,7 @@ async fn main() {
     for n in 0..ATTEMPTS {
         let user = UserId::new(format!("partner-{n:03}")).unwrap();
         clock.set_unix_seconds(START);
-        let secret = insecure_enrol(&verrou, &user).await.unwrap().unwrap();
+        let secret = insecure_enroll(&verrou, &user).await.unwrap().unwrap();
         let proof = insecure_fresh_proof(&verrou, &user, &secret, TotpParams::DEFAULT)
             .await
             .unwrap()

@@ -67,10 +67,10 @@ pub use crate::keyring::{KeyId, KeyRing, KeyRingError, KEYS_ENV};
 pub use crate::secret::TotpSecret;
 pub use crate::service::{
     ActiveSession, BindingOutcome, BoundCredential, ClientContext, DisableOutcome, Elevated,
-    ElevationOutcome, EnrollmentOffer, EnrollmentOutcome, ImportedFactor, NewSession,
-    RecoveryCodeSet, RecoveryCodesOutcome, RecoveryOutcome, ReenrollmentOutcome, RefreshOutcome,
-    SecondFactorMethod, SecondFactorPassed, SecondFactorProof, SessionCookies, SessionStatus,
-    ThrottleStatus, TotpAccepted, TotpOutcome, Verrou, VerrouConfig,
+    ElevationOutcome, EnrollmentOffer, EnrollmentOutcome, ImportedFactor, LogoutOutcome,
+    NewSession, RecoveryCodeSet, RecoveryCodesOutcome, RecoveryOutcome, ReenrollmentOutcome,
+    RefreshOutcome, SecondFactorMethod, SecondFactorPassed, SecondFactorProof, SessionCookies,
+    SessionStatus, ThrottleStatus, TotpAccepted, TotpOutcome, Verrou, VerrouConfig,
 };
 pub use crate::totp::{Algorithm, TotpParams};
 /// The secret wrappers verrou hands out ([`SecretString`], [`SecretSlice`]) and the trait

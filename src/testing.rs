@@ -63,7 +63,7 @@ pub fn insecure_code_at(secret: &TotpSecret, params: TotpParams, time: Timestamp
 ///
 /// # Errors
 /// What the service returns.
-pub async fn insecure_enrol<S: Store>(
+pub async fn insecure_enroll<S: Store>(
     verrou: &Verrou<S, InsecureManualClock>,
     user: &UserId,
 ) -> Result<Option<TotpSecret>, Error> {

@@ -559,7 +559,7 @@ fn impossible_settings_are_construction_errors() {
         .with_pending_enrollment_ttl(Duration::ZERO)
         .is_err());
     assert!(config()
-        .with_reenrollment_freshness(Duration::from_secs(7200))
+        .with_step_up_freshness(Duration::from_secs(7200))
         .is_err());
     let mut loose = ThrottlePolicy::ACCOUNT_DEFAULT;
     loose.permanent_lock_after = Some(101);

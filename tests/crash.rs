@@ -25,7 +25,7 @@ use verrou::recovery::RecoveryCodeInput;
 use verrou::session::{Assurance, BindingMode, Requirement, SessionPolicy};
 use verrou::store::{SessionStore, SqliteStore, Store};
 use verrou::testing::{
-    insecure_code_at, insecure_enrol, insecure_fresh_proof, insecure_recovery_codes,
+    insecure_code_at, insecure_enroll, insecure_fresh_proof, insecure_recovery_codes,
     InsecureManualClock,
 };
 use verrou::{
@@ -63,7 +63,7 @@ async fn prepare(dir: &Path) {
     let verrou = Verrou::new(store, VerrouConfig::new("Crash").unwrap()).with_clock(clock.clone());
     for i in 0..USERS {
         let who = user(i);
-        let secret = insecure_enrol(&verrou, &who).await.unwrap().unwrap();
+        let secret = insecure_enroll(&verrou, &who).await.unwrap().unwrap();
         clock.advance(Duration::from_secs(30));
         let proof = insecure_fresh_proof(&verrou, &who, &secret, TotpParams::DEFAULT)
             .await

@@ -18,7 +18,7 @@ pub struct VerrouConfig {
     pub(super) totp_params: TotpParams,
     pub(super) skew: u8,
     pub(super) pending_enrollment_ttl: Duration,
-    pub(super) reenrollment_freshness: Duration,
+    pub(super) step_up_freshness: Duration,
     pub(super) account_throttle: ThrottlePolicy,
     pub(super) address_throttle: Option<ThrottlePolicy>,
     pub(super) ipv6_throttle_prefix: u8,
@@ -45,7 +45,7 @@ impl VerrouConfig {
             totp_params: TotpParams::DEFAULT,
             skew: 1,
             pending_enrollment_ttl: Duration::from_secs(10 * 60),
-            reenrollment_freshness: Duration::from_secs(5 * 60),
+            step_up_freshness: Duration::from_secs(5 * 60),
             account_throttle: ThrottlePolicy::ACCOUNT_DEFAULT,
             address_throttle: None,
             ipv6_throttle_prefix: ThrottleKey::DEFAULT_IPV6_PREFIX,
@@ -137,26 +137,19 @@ impl VerrouConfig {
         Ok(self)
     }
 
-    /// How recent a second-factor proof must be to start a re-enrolment (1 second to 1 hour).
+    /// How recent a second factor must be for step-up actions (re-enrolment, recovery-code
+    /// regeneration, disabling the factor, and
+    /// [`Requirement::RecentSecondFactor`](crate::session::Requirement::RecentSecondFactor)
+    /// pages): 1 second to 1 hour, default 5 minutes. One setting for all of them.
     ///
     /// # Errors
     /// [`ConfigError::Duration`] outside that range.
-    pub fn with_reenrollment_freshness(mut self, max_age: Duration) -> Result<Self, ConfigError> {
+    pub fn with_step_up_freshness(mut self, max_age: Duration) -> Result<Self, ConfigError> {
         if max_age.as_secs() == 0 || max_age > Duration::from_secs(3600) {
-            return Err(ConfigError::Duration("reenrollment_freshness"));
+            return Err(ConfigError::Duration("step_up_freshness"));
         }
-        self.reenrollment_freshness = max_age;
+        self.step_up_freshness = max_age;
         Ok(self)
-    }
-
-    /// How recent a second factor must be for step-up actions (re-enrolment, recovery-code
-    /// regeneration, disabling the factor, and [`Requirement::RecentSecondFactor`](crate::session::Requirement::RecentSecondFactor) pages):
-    /// the same setting as [`VerrouConfig::with_reenrollment_freshness`].
-    ///
-    /// # Errors
-    /// [`ConfigError::Duration`] outside 1 second to 1 hour.
-    pub fn with_step_up_freshness(self, max_age: Duration) -> Result<Self, ConfigError> {
-        self.with_reenrollment_freshness(max_age)
     }
 
     /// Session lifetimes, device binding and soft signals.

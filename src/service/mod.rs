@@ -30,8 +30,8 @@ pub use self::operator::{DisableOutcome, ThrottleStatus};
 pub use self::proof::SecondFactorProof;
 pub use self::recovery_codes::{RecoveryCodeSet, RecoveryCodesOutcome, RecoveryOutcome};
 pub use self::sessions::{
-    ActiveSession, Elevated, ElevationOutcome, NewSession, SecondFactorPassed, SessionCookies,
-    SessionStatus,
+    ActiveSession, Elevated, ElevationOutcome, LogoutOutcome, NewSession, SecondFactorPassed,
+    SessionCookies, SessionStatus,
 };
 use self::throttle::{Counted, Refusal};
 use self::verify::Checked;
@@ -119,7 +119,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
 
     /// Whether a second factor passed at `at` is within the step-up freshness at `now`.
     fn is_fresh(&self, at: Timestamp, now: Timestamp) -> bool {
-        at <= now && now.duration_since(at) <= self.config.reenrollment_freshness
+        at <= now && now.duration_since(at) <= self.config.step_up_freshness
     }
 
     /// Whether `proof` may authorise a sensitive action now: fresh and, if it stands for a

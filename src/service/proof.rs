@@ -19,7 +19,7 @@ use crate::session::SecondFactorMethod;
 ///   action for that session, and is checked against the session when used, so a proof kept
 ///   after a logout or a revocation is refused. It never raises a session (that needs a code).
 /// - Either is good for the step-up freshness after the second factor (5 minutes by
-///   default, [`VerrouConfig::with_reenrollment_freshness`](crate::VerrouConfig::with_reenrollment_freshness)); an older one is answered with
+///   default, [`VerrouConfig::with_step_up_freshness`](crate::VerrouConfig::with_step_up_freshness)); an older one is answered with
 ///   `StepUpRequired`.
 ///
 /// One code, one session: using a proof twice does not compile

@@ -168,6 +168,17 @@ pub enum SessionStatus {
     Malformed,
 }
 
+/// The result of [`Verrou::logout`].
+#[must_use]
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum LogoutOutcome {
+    /// The session is ended (and its binding with it).
+    LoggedOut,
+    /// No live session with this cookie (already ended, revoked, or not a token).
+    NoSession,
+}
+
 /// The result of [`Verrou::record_second_factor`].
 #[must_use]
 #[derive(Debug)]
@@ -177,8 +188,8 @@ pub enum ElevationOutcome {
     Elevated(Elevated),
     /// The proof is older than the step-up freshness: verify a code again.
     StepUpRequired,
-    /// The session is gone (expired, revoked) or its token was already replaced.
-    NotFound,
+    /// No live session with this cookie: expired, revoked, or its token already replaced.
+    NoSession,
 }
 
 /// An elevated session: replace the session cookie (the old token no longer works) and, if
@@ -415,7 +426,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         }
         let record = match self.live_session(session_cookie, now).await? {
             Ok(record) => record,
-            Err(_) => return Ok(ElevationOutcome::NotFound),
+            Err(_) => return Ok(ElevationOutcome::NoSession),
         };
         if record.user != *proof.user() {
             return Err(ApiMisuse::ProofForAnotherUser.into());
@@ -448,7 +459,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             .elevate_session(record.id, &record.token, elevation)
             .await?
         {
-            return Ok(ElevationOutcome::NotFound);
+            return Ok(ElevationOutcome::NoSession);
         }
         self.announce(&event);
         Ok(ElevationOutcome::Elevated(Elevated {
@@ -488,19 +499,29 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         Ok((Some(record), Some(challenge)))
     }
 
-    /// Ends the session the cookie names (logout). True if there was one.
+    /// Ends the session the cookie names (logout), audited as a revocation. Clear the
+    /// cookies either way ([`crate::session::cookie::clear_cookie`]).
     ///
     /// # Errors
     /// Store or clock failures.
-    pub async fn logout(&self, session_cookie: &str, ctx: &ClientContext) -> Result<bool, Error> {
+    pub async fn logout(
+        &self,
+        session_cookie: &str,
+        ctx: &ClientContext,
+    ) -> Result<LogoutOutcome, Error> {
         let Ok(token) = SessionToken::parse(session_cookie) else {
-            return Ok(false);
+            return Ok(LogoutOutcome::NoSession);
         };
         let Some(record) = self.session_for(&token).await? else {
-            return Ok(false);
+            return Ok(LogoutOutcome::NoSession);
         };
         let scope = RevocationScope::Session(record.id);
-        Ok(self.revoke(&scope, RevocationReason::Logout, ctx).await? > 0)
+        Ok(
+            match self.revoke(&scope, RevocationReason::Logout, ctx).await? {
+                0 => LogoutOutcome::NoSession,
+                _ => LogoutOutcome::LoggedOut,
+            },
+        )
     }
 
     /// Revokes every session in `scope`: one session, a user's (optionally but one), an

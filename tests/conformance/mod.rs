@@ -27,7 +27,7 @@ use verrou::store::{
     ThrottleKey, TotpFactor,
 };
 use verrou::testing::{
-    insecure_code_at, insecure_enrol, insecure_recovery_codes, InsecureManualClock,
+    insecure_code_at, insecure_enroll, insecure_recovery_codes, InsecureManualClock,
 };
 pub mod http;
 #[cfg(feature = "postgres")]
@@ -717,7 +717,7 @@ pub async fn start_enrollment<S: Store, C: Clock>(
 /// Starts and confirms an enrolment for `who` with the code of the clock's time; returns the
 /// secret.
 pub async fn enrol<S: Store>(verrou: &Verrou<S, InsecureManualClock>, who: &UserId) -> TotpSecret {
-    insecure_enrol(verrou, who)
+    insecure_enroll(verrou, who)
         .await
         .unwrap()
         .expect("enrolment confirmed")

@@ -667,7 +667,10 @@ pub async fn service_revocation_takes_effect_on_the_next_request<S: Store>(store
     );
     assert!(is_active(&e.status(&c, Requirement::SecondFactor).await));
     // Logout, then everything before an instant.
-    assert!(e.verrou.logout(&c.session, &ctx).await.unwrap());
+    assert_eq!(
+        e.verrou.logout(&c.session, &ctx).await.unwrap(),
+        verrou::LogoutOutcome::LoggedOut
+    );
     assert_eq!(
         e.status(&c, Requirement::SecondFactor).await,
         SessionStatus::NotFound
@@ -1235,7 +1238,10 @@ pub async fn service_a_kept_step_up_proof_dies_with_its_session<S: Store>(store:
     assert_eq!(outcome, verrou::DisableOutcome::StepUpRequired);
     // Logged out: the proof taken just before is refused.
     let kept = proof_of(e.status(&browser, Requirement::RecentSecondFactor).await);
-    assert!(e.verrou.logout(&browser.session, &ctx).await.unwrap());
+    assert_eq!(
+        e.verrou.logout(&browser.session, &ctx).await.unwrap(),
+        verrou::LogoutOutcome::LoggedOut
+    );
     let outcome = e
         .verrou
         .start_totp_reenrollment(kept, "alice@example.org", &ctx)
