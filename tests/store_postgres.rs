@@ -133,14 +133,10 @@ mod recovery_races {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use secrecy::ExposeSecret;
     use sqlx::{Connection as _, PgConnection};
     use verrou::store::PostgresStore;
-    use verrou::testing::{insecure_key_ring, InsecureManualClock};
-    use verrou::{
-        ClientContext, RecoveryCodesOutcome, RecoveryOutcome, SecondFactorProof, Verrou,
-        VerrouConfig,
-    };
+    use verrou::testing::{insecure_key_ring, insecure_recovery_codes, InsecureManualClock};
+    use verrou::{ClientContext, RecoveryOutcome, SecondFactorProof, Verrou, VerrouConfig};
 
     use super::conformance::postgres::{server, Schema};
     use super::conformance::recovery_sets::assert_no_code_works;
@@ -191,19 +187,7 @@ mod recovery_races {
             instance: &Instance,
             proof: SecondFactorProof,
         ) -> Option<Vec<String>> {
-            let outcome = instance
-                .generate_recovery_codes(proof, &ClientContext::unknown())
-                .await
-                .unwrap();
-            match outcome {
-                RecoveryCodesOutcome::Generated(set) => Some(
-                    set.codes()
-                        .iter()
-                        .map(|code| code.expose_secret().to_owned())
-                        .collect(),
-                ),
-                _ => None,
-            }
+            insecure_recovery_codes(instance, proof).await.unwrap()
         }
 
         /// Regenerates on the first or second instance, with a proof minted beforehand (a

@@ -207,39 +207,20 @@ impl Store for MemoryStore {
     ) -> Result<AttemptVerdict, StoreError> {
         let mut inner = self.lock()?;
         if let Some((key, policy)) = &attempt.address {
-            if let Reservation::Refused(gate) = inner.reserve(key, policy, attempt.now) {
-                return Ok(AttemptVerdict::Refused {
-                    by_address: true,
-                    gate,
-                });
+            let reserved = inner.reserve(key, policy, attempt.now);
+            if let Err(refused) = AttemptVerdict::counted(reserved, true) {
+                return Ok(refused);
             }
         }
-        let key = ThrottleKey::Account(user);
-        let account = match inner.reserve(&key, attempt.account, attempt.now) {
-            Reservation::Counted(state) => state,
-            Reservation::Refused(gate) => {
-                return Ok(AttemptVerdict::Refused {
-                    by_address: false,
-                    gate,
-                })
-            }
+        let reserved = inner.reserve(&ThrottleKey::Account(user), attempt.account, attempt.now);
+        let account = match AttemptVerdict::counted(reserved, false) {
+            Ok(account) => account,
+            Err(refused) => return Ok(refused),
         };
-        let Some(step) = attempt.fresh_step else {
-            return Ok(AttemptVerdict::Rejected {
-                account,
-                step_taken: false,
-            });
-        };
-        Ok(
-            match inner.accept_step(user, attempt.factor, step, attempt.accepted) {
-                StepAdvance::Advanced => AttemptVerdict::Accepted,
-                StepAdvance::AlreadyUsed => AttemptVerdict::Rejected {
-                    account,
-                    step_taken: true,
-                },
-                _ => AttemptVerdict::NoSuchFactor { account },
-            },
-        )
+        let advance = attempt
+            .fresh_step
+            .map(|step| inner.accept_step(user, attempt.factor, step, attempt.accepted));
+        Ok(AttemptVerdict::after(account, advance))
     }
 
     async fn replace_recovery_codes(

@@ -199,6 +199,34 @@ pub enum AttemptVerdict {
     },
 }
 
+impl AttemptVerdict {
+    /// What a store does with a reservation inside [`Store::attempt_totp`]: the counter
+    /// after counting, or the refusal to return (`by_address` says whose).
+    pub fn counted(reservation: Reservation, by_address: bool) -> Result<ThrottleState, Self> {
+        match reservation {
+            Reservation::Counted(state) => Ok(state),
+            Reservation::Refused(gate) => Err(Self::Refused { by_address, gate }),
+        }
+    }
+
+    /// The verdict once the account's counter is `account` and the step's compare-and-set
+    /// returned `advance` (`None` when the code matched no fresh step).
+    pub fn after(account: ThrottleState, advance: Option<StepAdvance>) -> Self {
+        match advance {
+            Some(StepAdvance::Advanced) => Self::Accepted,
+            None => Self::Rejected {
+                account,
+                step_taken: false,
+            },
+            Some(StepAdvance::AlreadyUsed) => Self::Rejected {
+                account,
+                step_taken: true,
+            },
+            Some(StepAdvance::NoSuchFactor) => Self::NoSuchFactor { account },
+        }
+    }
+}
+
 /// What a throttle counter is attached to (borrowed: building one costs nothing).
 #[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
 #[non_exhaustive]
@@ -338,46 +366,27 @@ pub trait Store: SessionStore + Send + Sync {
     ) -> impl Future<Output = Result<AttemptVerdict, StoreError>> + Send {
         async move {
             if let Some((key, policy)) = &attempt.address {
-                if let Reservation::Refused(gate) =
-                    self.reserve_attempt(key, policy, attempt.now).await?
-                {
-                    return Ok(AttemptVerdict::Refused {
-                        by_address: true,
-                        gate,
-                    });
+                let reserved = self.reserve_attempt(key, policy, attempt.now).await?;
+                if let Err(refused) = AttemptVerdict::counted(reserved, true) {
+                    return Ok(refused);
                 }
             }
-            let account = match self
-                .reserve_attempt(&ThrottleKey::Account(user), attempt.account, attempt.now)
-                .await?
-            {
-                Reservation::Counted(state) => state,
-                Reservation::Refused(gate) => {
-                    return Ok(AttemptVerdict::Refused {
-                        by_address: false,
-                        gate,
-                    })
-                }
+            let key = ThrottleKey::Account(user);
+            let reserved = self
+                .reserve_attempt(&key, attempt.account, attempt.now)
+                .await?;
+            let account = match AttemptVerdict::counted(reserved, false) {
+                Ok(account) => account,
+                Err(refused) => return Ok(refused),
             };
-            let Some(step) = attempt.fresh_step else {
-                return Ok(AttemptVerdict::Rejected {
-                    account,
-                    step_taken: false,
-                });
+            let advance = match attempt.fresh_step {
+                Some(step) => Some(
+                    self.accept_totp_step(user, attempt.factor, step, attempt.accepted)
+                        .await?,
+                ),
+                None => None,
             };
-            Ok(
-                match self
-                    .accept_totp_step(user, attempt.factor, step, attempt.accepted)
-                    .await?
-                {
-                    StepAdvance::Advanced => AttemptVerdict::Accepted,
-                    StepAdvance::AlreadyUsed => AttemptVerdict::Rejected {
-                        account,
-                        step_taken: true,
-                    },
-                    _ => AttemptVerdict::NoSuchFactor { account },
-                },
-            )
+            Ok(AttemptVerdict::after(account, advance))
         }
     }
 

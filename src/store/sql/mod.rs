@@ -724,48 +724,31 @@ macro_rules! impl_sql_store {
                 user: &$crate::ids::UserId,
                 attempt: $crate::store::TotpAttempt<'_>,
             ) -> Result<$crate::store::AttemptVerdict, $crate::error::StoreError> {
-                use $crate::store::{AttemptVerdict, Reservation, StepAdvance, ThrottleKey};
+                use $crate::store::{AttemptVerdict, ThrottleKey};
                 let mut tx = self.write("verify a code").await?;
                 let result: Result<_, $crate::error::StoreError> = async {
                     if let Some((key, policy)) = &attempt.address {
                         let reserved =
                             Self::reserve_in(&mut tx, &key.storage_key(), policy, attempt.now)
                                 .await?;
-                        if let Reservation::Refused(gate) = reserved {
-                            return Ok(AttemptVerdict::Refused {
-                                by_address: true,
-                                gate,
-                            });
+                        if let Err(refused) = AttemptVerdict::counted(reserved, true) {
+                            return Ok(refused);
                         }
                     }
                     let key = ThrottleKey::Account(user).storage_key();
-                    let account =
-                        match Self::reserve_in(&mut tx, &key, attempt.account, attempt.now).await? {
-                            Reservation::Counted(state) => state,
-                            Reservation::Refused(gate) => {
-                                return Ok(AttemptVerdict::Refused {
-                                    by_address: false,
-                                    gate,
-                                })
-                            }
-                        };
-                    let Some(step) = attempt.fresh_step else {
-                        return Ok(AttemptVerdict::Rejected {
-                            account,
-                            step_taken: false,
-                        });
+                    let reserved = Self::reserve_in(&mut tx, &key, attempt.account, attempt.now).await?;
+                    let account = match AttemptVerdict::counted(reserved, false) {
+                        Ok(account) => account,
+                        Err(refused) => return Ok(refused),
                     };
-                    let advance =
-                        Self::accept_in(&mut tx, user, attempt.factor, step, attempt.accepted)
-                            .await?;
-                    Ok(match advance {
-                        StepAdvance::Advanced => AttemptVerdict::Accepted,
-                        StepAdvance::AlreadyUsed => AttemptVerdict::Rejected {
-                            account,
-                            step_taken: true,
-                        },
-                        _ => AttemptVerdict::NoSuchFactor { account },
-                    })
+                    let advance = match attempt.fresh_step {
+                        Some(step) => Some(
+                            Self::accept_in(&mut tx, user, attempt.factor, step, attempt.accepted)
+                                .await?,
+                        ),
+                        None => None,
+                    };
+                    Ok(AttemptVerdict::after(account, advance))
                 }
                 .await;
                 Self::finish(tx, result).await
