@@ -156,35 +156,52 @@ macro_rules! impl_sql_store {
                 use $crate::error::{StoreError, StoreErrorKind};
                 use $crate::keyring::KeyRingError;
                 use $crate::store::sql::{backend, factor_id, sealing, user_id};
-                const SAMPLES: [&str; 2] = [
+                // The key check if there is one; in a store from before it, up to 16 active
+                // factors, of which the right ring opens at least one (a rotation may have
+                // left one it could not open), and a foreign ring none.
+                let check = sqlx::query(
                     "SELECT user_id, factor_id, sealed FROM verrou_key_check LIMIT 1",
-                    "SELECT user_id, factor_id, sealed FROM verrou_totp_active LIMIT 1",
-                ];
-                let mut checked = false;
-                for (index, sample) in SAMPLES.into_iter().enumerate() {
-                    let row = sqlx::query(sample)
-                        .fetch_optional(&self.pool)
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend("read the key check"))?;
+                let checked = !check.is_empty();
+                let rows = if checked {
+                    check
+                } else {
+                    sqlx::query("SELECT user_id, factor_id, sealed FROM verrou_totp_active LIMIT 16")
+                        .fetch_all(&self.pool)
                         .await
-                        .map_err(backend("read the key check"))?;
-                    let Some(row) = row else { continue };
+                        .map_err(backend("read the key check"))?
+                };
+                let mut refusal = None;
+                let mut opened = rows.is_empty();
+                for row in &rows {
                     let decode = || backend("decode the key check");
                     let user = user_id(&row.try_get::<String, _>(0).map_err(decode())?)?;
                     let factor = factor_id(&row.try_get::<String, _>(1).map_err(decode())?)?;
                     let sealed: Vec<u8> = row.try_get(2).map_err(decode())?;
                     match self.keys.open(&sealed, &user, &factor) {
-                        Ok(_) => {}
-                        Err(error @ (KeyRingError::UnknownKey | KeyRingError::Authentication)) => {
-                            return Err(StoreError::with_source(
-                                StoreErrorKind::KeyMismatch,
-                                "the key ring does not match this store: none of its keys \
-                                 opens the store's secrets (check VERROU_KEYS)",
-                                error,
-                            ));
+                        Ok(_) => {
+                            opened = true;
+                            break;
                         }
-                        Err(error) => return Err(sealing("open the key check")(error)),
+                        Err(error @ (KeyRingError::UnknownKey | KeyRingError::Authentication)) => {
+                            refusal = Some(error);
+                        }
+                        Err(error) if checked => {
+                            return Err(sealing("open the key check")(error));
+                        }
+                        Err(error) => refusal = Some(error),
                     }
-                    checked = index == 0;
-                    break;
+                }
+                if !opened {
+                    return Err(StoreError::with_source(
+                        StoreErrorKind::KeyMismatch,
+                        "the key ring does not match this store: none of its keys opens the \
+                         store's secrets (check VERROU_KEYS)",
+                        refusal.unwrap_or(KeyRingError::Authentication),
+                    ));
                 }
                 if !checked {
                     let (user, factor, secret) = $crate::store::sql::key_check_value()?;
