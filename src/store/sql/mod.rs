@@ -353,21 +353,21 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            /// Locks the user's active factor row until `tx` ends (the per-user lock for
-            /// replacing or voiding recovery codes); false if there is none.
+            /// Locks the user's active factor row until `tx` ends and returns its factor id
+            /// (`None` if there is none). Activation reads the factor it replaces through it,
+            /// and it is the per-user lock for replacing or voiding recovery codes.
             async fn lock_active_factor(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 user: &$crate::ids::UserId,
-            ) -> Result<bool, $crate::error::StoreError> {
-                let row: Option<String> = sqlx::query_scalar(concat!(
+            ) -> Result<Option<String>, $crate::error::StoreError> {
+                sqlx::query_scalar(concat!(
                     "SELECT factor_id FROM verrou_totp_active WHERE user_id = $1",
                     $lock
                 ))
                 .bind(user.as_str())
                 .fetch_optional(&mut **tx)
                 .await
-                .map_err($crate::store::sql::backend("lock the active factor"))?;
-                Ok(row.is_some())
+                .map_err($crate::store::sql::backend("lock the active factor"))
             }
 
             /// Counts one attempt on the counter `key` inside `tx`, if its gate is open
@@ -653,14 +653,7 @@ macro_rules! impl_sql_store {
                     if expires_at <= to_db(now.unix_seconds())? {
                         return Ok(Activation::Expired);
                     }
-                    let active: Option<String> = sqlx::query_scalar(concat!(
-                        "SELECT factor_id FROM verrou_totp_active WHERE user_id = $1",
-                        $lock
-                    ))
-                    .bind(user.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(backend("read the active factor"))?;
+                    let active = Self::lock_active_factor(&mut tx, user).await?;
                     if active != replaces {
                         sqlx::query("DELETE FROM verrou_totp_pending WHERE user_id = $1")
                             .bind(user.as_str())
@@ -784,7 +777,7 @@ macro_rules! impl_sql_store {
                     // codes takes first. The DELETE below is a later statement, so on
                     // PostgreSQL it sees the codes of a replacement that held the lock before
                     // us (READ COMMITTED takes a snapshot per statement).
-                    if !Self::lock_active_factor(&mut tx, user).await? && !codes.is_empty() {
+                    if Self::lock_active_factor(&mut tx, user).await?.is_none() && !codes.is_empty() {
                         return Ok(Replacement::NoActiveFactor);
                     }
                     sqlx::query("DELETE FROM verrou_recovery_codes WHERE user_id = $1")
@@ -847,7 +840,7 @@ macro_rules! impl_sql_store {
                 let result: Result<_, $crate::error::StoreError> = async {
                     // No code counts without the factor it backs; the per-user lock orders us
                     // strictly before or after a removal of the factor.
-                    if !Self::lock_active_factor(&mut tx, user).await? {
+                    if Self::lock_active_factor(&mut tx, user).await?.is_none() {
                         return Ok(Consumption::NoActiveFactor);
                     }
                     // One conditional update: of racing requests for one code, one marks it.
