@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::{
-    trace_malformed, Checked, ClientContext, Refusal, SecondFactorMethod, SecondFactorProof, Verrou,
+    trace_malformed, Checked, ClientContext, SecondFactorMethod, SecondFactorProof, Verrou,
 };
 use crate::audit::AuditKind;
 use crate::clock::{Clock, Timestamp};
@@ -302,12 +302,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             Checked::Malformed(reason) => {
                 return Ok(EnrollmentOutcome::Malformed(trace_malformed(user, reason)))
             }
-            Checked::Refused(Refusal::Throttled(retry_after)) => {
-                return Ok(EnrollmentOutcome::Throttled { retry_after })
-            }
-            Checked::Refused(Refusal::Locked(until)) => {
-                return Ok(EnrollmentOutcome::Locked { until })
-            }
+            Checked::Refused(refusal) => return Ok(refusal.into()),
             Checked::Compared { matched, counted } => (matched, counted),
         };
         let WindowMatch::Fresh { step, .. } = matched else {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::{ClientContext, Refusal, SecondFactorMethod, SecondFactorProof, Verrou};
+use super::{ClientContext, SecondFactorMethod, SecondFactorProof, Verrou};
 use crate::audit::AuditKind;
 use crate::clock::{Clock, Timestamp};
 use crate::error::{CryptoError, Error};
@@ -175,10 +175,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         };
         let counted = match self.reserve_attempt(user, ctx, now).await? {
             Ok(counted) => counted,
-            Err(Refusal::Throttled(retry_after)) => {
-                return Ok(RecoveryOutcome::Throttled { retry_after })
-            }
-            Err(Refusal::Locked(until)) => return Ok(RecoveryOutcome::Locked { until }),
+            Err(refusal) => return Ok(refusal.into()),
         };
         let lookup = code.lookup();
         let record = self.store.recovery_code(user, lookup).await?;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{ClientContext, Verrou};
+use super::{ClientContext, EnrollmentOutcome, RecoveryOutcome, TotpOutcome, Verrou};
 use crate::audit::AuditKind;
 use crate::clock::{Clock, Timestamp};
 use crate::error::Error;
@@ -29,6 +29,21 @@ impl Refusal {
     }
 }
 
+/// Each flow's outcome for a refused attempt: the one place a refusal becomes an outcome.
+macro_rules! refusal_outcome {
+    ($($outcome:ty),*) => {$(
+        impl From<Refusal> for $outcome {
+            fn from(refusal: Refusal) -> Self {
+                match refusal {
+                    Refusal::Throttled(retry_after) => Self::Throttled { retry_after },
+                    Refusal::Locked(until) => Self::Locked { until },
+                }
+            }
+        }
+    )*};
+}
+refusal_outcome!(TotpOutcome, EnrollmentOutcome, RecoveryOutcome);
+
 /// A counted attempt: the account counter after counting, to report a lock it started.
 pub(super) struct Counted {
     pub(super) account: ThrottleState,
@@ -44,8 +59,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         ctx: &ClientContext,
         now: Timestamp,
     ) -> Result<Result<Counted, Refusal>, Error> {
-        if let (Some(policy), Some(addr)) = (&self.config.address_throttle, ctx.addr) {
-            let key = ThrottleKey::for_address_in_prefix(addr, self.config.ipv6_throttle_prefix);
+        if let Some((key, policy)) = self.address_throttle(ctx) {
             if let Err(refusal) = self.reserve(&key, policy, now).await? {
                 self.report_refusal(user, ctx, now, &refusal).await?;
                 return Ok(Err(refusal));
@@ -62,6 +76,18 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 Ok(Err(refusal))
             }
         }
+    }
+
+    /// The client address's counter and its policy, when the address throttle is on and the
+    /// request's address is known.
+    pub(super) fn address_throttle(
+        &self,
+        ctx: &ClientContext,
+    ) -> Option<(ThrottleKey<'static>, &ThrottlePolicy)> {
+        let policy = self.config.address_throttle.as_ref()?;
+        let addr = ctx.addr?;
+        let key = ThrottleKey::for_address_in_prefix(addr, self.config.ipv6_throttle_prefix);
+        Some((key, policy))
     }
 
     /// Counts one failure on `key` if its gate is open (atomically, in the store).

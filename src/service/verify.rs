@@ -11,7 +11,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::error::Error;
 use crate::ids::{FactorId, UserId};
 use crate::secret::TotpSecret;
-use crate::store::{AttemptVerdict, Store, ThrottleKey, TotpAttempt};
+use crate::store::{AttemptVerdict, Store, TotpAttempt};
 use crate::totp::{self, CodeGenerator, CodeInput, MalformedCode, TotpParams, WindowMatch};
 
 /// The outcome of [`Verrou::verify_totp`].
@@ -121,17 +121,10 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 drift,
             },
         };
-        let address = match (&self.config.address_throttle, ctx.addr) {
-            (Some(policy), Some(addr)) => Some((
-                ThrottleKey::for_address_in_prefix(addr, self.config.ipv6_throttle_prefix),
-                policy,
-            )),
-            _ => None,
-        };
         let attempt = TotpAttempt {
             factor,
             now,
-            address,
+            address: self.address_throttle(ctx),
             account: &self.config.account_throttle,
             fresh_step,
             accepted: accepted.clone(),
@@ -167,10 +160,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             AttemptVerdict::Refused { gate, .. } => {
                 let refusal = Refusal::from_gate(gate, now);
                 self.report_refusal(user, ctx, now, &refusal).await?;
-                Ok(match refusal {
-                    Refusal::Throttled(retry_after) => TotpOutcome::Throttled { retry_after },
-                    Refusal::Locked(until) => TotpOutcome::Locked { until },
-                })
+                Ok(refusal.into())
             }
         }
     }
