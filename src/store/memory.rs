@@ -62,7 +62,11 @@ impl Inner {
         now: Timestamp,
     ) -> Reservation {
         let counter = match *key {
-            ThrottleKey::Account(user) => &mut self.users.entry(user.clone()).or_default().throttle,
+            // Looked up first: the id is cloned only for a user's first counter.
+            ThrottleKey::Account(user) => match self.users.get_mut(user) {
+                Some(entry) => &mut entry.throttle,
+                None => &mut self.users.entry(user.clone()).or_default().throttle,
+            },
             ThrottleKey::Address(addr) => self.addresses.entry(addr).or_default(),
         };
         let (next, reservation) = Reservation::decide(policy, counter, now);
