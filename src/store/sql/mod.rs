@@ -152,7 +152,6 @@ macro_rules! impl_sql_store {
             /// when the store was first opened or, in a store from before the check, any
             /// active factor's secret. Writes the key check when there is none yet.
             async fn check_key_ring(&self) -> Result<(), $crate::error::StoreError> {
-                use sqlx::Row as _;
                 use $crate::error::{StoreError, StoreErrorKind};
                 use $crate::keyring::KeyRingError;
                 use $crate::store::sql::{backend, factor_id, sealing, user_id};
@@ -177,10 +176,8 @@ macro_rules! impl_sql_store {
                 let mut refusal = None;
                 let mut opened = rows.is_empty();
                 for row in &rows {
-                    let decode = || backend("decode the key check");
-                    let user = user_id(&row.try_get::<String, _>(0).map_err(decode())?)?;
-                    let factor = factor_id(&row.try_get::<String, _>(1).map_err(decode())?)?;
-                    let sealed: Vec<u8> = row.try_get(2).map_err(decode())?;
+                    let (user, factor, sealed) = Self::sealed_row(row, "decode the key check")?;
+                    let (user, factor) = (user_id(&user)?, factor_id(&factor)?);
                     match self.keys.open(&sealed, &user, &factor) {
                         Ok(_) => {
                             opened = true;
@@ -223,19 +220,29 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            /// A `(user_id, factor_id, sealed)` row as stored, ids not yet parsed.
+            fn sealed_row(
+                row: &<$db as sqlx::Database>::Row,
+                context: &'static str,
+            ) -> Result<(String, String, Vec<u8>), $crate::error::StoreError> {
+                use sqlx::Row as _;
+                let decode = || $crate::store::sql::backend(context);
+                Ok((
+                    row.try_get(0).map_err(decode())?,
+                    row.try_get(1).map_err(decode())?,
+                    row.try_get(2).map_err(decode())?,
+                ))
+            }
+
             /// Re-seals the key check under the active key (part of a rotation, not counted
             /// in its report). Left as it is if it cannot be opened or changed meanwhile.
             async fn reseal_key_check(&self) -> Result<(), $crate::error::StoreError> {
-                use sqlx::Row as _;
                 let row = sqlx::query("SELECT user_id, factor_id, sealed FROM verrou_key_check")
                     .fetch_optional(&self.pool)
                     .await
                     .map_err($crate::store::sql::backend("read the key check"))?;
                 let Some(row) = row else { return Ok(()) };
-                let decode = || $crate::store::sql::backend("decode the key check");
-                let user: String = row.try_get(0).map_err(decode())?;
-                let factor: String = row.try_get(1).map_err(decode())?;
-                let sealed: Vec<u8> = row.try_get(2).map_err(decode())?;
+                let (user, factor, sealed) = Self::sealed_row(&row, "decode the key check")?;
                 if $crate::keyring::KeyRing::sealed_with(&sealed).ok().as_ref()
                     == Some(self.keys.active_id())
                 {
@@ -483,7 +490,6 @@ macro_rules! impl_sql_store {
                 limit: usize,
             ) -> Result<$crate::store::ResealReport, $crate::error::StoreError> {
                 self.reseal_key_check().await?;
-                use sqlx::Row as _;
                 use $crate::store::sql::backend;
                 // Both tables hold sealed secrets; each is read in pages in user-id order.
                 const TABLES: [(&str, &str); 2] = [
@@ -512,11 +518,9 @@ macro_rules! impl_sql_store {
                             .fetch_all(&self.pool)
                             .await
                             .map_err(backend("read sealed secrets"))?;
-                        let decode = || backend("decode a sealed secret");
                         for row in &rows {
-                            let user: String = row.try_get(0).map_err(decode())?;
-                            let factor: String = row.try_get(1).map_err(decode())?;
-                            let sealed: Vec<u8> = row.try_get(2).map_err(decode())?;
+                            let (user, factor, sealed) =
+                                Self::sealed_row(row, "decode a sealed secret")?;
                             report.scanned += 1;
                             let sealed_with = $crate::keyring::KeyRing::sealed_with(&sealed);
                             let resealed = match sealed_with {
