@@ -42,8 +42,11 @@ impl DbscPaths {
     /// and `;`.
     ///
     /// # Errors
-    /// [`crate::ConfigError::Session`] otherwise.
-    pub fn with_paths(registration: &str, refresh: &str) -> Result<Self, crate::ConfigError> {
+    /// [`crate::leaf_errors::ConfigError::Session`] otherwise.
+    pub fn with_paths(
+        registration: &str,
+        refresh: &str,
+    ) -> Result<Self, crate::leaf_errors::ConfigError> {
         for path in [registration, refresh] {
             let plain = path.starts_with('/')
                 && path.len() <= 256
@@ -51,7 +54,7 @@ impl DbscPaths {
                     .bytes()
                     .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b';'));
             if !plain {
-                return Err(crate::ConfigError::Session("DBSC path"));
+                return Err(crate::leaf_errors::ConfigError::Session("DBSC path"));
             }
         }
         Ok(Self {

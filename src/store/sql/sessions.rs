@@ -111,7 +111,7 @@ macro_rules! impl_sql_sessions {
                 let second_factor = match (second_at, method) {
                     (Some(at), Some(method)) => Some((
                         timestamp(at)?,
-                        from_code(&$crate::SecondFactorMethod::ALL, method)?,
+                        from_code(&$crate::session::SecondFactorMethod::ALL, method)?,
                     )),
                     _ => None,
                 };
@@ -233,7 +233,7 @@ macro_rules! impl_sql_sessions {
                 let (second_at, method) = match record.second_factor {
                     Some((when, method)) => (
                         Some(at(when)?),
-                        Some(code(&$crate::SecondFactorMethod::ALL, &method)),
+                        Some(code(&$crate::session::SecondFactorMethod::ALL, &method)),
                     ),
                     None => (None, None),
                 };
@@ -313,7 +313,7 @@ macro_rules! impl_sql_sessions {
                     .bind(elevation.token.to_hex())
                     .bind(code(&$crate::store::sql::sessions::ASSURANCES, &$crate::session::Assurance::SecondFactor))
                     .bind(to_db(when.unix_seconds())?)
-                    .bind(code(&$crate::SecondFactorMethod::ALL, &method))
+                    .bind(code(&$crate::session::SecondFactorMethod::ALL, &method))
                     .bind(elevation.signals.map(|s| s.to_hex()))
                     .bind(to_db(elevation.expires_at.unix_seconds())?)
                     .execute(&mut *tx)
