@@ -3,9 +3,12 @@
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Pool, Postgres};
+use sqlx::Postgres;
 
-use super::{backend, impl_sql_store, Dialect};
+use super::driver::Dialect;
+use super::schema::ColumnTypes;
+use super::values::backend;
+use super::SqlStore;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::keyring::KeyRing;
 
@@ -20,13 +23,9 @@ const MAX_CONNECTIONS: u32 = 10;
 /// Every operation is one statement or one transaction whose rows are locked before they are
 /// read for a write, so instances never lose each other's updates. TOTP secrets are stored
 /// sealed under the [`KeyRing`]; recovery codes as argon2id hashes.
-#[derive(Clone)]
-pub struct PostgresStore {
-    pool: Pool<Postgres>,
-    keys: KeyRing,
-}
+pub type PostgresStore = SqlStore<Postgres>;
 
-impl PostgresStore {
+impl SqlStore<Postgres> {
     /// Connects to `url` (`postgres://user@host:port/database`) and brings the schema up to
     /// date. The URL may carry a password; it never appears in errors.
     ///
@@ -99,14 +98,19 @@ fn valid_schema(name: &str) -> bool {
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
 }
 
-impl_sql_store!(
-    PostgresStore,
-    Postgres,
-    begin = "BEGIN",
-    lock = " FOR UPDATE",
-    migration_lock = MIGRATION_LOCK,
-    dialect = Dialect {
+impl Dialect for Postgres {
+    const BEGIN: &'static str = "BEGIN";
+    const MIGRATION_LOCK: &'static str = MIGRATION_LOCK;
+    const LOCK_ACTIVE_FACTOR: &'static str =
+        "SELECT factor_id FROM verrou_totp_active WHERE user_id = $1 FOR UPDATE";
+    const LOCK_PENDING_FACTOR: &'static str = "SELECT factor_id, replaces, expires_at \
+         FROM verrou_totp_pending WHERE user_id = $1 FOR UPDATE";
+    const COLUMN_TYPES: ColumnTypes = ColumnTypes {
         blob: "BYTEA",
         serial: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    };
+
+    fn rows_affected(result: &Self::QueryResult) -> u64 {
+        result.rows_affected()
     }
-);
+}

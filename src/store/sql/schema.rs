@@ -104,15 +104,15 @@ CREATE TABLE verrou_key_check (
 ];
 
 /// How a dialect spells the types the migrations leave open.
-pub(crate) struct Dialect {
+pub(crate) struct ColumnTypes {
     pub(crate) blob: &'static str,
     pub(crate) serial: &'static str,
 }
 
-/// The migrations after `from`, in order, with their target version, spelled for `dialect`.
+/// The migrations after `from`, in order, with their target version, spelled with `types`.
 pub(crate) fn pending_migrations(
     from: i64,
-    dialect: &Dialect,
+    types: &ColumnTypes,
 ) -> Result<Vec<(i64, String)>, StoreError> {
     if from > SCHEMA_VERSION {
         return Err(StoreError::new(
@@ -132,8 +132,8 @@ pub(crate) fn pending_migrations(
         .filter(|(_, to)| *to > from)
         .map(|(sql, to)| {
             let sql = sql
-                .replace("{blob}", dialect.blob)
-                .replace("{serial}", dialect.serial);
+                .replace("{blob}", types.blob)
+                .replace("{serial}", types.serial);
             (to, sql)
         })
         .collect())
@@ -149,7 +149,7 @@ pub(crate) const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS verrou_schema
 mod tests {
     use super::*;
 
-    const TEST: Dialect = Dialect {
+    const TEST: ColumnTypes = ColumnTypes {
         blob: "BLOB",
         serial: "SERIAL",
     };

@@ -1,529 +1,489 @@
-//! The SQL backends' [`SessionStore`](crate::store::SessionStore), written once and
-//! instantiated per driver by `impl_sql_store!` (through `impl_sql_sessions!`).
+//! The SQL store's [`SessionStore`].
 //!
 //! A session row is read on every request and written only by the atomic operations below:
 //! a token swap conditional on the old token, a `last_seen` bump that only moves forward, and
 //! deletion. Bindings live in their own table and change only by compare-and-set on their
 //! version (an `INSERT … ON CONFLICT DO NOTHING` for the first record).
+//!
+//! Every statement is a `&'static str`, written out whole: nothing is formatted per request.
+//! Several statements share a column list or a condition; a test checks that each spells it
+//! exactly as the others do.
 
-// The SQL text below is spelled with macros that expand to string literals, so every query is
-// a `&'static str` assembled by `concat!` at compile time: nothing is formatted per request,
-// and no dynamic SQL needs `AssertSqlSafe`.
+use super::driver::{Driver, Fields, Sql};
+use super::values::{
+    code, from_code, from_db, org_id, session_id, timestamp, to_db, token_hash, user_id,
+};
+use super::{insert_audit, SqlStore};
+use crate::audit::{AuditEvent, AuditKind};
+use crate::clock::Timestamp;
+use crate::error::{StoreError, StoreErrorKind};
+use crate::ids::{SessionId, UserId};
+use crate::session::proof::DeviceKey;
+use crate::session::{
+    Assurance, BindingKind, BindingRecord, Challenge, IssuedChallenge, IssuedCookie,
+    RevocationScope, SecondFactorMethod, SessionRecord, TokenHash,
+};
+use crate::store::{Elevation, RevocationContext, SessionStore};
 
-/// The columns of `verrou_sessions`, in the order `session_row` reads them.
-macro_rules! session_columns {
-    () => {
-        "session_id, token_hash, user_id, org_id, assurance, created_at, last_seen, \
-         expires_at, second_factor_at, second_factor_method, signals"
-    };
+/// Assurance levels as stored (their position here).
+const ASSURANCES: [Assurance; 2] = [Assurance::PasswordOnly, Assurance::SecondFactor];
+
+const SESSION_BY_TOKEN: &str = "SELECT session_id, token_hash, user_id, org_id, assurance, \
+     created_at, last_seen, expires_at, second_factor_at, second_factor_method, signals \
+     FROM verrou_sessions WHERE token_hash = $1";
+
+const USER_SESSIONS: &str = "SELECT session_id, token_hash, user_id, org_id, assurance, \
+     created_at, last_seen, expires_at, second_factor_at, second_factor_method, signals \
+     FROM verrou_sessions WHERE user_id = $1 ORDER BY created_at DESC, session_id DESC";
+
+const BINDING: &str = "SELECT version, offered_at, device_key, binding_kind, challenge, \
+     challenge_expires, prev_challenge, prev_challenge_expires, cookie_hash, cookie_expires, \
+     prev_cookie_hash, prev_cookie_expires FROM verrou_session_bindings WHERE session_id = $1";
+
+/// The first binding of a session that still exists.
+const INSERT_BINDING: &str = "INSERT INTO verrou_session_bindings (session_id, version, \
+     offered_at, device_key, binding_kind, challenge, challenge_expires, prev_challenge, \
+     prev_challenge_expires, cookie_hash, cookie_expires, prev_cookie_hash, \
+     prev_cookie_expires) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+     WHERE EXISTS (SELECT 1 FROM verrou_sessions WHERE session_id = $1) \
+     ON CONFLICT (session_id) DO NOTHING";
+
+/// A binding replaced if its version is still `$14` and its session still exists.
+const SWAP_BINDING: &str = "UPDATE verrou_session_bindings SET version = $2, offered_at = $3, \
+     device_key = $4, binding_kind = $5, challenge = $6, challenge_expires = $7, \
+     prev_challenge = $8, prev_challenge_expires = $9, cookie_hash = $10, cookie_expires = $11, \
+     prev_cookie_hash = $12, prev_cookie_expires = $13 WHERE session_id = $1 AND version = $14 \
+     AND EXISTS (SELECT 1 FROM verrou_sessions WHERE session_id = $1)";
+
+/// A binding replaced whole by an elevation, its version one past the old one's (a
+/// concurrent compare-and-set on the old version fails).
+const OFFER_BINDING: &str = "INSERT INTO verrou_session_bindings (session_id, version, \
+     offered_at, device_key, binding_kind, challenge, challenge_expires, prev_challenge, \
+     prev_challenge_expires, cookie_hash, cookie_expires, prev_cookie_hash, \
+     prev_cookie_expires) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+     ON CONFLICT (session_id) DO UPDATE SET version = verrou_session_bindings.version + 1, \
+     offered_at = excluded.offered_at, device_key = excluded.device_key, \
+     binding_kind = excluded.binding_kind, challenge = excluded.challenge, \
+     challenge_expires = excluded.challenge_expires, prev_challenge = excluded.prev_challenge, \
+     prev_challenge_expires = excluded.prev_challenge_expires, \
+     cookie_hash = excluded.cookie_hash, cookie_expires = excluded.cookie_expires, \
+     prev_cookie_hash = excluded.prev_cookie_hash, \
+     prev_cookie_expires = excluded.prev_cookie_expires";
+
+const REVOKE_BINDINGS: &str = "DELETE FROM verrou_session_bindings WHERE session_id IN \
+     (SELECT session_id FROM verrou_sessions WHERE ($1 IS NULL OR session_id = $1) \
+     AND ($2 IS NULL OR user_id = $2) AND ($3 IS NULL OR session_id <> $3) \
+     AND ($4 IS NULL OR org_id = $4) AND ($5 IS NULL OR created_at < $5))";
+
+const REVOKE_SESSIONS: &str = "DELETE FROM verrou_sessions WHERE ($1 IS NULL OR session_id = $1) \
+     AND ($2 IS NULL OR user_id = $2) AND ($3 IS NULL OR session_id <> $3) \
+     AND ($4 IS NULL OR org_id = $4) AND ($5 IS NULL OR created_at < $5) \
+     RETURNING session_id, user_id";
+
+impl<D: Driver> SessionStore for SqlStore<D> {
+    async fn create_session(&self, record: SessionRecord) -> Result<(), StoreError> {
+        let (second_at, method) = match record.second_factor {
+            Some((when, method)) => (
+                Some(at(when)?),
+                Some(code(&SecondFactorMethod::ALL, &method)),
+            ),
+            None => (None, None),
+        };
+        Sql::<D>::new(
+            "INSERT INTO verrou_sessions (session_id, token_hash, user_id, org_id, assurance, \
+             created_at, last_seen, expires_at, second_factor_at, second_factor_method, \
+             signals) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "create a session",
+        )
+        .text(record.id.to_string())
+        .text(record.token.to_hex())
+        .text(record.user.as_str())
+        .opt_text(record.org.map(|org| org.as_str().to_owned()))
+        .int(code(&ASSURANCES, &record.assurance))
+        .int(at(record.created_at)?)
+        .int(at(record.last_seen)?)
+        .int(at(record.expires_at)?)
+        .opt_int(second_at)
+        .opt_int(method)
+        .opt_text(record.signals.map(|signals| signals.to_hex()))
+        .execute(&mut *self.connection("create a session").await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn session_by_token(
+        &self,
+        token: &TokenHash,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let row = Sql::<D>::new(SESSION_BY_TOKEN, "read a session")
+            .text(token.to_hex())
+            .fetch_optional(&mut *self.connection("read a session").await?)
+            .await?;
+        row.as_ref().map(session_row).transpose()
+    }
+
+    async fn touch_session(&self, session: SessionId, now: Timestamp) -> Result<(), StoreError> {
+        Sql::<D>::new(
+            "UPDATE verrou_sessions SET last_seen = $2 WHERE session_id = $1 AND last_seen < $2",
+            "touch a session",
+        )
+        .text(session.to_string())
+        .int(at(now)?)
+        .execute(&mut *self.connection("touch a session").await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn elevate_session(
+        &self,
+        session: SessionId,
+        current: &TokenHash,
+        elevation: Elevation,
+    ) -> Result<bool, StoreError> {
+        let (when, method) = elevation.second_factor;
+        self.write("elevate a session", move |tx, _| {
+            Box::pin(async move {
+                let swapped = Sql::<D>::new(
+                    "UPDATE verrou_sessions SET token_hash = $3, assurance = $4, \
+                     second_factor_at = $5, second_factor_method = $6, signals = $7, \
+                     expires_at = $8 WHERE session_id = $1 AND token_hash = $2",
+                    "elevate a session",
+                )
+                .text(session.to_string())
+                .text(current.to_hex())
+                .text(elevation.token.to_hex())
+                .int(code(&ASSURANCES, &Assurance::SecondFactor))
+                .int(at(when)?)
+                .int(code(&SecondFactorMethod::ALL, &method))
+                .opt_text(elevation.signals.map(|signals| signals.to_hex()))
+                .int(at(elevation.expires_at)?)
+                .execute(tx)
+                .await?;
+                if swapped != 1 {
+                    return Ok(false);
+                }
+                if let Some(offer) = elevation.binding {
+                    let offer = BindingRecord {
+                        version: 1,
+                        ..offer
+                    };
+                    let query = Sql::<D>::new(OFFER_BINDING, "offer a session binding")
+                        .text(session.to_string());
+                    bind_binding(query, &offer)?.execute(tx).await?;
+                }
+                insert_audit::<D>(tx, elevation.record).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn revoke_sessions(
+        &self,
+        scope: &RevocationScope,
+        context: RevocationContext,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let scope = ScopeParams::of(scope)?;
+        self.write("revoke sessions", move |tx, _| {
+            Box::pin(async move {
+                scope
+                    .bind(Sql::<D>::new(REVOKE_BINDINGS, "revoke session bindings"))
+                    .execute(tx)
+                    .await?;
+                let revoked = scope
+                    .bind(Sql::<D>::new(REVOKE_SESSIONS, "revoke sessions"))
+                    .fetch_all(tx)
+                    .await?;
+                let mut events = Vec::with_capacity(revoked.len());
+                for row in revoked {
+                    let kind = AuditKind::SessionRevoked {
+                        session: session_id(&row.text(0)?)?,
+                        reason: context.reason,
+                    };
+                    let user = user_id(&row.text(1)?)?;
+                    let event = AuditEvent::new(context.at, user, context.client, kind);
+                    insert_audit::<D>(tx, event.clone()).await?;
+                    events.push(event);
+                }
+                Ok(events)
+            })
+        })
+        .await
+    }
+
+    async fn user_sessions(&self, user: &UserId) -> Result<Vec<SessionRecord>, StoreError> {
+        let rows = Sql::<D>::new(USER_SESSIONS, "list a user's sessions")
+            .text(user.as_str())
+            .fetch_all(&mut *self.connection("list a user's sessions").await?)
+            .await?;
+        rows.iter().map(session_row).collect()
+    }
+
+    async fn binding(&self, session: SessionId) -> Result<Option<BindingRecord>, StoreError> {
+        let row = Sql::<D>::new(BINDING, "read a session binding")
+            .text(session.to_string())
+            .fetch_optional(&mut *self.connection("read a session binding").await?)
+            .await?;
+        row.as_ref().map(binding_row).transpose()
+    }
+
+    async fn swap_binding(
+        &self,
+        session: SessionId,
+        expected: Option<u64>,
+        record: BindingRecord,
+    ) -> Result<bool, StoreError> {
+        let sql = match expected {
+            None => INSERT_BINDING,
+            Some(_) => SWAP_BINDING,
+        };
+        let query = Sql::<D>::new(sql, "write a session binding").text(session.to_string());
+        let query = bind_binding(query, &record)?;
+        let query = match expected {
+            Some(version) => query.int(to_db(version)?),
+            None => query,
+        };
+        let written = query
+            .execute(&mut *self.connection("write a session binding").await?)
+            .await?;
+        Ok(written == 1)
+    }
+
+    async fn purge_expired_sessions(
+        &self,
+        now: Timestamp,
+        idle_before: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let (now, idle_before) = (at(now)?, at(idle_before)?);
+        self.write("purge expired sessions", move |tx, _| {
+            Box::pin(async move {
+                let purged = Sql::<D>::new(
+                    "DELETE FROM verrou_sessions WHERE expires_at <= $1 OR last_seen < $2",
+                    "purge expired sessions",
+                )
+                .int(now)
+                .int(idle_before)
+                .execute(tx)
+                .await?;
+                // Their bindings, and any a revocation raced with.
+                Sql::<D>::new(
+                    "DELETE FROM verrou_session_bindings WHERE session_id NOT IN \
+                     (SELECT session_id FROM verrou_sessions)",
+                    "purge orphaned bindings",
+                )
+                .execute(tx)
+                .await?;
+                Ok(usize::try_from(purged).unwrap_or(usize::MAX))
+            })
+        })
+        .await
+    }
 }
 
-/// The columns of `verrou_session_bindings` after `session_id`, in the order `binding_row`
-/// reads them and the writes bind them (`$2` to `$13`).
-macro_rules! binding_columns {
-    () => {
-        "version, offered_at, device_key, binding_kind, challenge, challenge_expires, \
-         prev_challenge, prev_challenge_expires, cookie_hash, cookie_expires, \
-         prev_cookie_hash, prev_cookie_expires"
-    };
+/// An instant as stored: seconds since the Unix epoch.
+fn at(instant: Timestamp) -> Result<i64, StoreError> {
+    to_db(instant.unix_seconds())
 }
 
-/// Which sessions a revocation scope selects: every parameter but one is `NULL`
-/// (`$1` session, `$2` user, `$3` the user's session to keep, `$4` organisation, `$5` instant).
-macro_rules! revocation_scope {
-    () => {
-        "($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR user_id = $2) \
-         AND ($3 IS NULL OR session_id <> $3) AND ($4 IS NULL OR org_id = $4) \
-         AND ($5 IS NULL OR created_at < $5)"
-    };
+/// The parameters of the revocation statements' scope condition, for one scope: every
+/// parameter but one is `NULL` (`$1` session, `$2` user, `$3` the user's session to keep,
+/// `$4` organisation, `$5` instant).
+#[derive(Clone)]
+struct ScopeParams {
+    session: Option<String>,
+    user: Option<String>,
+    except: Option<String>,
+    org: Option<String>,
+    before: Option<i64>,
 }
 
-/// The condition that the session `$1` still exists (a binding is never written for a
-/// revoked session).
-macro_rules! session_exists {
-    () => {
-        "EXISTS (SELECT 1 FROM verrou_sessions WHERE session_id = $1)"
-    };
+impl ScopeParams {
+    fn of(scope: &RevocationScope) -> Result<Self, StoreError> {
+        let none = Self {
+            session: None,
+            user: None,
+            except: None,
+            org: None,
+            before: None,
+        };
+        Ok(match scope {
+            RevocationScope::Session(id) => Self {
+                session: Some(id.to_string()),
+                ..none
+            },
+            RevocationScope::User { user, except } => Self {
+                user: Some(user.as_str().to_owned()),
+                except: except.map(|id| id.to_string()),
+                ..none
+            },
+            RevocationScope::Org(org) => Self {
+                org: Some(org.as_str().to_owned()),
+                ..none
+            },
+            RevocationScope::IssuedBefore(instant) => Self {
+                before: Some(at(*instant)?),
+                ..none
+            },
+            // A scope this build does not know selects nothing rather than everything.
+            #[allow(unreachable_patterns)]
+            _ => {
+                return Err(StoreError::new(
+                    StoreErrorKind::Backend,
+                    "unknown revocation scope",
+                ))
+            }
+        })
+    }
+
+    fn bind<D: Driver>(&self, query: Sql<D>) -> Sql<D> {
+        query
+            .opt_text(self.session.clone())
+            .opt_text(self.user.clone())
+            .opt_text(self.except.clone())
+            .opt_text(self.org.clone())
+            .opt_int(self.before)
+    }
 }
 
-pub(crate) use {binding_columns, revocation_scope, session_columns, session_exists};
-
-/// The parameters of `revocation_scope!()` for `scope`.
-pub(crate) type ScopeParams = (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-);
-
-pub(crate) fn scope_params(
-    scope: &crate::session::RevocationScope,
-) -> Result<ScopeParams, crate::error::StoreError> {
-    use crate::session::RevocationScope;
-    Ok(match scope {
-        RevocationScope::Session(id) => (Some(id.to_string()), None, None, None, None),
-        RevocationScope::User { user, except } => (
-            None,
-            Some(user.as_str().to_owned()),
-            except.map(|id| id.to_string()),
-            None,
-            None,
-        ),
-        RevocationScope::Org(org) => (None, None, None, Some(org.as_str().to_owned()), None),
-        RevocationScope::IssuedBefore(at) => (
-            None,
-            None,
-            None,
-            None,
-            Some(super::to_db(at.unix_seconds())?),
-        ),
-        // A scope this build does not know selects nothing rather than everything.
-        #[allow(unreachable_patterns)]
-        _ => {
-            return Err(crate::error::StoreError::new(
-                crate::error::StoreErrorKind::Backend,
-                "unknown revocation scope",
-            ))
+fn session_row<D: Driver>(row: &Fields<D>) -> Result<SessionRecord, StoreError> {
+    let second_factor = match (row.opt_int(8)?, row.opt_int(9)?) {
+        (Some(at), Some(method)) => {
+            Some((timestamp(at)?, from_code(&SecondFactorMethod::ALL, method)?))
         }
+        _ => None,
+    };
+    Ok(SessionRecord {
+        id: session_id(&row.text(0)?)?,
+        token: token_hash(&row.text(1)?)?,
+        user: user_id(&row.text(2)?)?,
+        org: row.opt_text(3)?.as_deref().map(org_id).transpose()?,
+        assurance: from_code(&ASSURANCES, row.int(4)?)?,
+        created_at: timestamp(row.int(5)?)?,
+        last_seen: timestamp(row.int(6)?)?,
+        expires_at: timestamp(row.int(7)?)?,
+        second_factor,
+        signals: row.opt_text(10)?.as_deref().map(token_hash).transpose()?,
     })
 }
 
-macro_rules! impl_sql_sessions {
-    ($store:ty, $db:ty, lock = $lock:literal) => {
-        impl $store {
-            fn session_row(
-                row: &<$db as sqlx::Database>::Row,
-            ) -> Result<$crate::session::SessionRecord, $crate::error::StoreError> {
-                use sqlx::Row as _;
-                use $crate::store::sql::{
-                    backend, from_code, org_id, session_id, timestamp, token_hash, user_id,
-                };
-                let decode = || backend("decode a session");
-                let id: String = row.try_get(0).map_err(decode())?;
-                let token: String = row.try_get(1).map_err(decode())?;
-                let user: String = row.try_get(2).map_err(decode())?;
-                let org: Option<String> = row.try_get(3).map_err(decode())?;
-                let assurance: i64 = row.try_get(4).map_err(decode())?;
-                let second_at: Option<i64> = row.try_get(8).map_err(decode())?;
-                let method: Option<i64> = row.try_get(9).map_err(decode())?;
-                let signals: Option<String> = row.try_get(10).map_err(decode())?;
-                let second_factor = match (second_at, method) {
-                    (Some(at), Some(method)) => Some((
-                        timestamp(at)?,
-                        from_code(&$crate::session::SecondFactorMethod::ALL, method)?,
-                    )),
-                    _ => None,
-                };
-                Ok($crate::session::SessionRecord {
-                    id: session_id(&id)?,
-                    token: token_hash(&token)?,
-                    user: user_id(&user)?,
-                    org: org.as_deref().map(org_id).transpose()?,
-                    assurance: from_code(&$crate::store::sql::sessions::ASSURANCES, assurance)?,
-                    created_at: timestamp(row.try_get(5).map_err(decode())?)?,
-                    last_seen: timestamp(row.try_get(6).map_err(decode())?)?,
-                    expires_at: timestamp(row.try_get(7).map_err(decode())?)?,
-                    second_factor,
-                    signals: signals.as_deref().map(token_hash).transpose()?,
-                })
-            }
-
-            fn binding_row(
-                row: &<$db as sqlx::Database>::Row,
-            ) -> Result<$crate::session::BindingRecord, $crate::error::StoreError> {
-                use sqlx::Row as _;
-                use $crate::session::{Challenge, IssuedChallenge, IssuedCookie};
-                use $crate::store::sql::{backend, from_code, from_db, timestamp, token_hash};
-                let decode = || backend("decode a session binding");
-                let corrupt = |what| {
-                    $crate::error::StoreError::new($crate::error::StoreErrorKind::Corrupt, what)
-                };
-                let key: Option<Vec<u8>> = row.try_get(2).map_err(decode())?;
-                let kind: Option<i64> = row.try_get(3).map_err(decode())?;
-                let key = match (key, kind) {
-                    (Some(key), Some(kind)) => Some((
-                        $crate::session::proof::DeviceKey::from_sec1(&key)
-                            .map_err(|_| corrupt("stored device key is not a P-256 point"))?,
-                        from_code(&$crate::session::BindingKind::ALL, kind)?,
-                    )),
-                    (None, None) => None,
-                    _ => return Err(corrupt("stored device key without its kind")),
-                };
-                let challenge = |first: usize| -> Result<_, $crate::error::StoreError> {
-                    let text: Option<String> = row.try_get(first).map_err(decode())?;
-                    let expires: Option<i64> = row.try_get(first + 1).map_err(decode())?;
-                    Ok(match (text, expires) {
-                        (Some(text), Some(expires)) => Some(IssuedChallenge {
-                            challenge: Challenge::from_stored(text),
-                            expires_at: timestamp(expires)?,
-                        }),
-                        _ => None,
-                    })
-                };
-                let cookie = |first: usize| -> Result<_, $crate::error::StoreError> {
-                    let hash: Option<String> = row.try_get(first).map_err(decode())?;
-                    let expires: Option<i64> = row.try_get(first + 1).map_err(decode())?;
-                    Ok(match (hash, expires) {
-                        (Some(hash), Some(expires)) => Some(IssuedCookie {
-                            hash: token_hash(&hash)?,
-                            expires_at: timestamp(expires)?,
-                        }),
-                        _ => None,
-                    })
-                };
-                Ok($crate::session::BindingRecord {
-                    version: from_db(row.try_get(0).map_err(decode())?)?,
-                    offered_at: timestamp(row.try_get(1).map_err(decode())?)?,
-                    key,
-                    challenge: challenge(4)?,
-                    previous_challenge: challenge(6)?,
-                    cookie: cookie(8)?,
-                    previous_cookie: cookie(10)?,
-                })
-            }
-
-            /// Binds `record`'s columns as `$2` to `$13` (see `BINDING_COLUMNS`).
-            fn bind_binding<'q>(
-                query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
-                record: &$crate::session::BindingRecord,
-            ) -> Result<
-                sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
-                $crate::error::StoreError,
-            > {
-                use $crate::store::sql::{code, to_db};
-                let at = |t: $crate::clock::Timestamp| to_db(t.unix_seconds());
-                let challenge = |c: &Option<$crate::session::IssuedChallenge>| {
-                    c.as_ref().map(|c| c.challenge.as_str().to_owned())
-                };
-                let challenge_expires = |c: &Option<$crate::session::IssuedChallenge>| {
-                    c.as_ref().map(|c| at(c.expires_at)).transpose()
-                };
-                let cookie = |c: &Option<$crate::session::IssuedCookie>| c.map(|c| c.hash.to_hex());
-                let cookie_expires = |c: &Option<$crate::session::IssuedCookie>| {
-                    c.map(|c| at(c.expires_at)).transpose()
-                };
-                Ok(query
-                    .bind(to_db(record.version)?)
-                    .bind(at(record.offered_at)?)
-                    .bind(record.key.map(|(key, _)| key.to_sec1().to_vec()))
-                    .bind(
-                        record
-                            .key
-                            .map(|(_, kind)| code(&$crate::session::BindingKind::ALL, &kind)),
-                    )
-                    .bind(challenge(&record.challenge))
-                    .bind(challenge_expires(&record.challenge)?)
-                    .bind(challenge(&record.previous_challenge))
-                    .bind(challenge_expires(&record.previous_challenge)?)
-                    .bind(cookie(&record.cookie))
-                    .bind(cookie_expires(&record.cookie)?)
-                    .bind(cookie(&record.previous_cookie))
-                    .bind(cookie_expires(&record.previous_cookie)?))
-            }
-        }
-
-        impl $crate::store::SessionStore for $store {
-            async fn create_session(
-                &self,
-                record: $crate::session::SessionRecord,
-            ) -> Result<(), $crate::error::StoreError> {
-                use $crate::store::sql::{backend, code, to_db};
-                let at = |t: $crate::clock::Timestamp| to_db(t.unix_seconds());
-                let (second_at, method) = match record.second_factor {
-                    Some((when, method)) => (
-                        Some(at(when)?),
-                        Some(code(&$crate::session::SecondFactorMethod::ALL, &method)),
-                    ),
-                    None => (None, None),
-                };
-                sqlx::query(
-                    "INSERT INTO verrou_sessions (session_id, token_hash, user_id, org_id, \
-                     assurance, created_at, last_seen, expires_at, second_factor_at, \
-                     second_factor_method, signals) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(record.id.to_string())
-                .bind(record.token.to_hex())
-                .bind(record.user.as_str())
-                .bind(record.org.as_ref().map($crate::ids::OrgId::as_str))
-                .bind(code(&$crate::store::sql::sessions::ASSURANCES, &record.assurance))
-                .bind(at(record.created_at)?)
-                .bind(at(record.last_seen)?)
-                .bind(at(record.expires_at)?)
-                .bind(second_at)
-                .bind(method)
-                .bind(record.signals.map(|s| s.to_hex()))
-                .execute(&self.pool)
-                .await
-                .map_err(backend("create a session"))?;
-                Ok(())
-            }
-
-            async fn session_by_token(
-                &self,
-                token: &$crate::session::TokenHash,
-            ) -> Result<Option<$crate::session::SessionRecord>, $crate::error::StoreError> {
-                let row = sqlx::query(concat!(
-                    "SELECT ",
-                    $crate::store::sql::sessions::session_columns!(),
-                    " FROM verrou_sessions WHERE token_hash = $1"
-                ))
-                .bind(token.to_hex())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::sql::backend("read a session"))?;
-                row.as_ref().map(Self::session_row).transpose()
-            }
-
-            async fn touch_session(
-                &self,
-                session: $crate::ids::SessionId,
-                at: $crate::clock::Timestamp,
-            ) -> Result<(), $crate::error::StoreError> {
-                sqlx::query(
-                    "UPDATE verrou_sessions SET last_seen = $2 \
-                     WHERE session_id = $1 AND last_seen < $2",
-                )
-                .bind(session.to_string())
-                .bind($crate::store::sql::to_db(at.unix_seconds())?)
-                .execute(&self.pool)
-                .await
-                .map_err($crate::store::sql::backend("touch a session"))?;
-                Ok(())
-            }
-
-            async fn elevate_session(
-                &self,
-                session: $crate::ids::SessionId,
-                current: &$crate::session::TokenHash,
-                elevation: $crate::store::Elevation,
-            ) -> Result<bool, $crate::error::StoreError> {
-                use $crate::store::sql::{backend, code, to_db};
-                let (when, method) = elevation.second_factor;
-                let mut tx = self.write("elevate a session").await?;
-                let result: Result<_, $crate::error::StoreError> = async {
-                    let swapped = sqlx::query(
-                        "UPDATE verrou_sessions SET token_hash = $3, assurance = $4, \
-                         second_factor_at = $5, second_factor_method = $6, signals = $7, \
-                         expires_at = $8 WHERE session_id = $1 AND token_hash = $2",
-                    )
-                    .bind(session.to_string())
-                    .bind(current.to_hex())
-                    .bind(elevation.token.to_hex())
-                    .bind(code(&$crate::store::sql::sessions::ASSURANCES, &$crate::session::Assurance::SecondFactor))
-                    .bind(to_db(when.unix_seconds())?)
-                    .bind(code(&$crate::session::SecondFactorMethod::ALL, &method))
-                    .bind(elevation.signals.map(|s| s.to_hex()))
-                    .bind(to_db(elevation.expires_at.unix_seconds())?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend("elevate a session"))?
-                    .rows_affected();
-                    if swapped != 1 {
-                        return Ok(false);
-                    }
-                    if let Some(offer) = &elevation.binding {
-                        // Replaces the binding whole, its version one past the old one's: a
-                        // concurrent compare-and-set on the old version fails.
-                        let offer = $crate::session::BindingRecord { version: 1, ..offer.clone() };
-                        let query = sqlx::query(concat!(
-                            "INSERT INTO verrou_session_bindings (session_id, ",
-                            $crate::store::sql::sessions::binding_columns!(),
-                            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                             ON CONFLICT (session_id) DO UPDATE SET \
-                             version = verrou_session_bindings.version + 1, \
-                             offered_at = excluded.offered_at, device_key = excluded.device_key, \
-                             binding_kind = excluded.binding_kind, challenge = excluded.challenge, \
-                             challenge_expires = excluded.challenge_expires, \
-                             prev_challenge = excluded.prev_challenge, \
-                             prev_challenge_expires = excluded.prev_challenge_expires, \
-                             cookie_hash = excluded.cookie_hash, \
-                             cookie_expires = excluded.cookie_expires, \
-                             prev_cookie_hash = excluded.prev_cookie_hash, \
-                             prev_cookie_expires = excluded.prev_cookie_expires"
-                        ));
-                        Self::bind_binding(query.bind(session.to_string()), &offer)?
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(backend("offer a session binding"))?;
-                    }
-                    Self::insert_audit(&mut *tx, elevation.record).await?;
-                    Ok(true)
-                }
-                .await;
-                Self::finish(tx, result).await
-            }
-
-            async fn revoke_sessions(
-                &self,
-                scope: &$crate::session::RevocationScope,
-                context: $crate::store::RevocationContext,
-            ) -> Result<Vec<$crate::audit::AuditEvent>, $crate::error::StoreError> {
-                use $crate::store::sql::sessions::scope_params;
-                use $crate::store::sql::{backend, session_id, user_id};
-                let (id, user, except, org, before) = scope_params(scope)?;
-                let mut tx = self.write("revoke sessions").await?;
-                let result: Result<_, $crate::error::StoreError> = async {
-                    sqlx::query(concat!(
-                        "DELETE FROM verrou_session_bindings WHERE session_id IN \
-                         (SELECT session_id FROM verrou_sessions WHERE ",
-                        $crate::store::sql::sessions::revocation_scope!(),
-                        ")"
-                    ))
-                    .bind(&id)
-                    .bind(&user)
-                    .bind(&except)
-                    .bind(&org)
-                    .bind(before)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend("revoke session bindings"))?;
-                    let revoked: Vec<(String, String)> =
-                        sqlx::query_as(concat!(
-                            "DELETE FROM verrou_sessions WHERE ",
-                            $crate::store::sql::sessions::revocation_scope!(),
-                            " RETURNING session_id, user_id"
-                        ))
-                        .bind(&id)
-                        .bind(&user)
-                        .bind(&except)
-                        .bind(&org)
-                        .bind(before)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(backend("revoke sessions"))?;
-                    let mut events = Vec::with_capacity(revoked.len());
-                    for (session, user) in revoked {
-                        let kind = $crate::audit::AuditKind::SessionRevoked {
-                            session: session_id(&session)?,
-                            reason: context.reason,
-                        };
-                        let event = $crate::audit::AuditEvent::new(
-                            context.at,
-                            user_id(&user)?,
-                            context.client,
-                            kind,
-                        );
-                        Self::insert_audit(&mut *tx, event.clone()).await?;
-                        events.push(event);
-                    }
-                    Ok(events)
-                }
-                .await;
-                Self::finish(tx, result).await
-            }
-
-            async fn user_sessions(
-                &self,
-                user: &$crate::ids::UserId,
-            ) -> Result<Vec<$crate::session::SessionRecord>, $crate::error::StoreError> {
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    $crate::store::sql::sessions::session_columns!(),
-                    " FROM verrou_sessions WHERE user_id = $1 \
-                     ORDER BY created_at DESC, session_id DESC"
-                ))
-                .bind(user.as_str())
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::store::sql::backend("list a user's sessions"))?;
-                rows.iter().map(Self::session_row).collect()
-            }
-
-            async fn binding(
-                &self,
-                session: $crate::ids::SessionId,
-            ) -> Result<Option<$crate::session::BindingRecord>, $crate::error::StoreError> {
-                let row = sqlx::query(concat!(
-                    "SELECT ",
-                    $crate::store::sql::sessions::binding_columns!(),
-                    " FROM verrou_session_bindings WHERE session_id = $1"
-                ))
-                .bind(session.to_string())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($crate::store::sql::backend("read a session binding"))?;
-                row.as_ref().map(Self::binding_row).transpose()
-            }
-
-            async fn swap_binding(
-                &self,
-                session: $crate::ids::SessionId,
-                expected: Option<u64>,
-                record: $crate::session::BindingRecord,
-            ) -> Result<bool, $crate::error::StoreError> {
-                use $crate::store::sql::{backend, to_db};
-                let query = match expected {
-                    None => sqlx::query(concat!(
-                        "INSERT INTO verrou_session_bindings (session_id, ",
-                        $crate::store::sql::sessions::binding_columns!(),
-                        ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 WHERE ",
-                        $crate::store::sql::sessions::session_exists!(),
-                        " ON CONFLICT (session_id) DO NOTHING"
-                    )),
-                    Some(_) => sqlx::query(concat!(
-                        "UPDATE verrou_session_bindings SET version = $2, offered_at = $3, \
-                         device_key = $4, binding_kind = $5, challenge = $6, \
-                         challenge_expires = $7, prev_challenge = $8, \
-                         prev_challenge_expires = $9, cookie_hash = $10, cookie_expires = $11, \
-                         prev_cookie_hash = $12, prev_cookie_expires = $13 \
-                         WHERE session_id = $1 AND version = $14 AND ",
-                        $crate::store::sql::sessions::session_exists!()
-                    )),
-                };
-                let query = Self::bind_binding(query.bind(session.to_string()), &record)?;
-                let query = match expected {
-                    Some(version) => query.bind(to_db(version)?),
-                    None => query,
-                };
-                let written = query
-                    .execute(&self.pool)
-                    .await
-                    .map_err(backend("write a session binding"))?
-                    .rows_affected();
-                Ok(written == 1)
-            }
-
-            async fn purge_expired_sessions(
-                &self,
-                now: $crate::clock::Timestamp,
-                idle_before: $crate::clock::Timestamp,
-            ) -> Result<usize, $crate::error::StoreError> {
-                use $crate::store::sql::{backend, to_db};
-                let now = to_db(now.unix_seconds())?;
-                let idle_before = to_db(idle_before.unix_seconds())?;
-                let mut tx = self.write("purge expired sessions").await?;
-                let result: Result<_, $crate::error::StoreError> = async {
-                    let purged = sqlx::query(
-                        "DELETE FROM verrou_sessions WHERE expires_at <= $1 OR last_seen < $2",
-                    )
-                    .bind(now)
-                    .bind(idle_before)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend("purge expired sessions"))?
-                    .rows_affected();
-                    // Their bindings, and any a revocation raced with.
-                    sqlx::query(
-                        "DELETE FROM verrou_session_bindings WHERE session_id NOT IN \
-                         (SELECT session_id FROM verrou_sessions)",
-                    )
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend("purge orphaned bindings"))?;
-                    Ok(usize::try_from(purged).unwrap_or(usize::MAX))
-                }
-                .await;
-                Self::finish(tx, result).await
-            }
-        }
+fn binding_row<D: Driver>(row: &Fields<D>) -> Result<BindingRecord, StoreError> {
+    let corrupt = |what| StoreError::new(StoreErrorKind::Corrupt, what);
+    let key = match (row.opt_bytes(2)?, row.opt_int(3)?) {
+        (Some(key), Some(kind)) => Some((
+            DeviceKey::from_sec1(&key)
+                .map_err(|_| corrupt("stored device key is not a P-256 point"))?,
+            from_code(&BindingKind::ALL, kind)?,
+        )),
+        (None, None) => None,
+        _ => return Err(corrupt("stored device key without its kind")),
     };
+    let challenge = |first: usize| -> Result<_, StoreError> {
+        Ok(match (row.opt_text(first)?, row.opt_int(first + 1)?) {
+            (Some(text), Some(expires)) => Some(IssuedChallenge {
+                challenge: Challenge::from_stored(text),
+                expires_at: timestamp(expires)?,
+            }),
+            _ => None,
+        })
+    };
+    let cookie = |first: usize| -> Result<_, StoreError> {
+        Ok(match (row.opt_text(first)?, row.opt_int(first + 1)?) {
+            (Some(hash), Some(expires)) => Some(IssuedCookie {
+                hash: token_hash(&hash)?,
+                expires_at: timestamp(expires)?,
+            }),
+            _ => None,
+        })
+    };
+    Ok(BindingRecord {
+        version: from_db(row.int(0)?)?,
+        offered_at: timestamp(row.int(1)?)?,
+        key,
+        challenge: challenge(4)?,
+        previous_challenge: challenge(6)?,
+        cookie: cookie(8)?,
+        previous_cookie: cookie(10)?,
+    })
 }
-pub(crate) use impl_sql_sessions;
 
-/// Assurance levels as stored (their position here).
-pub(crate) const ASSURANCES: [crate::session::Assurance; 2] = [
-    crate::session::Assurance::PasswordOnly,
-    crate::session::Assurance::SecondFactor,
-];
+/// Binds `record`'s columns as `$2` to `$13`, in the order of the binding statements' column
+/// lists (`version` … `prev_cookie_expires`).
+fn bind_binding<D: Driver>(query: Sql<D>, record: &BindingRecord) -> Result<Sql<D>, StoreError> {
+    let challenge =
+        |c: &Option<IssuedChallenge>| c.as_ref().map(|c| c.challenge.as_str().to_owned());
+    let challenge_expires =
+        |c: &Option<IssuedChallenge>| c.as_ref().map(|c| at(c.expires_at)).transpose();
+    let cookie = |c: &Option<IssuedCookie>| c.map(|c| c.hash.to_hex());
+    let cookie_expires = |c: &Option<IssuedCookie>| c.map(|c| at(c.expires_at)).transpose();
+    Ok(query
+        .int(to_db(record.version)?)
+        .int(at(record.offered_at)?)
+        .opt_bytes(record.key.map(|(key, _)| key.to_sec1().to_vec()))
+        .opt_int(record.key.map(|(_, kind)| code(&BindingKind::ALL, &kind)))
+        .opt_text(challenge(&record.challenge))
+        .opt_int(challenge_expires(&record.challenge)?)
+        .opt_text(challenge(&record.previous_challenge))
+        .opt_int(challenge_expires(&record.previous_challenge)?)
+        .opt_text(cookie(&record.cookie))
+        .opt_int(cookie_expires(&record.cookie)?)
+        .opt_text(cookie(&record.previous_cookie))
+        .opt_int(cookie_expires(&record.previous_cookie)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The columns of `verrou_sessions`, in the order `session_row` reads them.
+    const SESSION_COLUMNS: &str =
+        "session_id, token_hash, user_id, org_id, assurance, created_at, \
+     last_seen, expires_at, second_factor_at, second_factor_method, signals";
+
+    /// The columns of `verrou_session_bindings` after `session_id`, in the order `binding_row`
+    /// reads them and `bind_binding` binds them (`$2` to `$13`).
+    const BINDING_COLUMNS: &str = "version, offered_at, device_key, binding_kind, challenge, \
+     challenge_expires, prev_challenge, prev_challenge_expires, cookie_hash, cookie_expires, \
+     prev_cookie_hash, prev_cookie_expires";
+
+    /// Which sessions a revocation scope selects: every parameter but one is `NULL` (`$1`
+    /// session, `$2` user, `$3` the user's session to keep, `$4` organisation, `$5` instant).
+    const REVOCATION_SCOPE: &str =
+        "($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR user_id = $2) \
+     AND ($3 IS NULL OR session_id <> $3) AND ($4 IS NULL OR org_id = $4) \
+     AND ($5 IS NULL OR created_at < $5)";
+
+    /// Squeezes runs of whitespace, so statements compare as SQL, not as source layout.
+    fn squeezed(sql: &str) -> String {
+        sql.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn every_statement_spells_the_shared_column_lists() {
+        let sessions = squeezed(SESSION_COLUMNS);
+        let bindings = squeezed(BINDING_COLUMNS);
+        let scope = squeezed(REVOCATION_SCOPE);
+        for sql in [SESSION_BY_TOKEN, USER_SESSIONS] {
+            assert!(
+                squeezed(sql).starts_with(&format!("SELECT {sessions} FROM")),
+                "{sql}"
+            );
+        }
+        assert!(squeezed(BINDING).starts_with(&format!("SELECT {bindings} FROM")));
+        for sql in [INSERT_BINDING, OFFER_BINDING] {
+            assert!(
+                squeezed(sql).contains(&format!("(session_id, {bindings})")),
+                "{sql}"
+            );
+        }
+        let assignments: Vec<String> = bindings
+            .split(", ")
+            .zip(2..)
+            .map(|(column, n)| format!("{column} = ${n}"))
+            .collect();
+        assert!(squeezed(SWAP_BINDING).contains(&assignments.join(", ")));
+        for sql in [REVOKE_BINDINGS, REVOKE_SESSIONS] {
+            assert!(squeezed(sql).contains(&scope), "{sql}");
+        }
+        assert!(squeezed(SESSION_BY_TOKEN).ends_with("WHERE token_hash = $1"));
+    }
+}

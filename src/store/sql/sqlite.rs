@@ -4,9 +4,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Pool, Sqlite};
+use sqlx::Sqlite;
 
-use super::{backend, impl_sql_store, Dialect};
+use super::driver::Dialect;
+use super::schema::ColumnTypes;
+use super::values::backend;
+use super::SqlStore;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::keyring::KeyRing;
 
@@ -21,13 +24,9 @@ const MAX_CONNECTIONS: u32 = 4;
 /// Several processes may open the same file; every operation is one `BEGIN IMMEDIATE`
 /// transaction or one statement, so they stay atomic across processes. TOTP secrets are
 /// stored sealed under the [`KeyRing`]; recovery codes as argon2id hashes.
-#[derive(Clone)]
-pub struct SqliteStore {
-    pool: Pool<Sqlite>,
-    keys: KeyRing,
-}
+pub type SqliteStore = SqlStore<Sqlite>;
 
-impl SqliteStore {
+impl SqlStore<Sqlite> {
     /// Opens (creating it if needed) the database file at `path` and brings its schema up to
     /// date. A new file is created readable and writable by its owner only (on Unix; SQLite
     /// gives its `-wal` and `-shm` files the same permissions).
@@ -73,15 +72,20 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-impl_sql_store!(
-    SqliteStore,
-    Sqlite,
-    begin = "BEGIN IMMEDIATE",
-    lock = "",
-    // BEGIN IMMEDIATE already excludes every other writer.
-    migration_lock = "",
-    dialect = Dialect {
+impl Dialect for Sqlite {
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    // BEGIN IMMEDIATE already excludes every other writer, and locks every row it reads.
+    const MIGRATION_LOCK: &'static str = "";
+    const LOCK_ACTIVE_FACTOR: &'static str =
+        "SELECT factor_id FROM verrou_totp_active WHERE user_id = $1";
+    const LOCK_PENDING_FACTOR: &'static str =
+        "SELECT factor_id, replaces, expires_at FROM verrou_totp_pending WHERE user_id = $1";
+    const COLUMN_TYPES: ColumnTypes = ColumnTypes {
         blob: "BLOB",
         serial: "INTEGER PRIMARY KEY AUTOINCREMENT",
+    };
+
+    fn rows_affected(result: &Self::QueryResult) -> u64 {
+        result.rows_affected()
     }
-);
+}

@@ -1,0 +1,223 @@
+//! The SQL store and its key ring: the key check when a store opens, and
+//! [`KeyRotation`]: re-sealing stored secrets under the active key.
+
+use super::driver::{Driver, Fields, Sql};
+use super::values::{factor_id, key_check_value, sealing, user_id};
+use super::SqlStore;
+use crate::error::{StoreError, StoreErrorKind};
+use crate::keyring::{KeyRing, KeyRingError};
+use crate::store::{KeyRotation, ResealReport, UnreadableSecret};
+
+/// The tables that hold sealed secrets: how to read them in pages in user-id order, and how
+/// to swap one row's sealed blob (compare-and-set on the old blob).
+const SEALED_TABLES: [(&str, &str); 2] = [
+    (
+        "SELECT user_id, factor_id, sealed FROM verrou_totp_pending \
+         WHERE user_id > $1 ORDER BY user_id LIMIT $2",
+        "UPDATE verrou_totp_pending SET sealed = $4 \
+         WHERE user_id = $1 AND factor_id = $2 AND sealed = $3",
+    ),
+    (
+        "SELECT user_id, factor_id, sealed FROM verrou_totp_active \
+         WHERE user_id > $1 ORDER BY user_id LIMIT $2",
+        "UPDATE verrou_totp_active SET sealed = $4 \
+         WHERE user_id = $1 AND factor_id = $2 AND sealed = $3",
+    ),
+];
+
+/// How many rows one read of a rotation pass takes.
+const PAGE: usize = 500;
+
+/// A `(user_id, factor_id, sealed)` row as stored, ids not yet parsed.
+struct SealedRow {
+    user: String,
+    factor: String,
+    sealed: Vec<u8>,
+}
+
+impl SealedRow {
+    fn read<D: Driver>(row: &Fields<D>) -> Result<Self, StoreError> {
+        Ok(Self {
+            user: row.text(0)?,
+            factor: row.text(1)?,
+            sealed: row.bytes(2)?,
+        })
+    }
+}
+
+impl<D: Driver> KeyRotation for SqlStore<D> {
+    async fn reseal_stale(&self, limit: usize) -> Result<ResealReport, StoreError> {
+        self.reseal_key_check().await?;
+        let active = self.keys.active_id().clone();
+        let mut report = ResealReport::default();
+        for (select, update) in SEALED_TABLES {
+            let mut after = String::new();
+            loop {
+                let rows = Sql::<D>::new(select, "read sealed secrets")
+                    .text(after.clone())
+                    .int(i64::try_from(PAGE).unwrap_or(i64::MAX))
+                    .fetch_all(&mut *self.connection("read sealed secrets").await?)
+                    .await?;
+                for row in &rows {
+                    let row = SealedRow::read(row)?;
+                    report.scanned += 1;
+                    let resealed = match KeyRing::sealed_with(&row.sealed) {
+                        Ok(id) if id == active => None,
+                        Ok(_) if report.resealed >= limit => Some(Ok(false)),
+                        Ok(_) => Some(self.reseal_row(update, &row).await?),
+                        Err(reason) => Some(Err(reason)),
+                    };
+                    match resealed {
+                        None => {}
+                        Some(Ok(true)) => report.resealed += 1,
+                        Some(Ok(false)) => report.stale += 1,
+                        Some(Err(reason)) => {
+                            tracing::warn!(
+                                target: "verrou::store",
+                                user = row.user.as_str(),
+                                factor = row.factor.as_str(),
+                                %reason,
+                                "a sealed secret cannot be opened: skipped by the rotation"
+                            );
+                            report.unreadable.push(UnreadableSecret {
+                                user: row.user.clone(),
+                                factor: row.factor.clone(),
+                                reason,
+                            });
+                        }
+                    }
+                    after = row.user;
+                }
+                if rows.len() < PAGE {
+                    break;
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[allow(private_bounds, reason = "crate-private helpers; Driver is sealed")]
+impl<D: Driver> SqlStore<D> {
+    /// Refuses a key ring that cannot open what the store holds: the key check sealed when
+    /// the store was first opened or, in a store from before the check, any active factor's
+    /// secret. Writes the key check when there is none yet.
+    pub(super) async fn check_key_ring(&self) -> Result<(), StoreError> {
+        let mut conn = self.connection("read the key check").await?;
+        let conn = &mut *conn;
+        // The key check if there is one; in a store from before it, up to 16 active factors,
+        // of which the right ring opens at least one (a rotation may have left one it could
+        // not open), and a foreign ring none.
+        let check = Sql::<D>::new(
+            "SELECT user_id, factor_id, sealed FROM verrou_key_check LIMIT 1",
+            "read the key check",
+        )
+        .fetch_all(conn)
+        .await?;
+        let checked = !check.is_empty();
+        let rows = if checked {
+            check
+        } else {
+            Sql::<D>::new(
+                "SELECT user_id, factor_id, sealed FROM verrou_totp_active LIMIT 16",
+                "read the key check",
+            )
+            .fetch_all(conn)
+            .await?
+        };
+        let mut refusal = None;
+        let mut opened = rows.is_empty();
+        for row in &rows {
+            let row = SealedRow::read(row)?;
+            let (user, factor) = (user_id(&row.user)?, factor_id(&row.factor)?);
+            match self.keys.open(&row.sealed, &user, &factor) {
+                Ok(_) => {
+                    opened = true;
+                    break;
+                }
+                Err(error @ (KeyRingError::UnknownKey | KeyRingError::Authentication)) => {
+                    refusal = Some(error);
+                }
+                Err(error) if checked => return Err(sealing("open the key check")(error)),
+                Err(error) => refusal = Some(error),
+            }
+        }
+        if !opened {
+            return Err(StoreError::with_source(
+                StoreErrorKind::KeyMismatch,
+                "the key ring does not match this store: none of its keys opens the store's \
+                 secrets (check VERROU_KEYS)",
+                refusal.unwrap_or(KeyRingError::Authentication),
+            ));
+        }
+        if !checked {
+            let (user, factor, secret) = key_check_value()?;
+            let sealed = self
+                .keys
+                .seal(&secret, &user, &factor)
+                .map_err(sealing("seal the key check"))?;
+            Sql::<D>::new(
+                "INSERT INTO verrou_key_check (user_id, factor_id, sealed) VALUES ($1, $2, $3) \
+                 ON CONFLICT (user_id) DO NOTHING",
+                "write the key check",
+            )
+            .text(user.as_str())
+            .text(factor.to_string())
+            .bytes(sealed)
+            .execute(conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Re-seals the key check under the active key (part of a rotation, not counted in its
+    /// report). Left as it is if it cannot be opened or changed meanwhile.
+    async fn reseal_key_check(&self) -> Result<(), StoreError> {
+        let row = Sql::<D>::new(
+            "SELECT user_id, factor_id, sealed FROM verrou_key_check",
+            "read the key check",
+        )
+        .fetch_optional(&mut *self.connection("read the key check").await?)
+        .await?;
+        let Some(row) = row else { return Ok(()) };
+        let row = SealedRow::read(&row)?;
+        if KeyRing::sealed_with(&row.sealed).ok().as_ref() == Some(self.keys.active_id()) {
+            return Ok(());
+        }
+        let update = "UPDATE verrou_key_check SET sealed = $4 \
+                      WHERE user_id = $1 AND factor_id = $2 AND sealed = $3";
+        // A check that does not open is reported when a store opens, not here.
+        let _ = self.reseal_row(update, &row).await?;
+        Ok(())
+    }
+
+    /// Re-seals one stored secret under the active key if its row still holds the blob it
+    /// was read with (compare-and-set): `Ok(Ok(false))` if a concurrent writer changed it,
+    /// `Ok(Err(reason))` if the blob cannot be opened.
+    async fn reseal_row(
+        &self,
+        update: &'static str,
+        row: &SealedRow,
+    ) -> Result<Result<bool, KeyRingError>, StoreError> {
+        // Ids that do not parse cannot have sealed this blob's associated data.
+        let (Ok(user), Ok(factor)) = (user_id(&row.user), factor_id(&row.factor)) else {
+            return Ok(Err(KeyRingError::Authentication));
+        };
+        let resealed = self
+            .keys
+            .open(&row.sealed, &user, &factor)
+            .and_then(|secret| self.keys.seal(&secret, &user, &factor));
+        let resealed = match resealed {
+            Ok(resealed) => resealed,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let swapped = Sql::<D>::new(update, "re-seal a TOTP secret")
+            .text(row.user.clone())
+            .text(row.factor.clone())
+            .bytes(row.sealed.clone())
+            .bytes(resealed)
+            .execute(&mut *self.connection("re-seal a TOTP secret").await?)
+            .await?;
+        Ok(Ok(swapped == 1))
+    }
+}
