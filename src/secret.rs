@@ -52,7 +52,7 @@ impl TotpSecret {
     /// # Errors
     /// [`ConfigError::SecretLength`] outside `MIN_LEN..=MAX_LEN`; [`CryptoError::Rng`] if
     /// the operating system's generator fails.
-    pub fn generate_with_len(len: usize) -> Result<Self, crate::Error> {
+    pub fn generate_with_len(len: usize) -> Result<Self, crate::error::Error> {
         if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&len) {
             return Err(ConfigError::SecretLength {
                 min: Self::MIN_LEN,

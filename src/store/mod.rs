@@ -497,7 +497,7 @@ pub struct UnreadableSecret {
     pub reason: crate::keyring::KeyRingError,
 }
 
-/// Stores that keep TOTP secrets sealed under a [`KeyRing`](crate::KeyRing): re-sealing them
+/// Stores that keep TOTP secrets sealed under a [`KeyRing`](crate::keyring::KeyRing): re-sealing them
 /// under the ring's active key after a rotation.
 ///
 /// Safe while verifications run: each secret is replaced only if its row still holds the

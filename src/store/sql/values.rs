@@ -134,7 +134,9 @@ pub(crate) fn audit_event(
 }
 
 /// A key-ring failure on a stored secret: the data cannot be used as it is.
-pub(crate) fn sealing(context: &'static str) -> impl FnOnce(crate::KeyRingError) -> StoreError {
+pub(crate) fn sealing(
+    context: &'static str,
+) -> impl FnOnce(crate::keyring::KeyRingError) -> StoreError {
     move |error| StoreError::with_source(StoreErrorKind::Corrupt, context, error)
 }
 
