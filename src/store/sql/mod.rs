@@ -17,6 +17,7 @@
 //! conditional writes are single `UPDATE … WHERE` statements, which PostgreSQL re-checks
 //! against the newest row version when a concurrent writer got there first.
 
+mod audit_columns;
 mod driver;
 mod factors;
 #[cfg(feature = "postgres")]

@@ -76,14 +76,13 @@ pub(crate) fn token_hash(text: &str) -> Result<TokenHash, StoreError> {
 }
 
 /// The position of `item` in `all`, as stored.
-/// (The same codes as the audit trail's columns, `audit::code_of`.)
 pub(crate) fn code<T: PartialEq>(all: &[T], item: &T) -> i64 {
-    i64::try_from(crate::audit::code_of(all, item)).unwrap_or(-1)
+    i64::try_from(super::audit_columns::code_of(all, item)).unwrap_or(-1)
 }
 
 /// A stored code back as one of `all`.
 pub(crate) fn from_code<T: Copy>(all: &[T], stored: i64) -> Result<T, StoreError> {
-    crate::audit::from_code(all, u64::try_from(stored).ok())
+    super::audit_columns::from_code(all, u64::try_from(stored).ok())
         .ok_or_else(|| corrupt("stored code is negative or unknown"))
 }
 
@@ -115,7 +114,7 @@ pub(crate) fn audit_event(
     value: Option<i64>,
     detail: Option<i64>,
 ) -> Result<crate::audit::AuditEvent, StoreError> {
-    let columns = crate::audit::KindColumns {
+    let columns = super::audit_columns::KindColumns {
         factor: factor.map(factor_id).transpose()?,
         session: session.map(session_id).transpose()?,
         value: value.map(from_db).transpose()?,
