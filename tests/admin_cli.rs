@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use conformance::{config, enrolled};
-use verrou::store::{SqliteStore, Store, ThrottleKey};
+use verrou::store::backend::ThrottleKey;
+use verrou::store::{SqliteStore, Store};
 use verrou::{KeyRing, UserId};
 
 fn admin(store: &Path, keys: &str, args: &[&str]) -> Output {

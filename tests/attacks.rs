@@ -19,7 +19,8 @@ use conformance::{at, config, enrol, enrolled, start_enrollment, user, START};
 use secrecy::ExposeSecret;
 use verrou::audit::MemoryAuditSink;
 use verrou::lockout::ThrottlePolicy;
-use verrou::store::{MemoryStore, Store, ThrottleKey};
+use verrou::store::backend::ThrottleKey;
+use verrou::store::{MemoryStore, Store};
 use verrou::testing::{insecure_code_at, InsecureManualClock};
 use verrou::totp::MalformedCode;
 use verrou::{
@@ -480,7 +481,7 @@ async fn reenrolment_keeps_the_old_factor_until_the_new_one_is_confirmed() {
 /// factor (stored just after) must not replace the victim's.
 #[tokio::test]
 async fn attack_first_enrolment_cannot_replace_a_factor_confirmed_meanwhile() {
-    use verrou::store::{Activation, PendingTotp};
+    use verrou::store::backend::{Activation, PendingTotp};
     let e = enrolled(MemoryStore::new(), config()).await;
     let store = e.verrou.store();
     let attacker_secret = TotpSecret::generate().unwrap();

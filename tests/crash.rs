@@ -23,7 +23,8 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::ConnectOptions;
 use verrou::recovery::RecoveryCodeInput;
 use verrou::session::{Assurance, BindingMode, Requirement, SessionPolicy};
-use verrou::store::{SessionStore, SqliteStore, Store};
+use verrou::store::backend::SessionStore;
+use verrou::store::{SqliteStore, Store};
 use verrou::testing::{
     insecure_code_at, insecure_enroll, insecure_fresh_proof, insecure_recovery_codes,
     InsecureManualClock,

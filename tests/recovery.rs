@@ -17,7 +17,8 @@ use std::time::Duration;
 use conformance::{at, config, enrol, enrolled, user, Enrolled, START};
 use secrecy::ExposeSecret;
 use verrou::recovery::{Lookup, MalformedRecoveryCode, StoredHashError};
-use verrou::store::{MemoryStore, RecoveryCodeRecord, Store, ThrottleKey};
+use verrou::store::backend::{RecoveryCodeRecord, ThrottleKey};
+use verrou::store::{MemoryStore, Store};
 use verrou::testing::{insecure_code_at, insecure_recovery_codes, InsecureManualClock};
 use verrou::{
     AuditKind, ClientContext, CryptoError, Error, RecoveryCodesOutcome, RecoveryOutcome,

@@ -141,7 +141,7 @@ fn errors_never_echo_input() {
 #[tokio::test]
 async fn attack_session_tokens_in_debug_logs_or_store() {
     use verrou::session::{BindingKind, Requirement, TokenHash};
-    use verrou::store::SessionStore;
+    use verrou::store::backend::SessionStore;
     use verrou::testing::InsecureDevice;
     use verrou::{BindingOutcome, ElevationOutcome, SessionCookies};
 
@@ -409,7 +409,8 @@ fn public_types(code: &str) -> Vec<String> {
 #[tokio::test]
 async fn credential_holders_redact_in_debug() {
     use verrou::session::{BindingKind, Challenge};
-    use verrou::store::{SessionStore, SqliteStore, Store};
+    use verrou::store::backend::SessionStore;
+    use verrou::store::{SqliteStore, Store};
     use verrou::testing::{insecure_key_ring, InsecureDevice};
     use verrou::totp::OtpAuthUri;
     use verrou::{

@@ -64,7 +64,8 @@ use conformance::sqlite::{raw, raw_exec};
 use conformance::{config, enrolled, secret_bytes, Enrolled};
 use secrecy::ExposeSecret;
 use verrou::error::StoreErrorKind;
-use verrou::store::{SessionStore, Store};
+use verrou::store::backend::SessionStore;
+use verrou::store::Store;
 use verrou::{KeyRing, KeyRingError, TotpOutcome, Verrou};
 
 async fn schema_version(path: &Path) -> i64 {

@@ -13,10 +13,10 @@ use crate::session::dbsc;
 use crate::session::proof::{ParsedProof, ProofError};
 use crate::session::token::TokenKind;
 use crate::session::{
-    Assurance, BindingKind, BindingRecord, Challenge, IssuedChallenge, IssuedCookie,
-    RevocationReason, RevocationScope, SessionRecord, SessionToken,
+    Assurance, BindingKind, Challenge, RevocationReason, RevocationScope, SessionToken,
 };
 use crate::store::Store;
+use crate::store::{BindingRecord, IssuedChallenge, IssuedCookie, SessionRecord};
 
 /// How often a binding update is retried when a concurrent request changed the record first.
 const SWAP_ATTEMPTS: usize = 4;

@@ -12,9 +12,10 @@ use crate::ids::{OrgId, SessionId, UserId};
 use crate::session::cookie::{cookie_value, set_cookie, BOUND_COOKIE, SESSION_COOKIE};
 use crate::session::token::TokenKind;
 use crate::session::{
-    Assurance, BindingMode, BindingRecord, Challenge, ExpiryReason, IssuedChallenge, Requirement,
-    RevocationReason, RevocationScope, SessionRecord, SessionToken, StepUpReason,
+    Assurance, BindingMode, Challenge, ExpiryReason, Requirement, RevocationReason,
+    RevocationScope, SessionToken, StepUpReason,
 };
+use crate::store::{BindingRecord, IssuedChallenge, SessionRecord};
 use crate::store::{Elevation, RevocationContext, Store};
 
 /// A session just created: set its token as the session cookie (see

@@ -18,7 +18,6 @@ pub mod webcrypto;
 use std::fmt;
 use std::time::Duration;
 
-use self::proof::DeviceKey;
 pub use self::token::{MalformedToken, SessionToken, TokenHash};
 use crate::clock::Timestamp;
 use crate::ids::{OrgId, SessionId, UserId};
@@ -252,35 +251,6 @@ impl fmt::Debug for Challenge {
     }
 }
 
-/// One stored session: what stores keep (the token only as its hash).
-#[derive(Clone, Debug, Eq, PartialEq)]
-#[allow(
-    clippy::exhaustive_structs,
-    reason = "a record store implementations build from rows"
-)]
-pub struct SessionRecord {
-    /// The public handle.
-    pub id: SessionId,
-    /// SHA-256 of the current session token.
-    pub token: TokenHash,
-    /// Whose session.
-    pub user: UserId,
-    /// The user's organisation, if the portal has tenants.
-    pub org: Option<OrgId>,
-    /// What the session proved.
-    pub assurance: Assurance,
-    /// When it was created (its absolute expiry counts from here).
-    pub created_at: Timestamp,
-    /// When it was last used (to within the touch interval).
-    pub last_seen: Timestamp,
-    /// Its absolute expiry.
-    pub expires_at: Timestamp,
-    /// The last second factor passed in it, and how.
-    pub second_factor: Option<(Timestamp, SecondFactorMethod)>,
-    /// Digest of the soft signals seen when the session last proved itself.
-    pub signals: Option<TokenHash>,
-}
-
 /// How a second factor was passed.
 #[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
 #[non_exhaustive]
@@ -310,58 +280,6 @@ pub enum BindingKind {
 impl BindingKind {
     /// Every kind, for stores that keep them as codes.
     pub const ALL: [Self; 2] = [Self::Dbsc, Self::WebCrypto];
-}
-
-/// A challenge the server issued and when it stops being answerable.
-#[derive(Clone, Debug, Eq, PartialEq)]
-#[allow(
-    clippy::exhaustive_structs,
-    reason = "a record store implementations build from rows"
-)]
-pub struct IssuedChallenge {
-    /// The challenge.
-    pub challenge: Challenge,
-    /// Its expiry.
-    pub expires_at: Timestamp,
-}
-
-/// A bound cookie value (hashed) and its expiry.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-#[allow(
-    clippy::exhaustive_structs,
-    reason = "a record store implementations build from rows"
-)]
-pub struct IssuedCookie {
-    /// SHA-256 of the value.
-    pub hash: TokenHash,
-    /// Its expiry.
-    pub expires_at: Timestamp,
-}
-
-/// A session's device binding: its own record, changed only by compare-and-set on `version`
-/// (never rewritten with the session on ordinary requests — the race the DBSC notes warn
-/// of).
-#[derive(Clone, Debug, Eq, PartialEq)]
-#[allow(
-    clippy::exhaustive_structs,
-    reason = "a record store implementations build from rows"
-)]
-pub struct BindingRecord {
-    /// Incremented by every change.
-    pub version: u64,
-    /// When binding was offered (the grace counts from here).
-    pub offered_at: Timestamp,
-    /// The registered key and client kind; `None` while only offered.
-    pub key: Option<(DeviceKey, BindingKind)>,
-    /// The newest unanswered challenge.
-    pub challenge: Option<IssuedChallenge>,
-    /// The one before it (a refresh may race a 403): answerable until its own expiry.
-    pub previous_challenge: Option<IssuedChallenge>,
-    /// The current bound cookie.
-    pub cookie: Option<IssuedCookie>,
-    /// The previous bound cookie (a request may have left before the browser stored the new
-    /// one): accepted until its own expiry, never older ones.
-    pub previous_cookie: Option<IssuedCookie>,
 }
 
 /// Which sessions to revoke.

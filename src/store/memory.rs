@@ -17,7 +17,8 @@ use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{FactorId, SessionId, UserId};
 use crate::lockout::{ThrottlePolicy, ThrottleState};
 use crate::recovery::Lookup;
-use crate::session::{Assurance, BindingRecord, RevocationScope, SessionRecord, TokenHash};
+use crate::session::{Assurance, RevocationScope, TokenHash};
+use crate::store::{BindingRecord, SessionRecord};
 
 /// A store in process memory. Clones share the same data, like handles to one database.
 /// The audit trail keeps the newest [`MEMORY_AUDIT_CAPACITY`] events.

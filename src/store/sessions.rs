@@ -15,9 +15,8 @@ use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::ids::{SessionId, UserId};
-use crate::session::{
-    BindingRecord, RevocationReason, RevocationScope, SecondFactorMethod, SessionRecord, TokenHash,
-};
+use crate::session::{RevocationReason, RevocationScope, SecondFactorMethod, TokenHash};
+use crate::store::{BindingRecord, SessionRecord};
 
 /// What elevating a session (or a step-up) changes, atomically with the token swap.
 #[derive(Clone, Debug, Eq, PartialEq)]

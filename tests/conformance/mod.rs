@@ -22,10 +22,11 @@ use tokio::sync::Barrier;
 use verrou::audit::{AuditEvent, AuditKind, MemoryAuditSink};
 use verrou::lockout::{Gate, ThrottlePolicy, ThrottleState};
 use verrou::recovery::Lookup;
-use verrou::store::{
-    Activation, Consumption, PendingTotp, RecoveryCodeRecord, Reservation, StepAdvance, Store,
+use verrou::store::backend::{
+    Activation, Consumption, PendingTotp, RecoveryCodeRecord, Reservation, StepAdvance,
     ThrottleKey, TotpFactor,
 };
+use verrou::store::Store;
 use verrou::testing::{
     insecure_code_at, insecure_enroll, insecure_recovery_codes, InsecureManualClock,
 };

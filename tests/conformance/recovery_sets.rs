@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use tokio::sync::Barrier;
 use verrou::recovery::Lookup;
-use verrou::store::{Consumption, RecoveryCodeRecord, Replacement, Store};
+use verrou::store::backend::{Consumption, RecoveryCodeRecord, Replacement};
+use verrou::store::Store;
 use verrou::{ClientContext, RecoveryCodesOutcome, RecoveryOutcome, UserId, VerrouConfig};
 
 use super::{active_factor, enrolled, race, recovery_record, user, RACERS};

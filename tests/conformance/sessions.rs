@@ -6,11 +6,12 @@ use std::time::Duration;
 use verrou::audit::{AuditEvent, AuditKind};
 use verrou::session::proof::ProofError;
 use verrou::session::{
-    Assurance, BindingKind, BindingMode, BindingRecord, Challenge, ExpiryReason, IssuedChallenge,
-    Requirement, RevocationReason, RevocationScope, SessionPolicy, SessionRecord, StepUpReason,
-    TokenHash,
+    Assurance, BindingKind, BindingMode, Challenge, ExpiryReason, Requirement, RevocationReason,
+    RevocationScope, SessionPolicy, StepUpReason, TokenHash,
 };
-use verrou::store::{Elevation, RevocationContext, Store};
+use verrou::store::backend::{BindingRecord, IssuedChallenge, SessionRecord};
+use verrou::store::backend::{Elevation, RevocationContext};
+use verrou::store::Store;
 use verrou::testing::InsecureDevice;
 use verrou::{
     BindingOutcome, ClientContext, ElevationOutcome, OrgId, RefreshOutcome, SecondFactorMethod,
@@ -271,11 +272,11 @@ pub async fn binding_changes_only_by_compare_and_set<S: Store>(store: S) {
     let bound = BindingRecord {
         version: 2,
         key: Some((key, BindingKind::WebCrypto)),
-        cookie: Some(verrou::session::IssuedCookie {
+        cookie: Some(verrou::store::backend::IssuedCookie {
             hash: hash(7),
             expires_at: at(START + 300),
         }),
-        previous_cookie: Some(verrou::session::IssuedCookie {
+        previous_cookie: Some(verrou::store::backend::IssuedCookie {
             hash: hash(8),
             expires_at: at(START + 200),
         }),

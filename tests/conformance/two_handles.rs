@@ -5,13 +5,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use verrou::lockout::{ThrottlePolicy, ThrottleState};
 use verrou::recovery::Lookup;
-use verrou::session::{BindingRecord, RevocationScope, SessionRecord, TokenHash};
-use verrou::store::Elevation;
-use verrou::store::{
+use verrou::session::{RevocationScope, TokenHash};
+use verrou::store::backend::Elevation;
+use verrou::store::backend::{
     Activation, AttemptVerdict, Consumption, PendingTotp, RecoveryCodeRecord, Replacement,
-    Reservation, StepAdvance, Store, ThrottleKey, TotpAttempt, TotpFactor,
+    Reservation, StepAdvance, ThrottleKey, TotpAttempt, TotpFactor,
 };
-use verrou::store::{RevocationContext, SessionStore};
+use verrou::store::backend::{BindingRecord, SessionRecord};
+use verrou::store::backend::{RevocationContext, SessionStore};
+use verrou::store::Store;
 use verrou::{AuditEvent, FactorId, SessionId, StoreError, Timestamp, UserId};
 
 #[derive(Debug)]

@@ -20,9 +20,9 @@ use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{SessionId, UserId};
 use crate::session::proof::DeviceKey;
 use crate::session::{
-    Assurance, BindingKind, BindingRecord, Challenge, IssuedChallenge, IssuedCookie,
-    RevocationScope, SecondFactorMethod, SessionRecord, TokenHash,
+    Assurance, BindingKind, Challenge, RevocationScope, SecondFactorMethod, TokenHash,
 };
+use crate::store::{BindingRecord, IssuedChallenge, IssuedCookie, SessionRecord};
 use crate::store::{Elevation, RevocationContext, SessionStore};
 
 /// Assurance levels as stored (their position here).
