@@ -209,7 +209,7 @@ async fn attack_session_tokens_in_debug_logs_or_store() {
     }
     // The store holds the hash of the current token, not the token.
     let session = &stored[0];
-    assert_ne!(session.token, TokenHash([0; 32]));
+    assert_ne!(session.token, TokenHash::from_bytes([0; 32]));
     assert!(!format!("{:?}", session.token.to_hex()).contains(&token));
 }
 

@@ -59,6 +59,6 @@ impl ClientContext {
         hasher.update(prefix.map(|p| p.to_string()).unwrap_or_default().as_bytes());
         hasher.update(b"\0");
         hasher.update(self.user_agent.unwrap_or_default());
-        Some(TokenHash(hasher.finalize().into()))
+        Some(TokenHash::from_bytes(hasher.finalize().into()))
     }
 }

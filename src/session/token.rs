@@ -122,10 +122,19 @@ pub struct MalformedToken;
 /// SHA-256 of a token under its kind's domain: what stores keep and look tokens up by. A
 /// token carries 256 random bits, so a fast hash suffices — there is nothing to brute-force.
 #[derive(Clone, Copy, Eq, Hash, PartialEq)]
-#[allow(clippy::exhaustive_structs, reason = "a fixed-size digest")]
-pub struct TokenHash(pub [u8; 32]);
+pub struct TokenHash([u8; 32]);
 
 impl TokenHash {
+    /// A digest as it is (stores that keep bytes rather than [`TokenHash::to_hex`]).
+    pub const fn from_bytes(digest: [u8; 32]) -> Self {
+        Self(digest)
+    }
+
+    /// The digest's bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// Lowercase hex, as SQL stores keep it.
     pub fn to_hex(&self) -> String {
         let mut out = String::with_capacity(64);

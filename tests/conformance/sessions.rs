@@ -21,7 +21,7 @@ use verrou::{
 use super::{at, config, enrolled, race, user, Enrolled, RACERS, START};
 
 fn hash(byte: u8) -> TokenHash {
-    TokenHash([byte; 32])
+    TokenHash::from_bytes([byte; 32])
 }
 
 fn record(who: &str, org: Option<&str>, token: u8, created: u64) -> SessionRecord {
@@ -324,7 +324,7 @@ pub async fn concurrent_elevations_succeed_once<S: Store + 'static>(store: S) {
     let results = race(|i| {
         let store = store.clone();
         let elevation = Elevation {
-            token: TokenHash([u8::try_from(i + 10).unwrap(); 32]),
+            token: TokenHash::from_bytes([u8::try_from(i + 10).unwrap(); 32]),
             second_factor: (at(START), SecondFactorMethod::Totp),
             expires_at: at(START + 3600),
             signals: None,
