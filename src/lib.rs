@@ -13,8 +13,12 @@
 //! - secrets are zeroized on drop and never appear in `Debug`, `Display`, errors or audit
 //!   events.
 //!
-//! Most applications use [`Verrou`], the service facade, over a [`store::Store`]
-//! implementation. The primitives below it are pure and take the time as an argument.
+//! **Where to start.** A portal uses [`Verrou`], the service facade, built with
+//! [`VerrouConfig`] over a store from [`store`] (`SqliteStore` by default,
+//! [`store::MemoryStore`] in tests), and reads each flow's outcome enum from the crate root.
+//! Session settings are in [`session`], throttle settings in [`lockout`]. Whoever implements
+//! a store of their own finds the whole contract in [`store::backend`]. The primitives below
+//! the service (`totp`, `recovery`, `lockout`) are pure and take the time as an argument.
 //!
 //! ```
 //! use verrou::{ClientContext, TotpOutcome, UserId, Verrou, VerrouConfig};
