@@ -1,48 +1,373 @@
-//! A PostgreSQL schema per test, from `VERROU_TEST_POSTGRES_URL`, dropped when the test ends.
+//! The conformance suite on PostgreSQL, each case in a schema of its own that is dropped
+//! afterwards; the concurrency cases again through two stores with separate connection
+//! pools, as two portal instances would run.
+//!
+//! The server comes from `VERROU_TEST_POSTGRES_URL` (the README's test command sets it to the
+//! local server). Unset, these tests fail and say so: they never pass without a server.
 
-use sqlx::PgConnection;
-use verrou::FactorId;
+#![allow(clippy::unwrap_used, clippy::panic)]
 
-const URL_VAR: &str = "VERROU_TEST_POSTGRES_URL";
+use verrou::store::PostgresStore;
+use verrou::testing::insecure_key_ring;
 
-/// Drops its schema when the case ends (on a thread of its own: `Drop` cannot await).
-#[derive(Debug)]
-pub struct Schema {
-    pub url: String,
-    pub name: String,
+use crate::support::postgres::{server, Schema};
+use crate::two_handles::TwoHandles;
+
+async fn make_store() -> (PostgresStore, Schema) {
+    let (url, schema) = server();
+    let store = PostgresStore::connect_in_schema(&url, &schema.name, insecure_key_ring().unwrap())
+        .await
+        .unwrap();
+    (store, schema)
 }
 
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                use sqlx::Connection as _;
-                let mut conn = PgConnection::connect(&url).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
-                )))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            });
-        })
-        .join();
-        if dropped.is_err() && !std::thread::panicking() {
-            panic!("could not drop test schema {}", self.name);
-        }
+async fn make_two_pools() -> (TwoHandles<PostgresStore>, Schema) {
+    let (url, schema) = server();
+    let keys = insecure_key_ring().unwrap();
+    let first = PostgresStore::connect_in_schema(&url, &schema.name, keys.clone());
+    let second = PostgresStore::connect_in_schema(&url, &schema.name, keys);
+    let (first, second) = tokio::join!(first, second);
+    (TwoHandles::new(first.unwrap(), second.unwrap()), schema)
+}
+
+store_conformance!(make_store);
+
+/// A schema for the rotation cases, opened with any key ring.
+struct InSchema {
+    url: String,
+    schema: Schema,
+}
+
+impl crate::rotation::Database for InSchema {
+    type Store = PostgresStore;
+    async fn try_open(&self, keys: KeyRing) -> Result<PostgresStore, verrou::StoreError> {
+        PostgresStore::connect_in_schema(&self.url, &self.schema.name, keys).await
     }
 }
 
-/// The server URL and a fresh schema name.
-pub fn server() -> (String, Schema) {
-    let url = std::env::var(URL_VAR).unwrap_or_else(|_| {
-        panic!("{URL_VAR} is not set: point it at a PostgreSQL server (see the README)")
-    });
-    let name = format!("verrou_test_{}", FactorId::generate().unwrap());
-    (url.clone(), Schema { url, name })
+async fn make_schema() -> InSchema {
+    let (url, schema) = server();
+    InSchema { url, schema }
+}
+
+rotation_cases!(make_schema);
+
+mod two_pools {
+    use super::*;
+    store_conformance!(concurrency make_two_pools);
+}
+
+// ---- PostgreSQL only: schema versions, secrets at rest ----------------------------------
+
+use crate::support::{config, enrolled, secret_bytes};
+use secrecy::ExposeSecret;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, PgConnection};
+use verrou::error::StoreErrorKind;
+use verrou::KeyRing;
+
+async fn raw(url: &str, schema: &Schema) -> PgConnection {
+    let options: PgConnectOptions = url.parse().unwrap();
+    options
+        .options([("search_path", schema.name.as_str())])
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let (url, schema) = server();
+    let keys = insecure_key_ring().unwrap();
+    PostgresStore::connect_in_schema(&url, &schema.name, keys.clone())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    sqlx::query("UPDATE verrou_schema_version SET version = version + 1")
+        .execute(&mut raw(&url, &schema).await)
+        .await
+        .unwrap();
+    let err = PostgresStore::connect_in_schema(&url, &schema.name, keys)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Incompatible);
+}
+
+#[tokio::test]
+async fn no_secret_in_clear_in_the_tables() {
+    let (url, schema) = server();
+    let store = PostgresStore::connect_in_schema(&url, &schema.name, insecure_key_ring().unwrap())
+        .await
+        .unwrap();
+    let e = enrolled(store, config()).await;
+    let base32 = e.secret.to_base32().expose_secret().to_owned();
+    let raw_secret = secret_bytes(&e.secret);
+    let mut conn = raw(&url, &schema).await;
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT sealed FROM verrou_totp_active")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(KeyRing::sealed_with(&sealed).is_ok());
+    assert!(!sealed.windows(raw_secret.len()).any(|w| w == raw_secret));
+    // Every column of every row, as text, as a dump would show it.
+    let dump: Vec<String> = sqlx::query_scalar(
+        "SELECT t::text FROM verrou_totp_active t UNION ALL SELECT a::text FROM verrou_audit a",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(!dump.is_empty());
+    let hex: String = raw_secret.iter().map(|b| format!("{b:02x}")).collect();
+    for row in dump {
+        let row = row.to_ascii_lowercase();
+        assert!(!row.contains(&base32.to_ascii_lowercase()) && !row.contains(&hex));
+    }
+}
+
+// ---- recovery codes across two instances: the review's race, forced and natural ----------
+
+mod recovery_races {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sqlx::{Connection as _, PgConnection};
+    use verrou::store::PostgresStore;
+    use verrou::testing::{insecure_key_ring, insecure_recovery_codes, InsecureManualClock};
+    use verrou::{ClientContext, RecoveryOutcome, SecondFactorProof, Verrou, VerrouConfig};
+
+    use super::raw;
+    use crate::service::assert_no_code_works;
+    use crate::support::postgres::{server, Schema};
+    use crate::support::{config, enrolled, Enrolled};
+
+    type Instance = Verrou<PostgresStore, InsecureManualClock>;
+
+    /// Two portal instances on one schema, each with its own pool; `alice` enrolled through
+    /// the first, with a fresh proof and a first set of codes.
+    struct Portal {
+        first: Arc<Instance>,
+        second: Arc<Instance>,
+        enrolled: Enrolled<PostgresStore>,
+        url: String,
+        schema: Schema,
+    }
+
+    async fn portal(config: VerrouConfig) -> Portal {
+        let (url, schema) = server();
+        let keys = insecure_key_ring().unwrap();
+        let open = || PostgresStore::connect_in_schema(&url, &schema.name, keys.clone());
+        let (first, second) = tokio::join!(open(), open());
+        let enrolled = enrolled(first.unwrap(), config.clone()).await;
+        let second = Verrou::new(second.unwrap(), config).with_clock(enrolled.clock.clone());
+        let portal = Portal {
+            first: enrolled.verrou.clone(),
+            second: Arc::new(second),
+            enrolled,
+            url,
+            schema,
+        };
+        let proof = portal.fresh_proof().await;
+        portal.regenerate(&portal.first, proof).await;
+        portal
+    }
+
+    impl Portal {
+        /// The intruder passes the second factor again: a new proof, good once.
+        async fn fresh_proof(&self) -> SecondFactorProof {
+            let proof = self.enrolled.accept(&self.enrolled.code(0)).await.proof;
+            self.enrolled.advance_steps(1);
+            proof
+        }
+
+        async fn regenerate(
+            &self,
+            instance: &Instance,
+            proof: SecondFactorProof,
+        ) -> Option<Vec<String>> {
+            insecure_recovery_codes(instance, proof).await.unwrap()
+        }
+
+        /// Regenerates on the first or second instance, with a proof minted beforehand (a
+        /// verification writes the factor row a regeneration locks).
+        fn spawn_regeneration(
+            self: &Arc<Self>,
+            second: bool,
+            proof: SecondFactorProof,
+        ) -> tokio::task::JoinHandle<Option<Vec<String>>> {
+            let portal = Arc::clone(self);
+            tokio::spawn(async move {
+                let instance = if second {
+                    &portal.second
+                } else {
+                    &portal.first
+                };
+                portal.regenerate(instance, proof).await
+            })
+        }
+
+        async fn works(&self, code: &str) -> bool {
+            let outcome = self
+                .second
+                .verify_recovery_code(&self.enrolled.user, code, &ClientContext::unknown())
+                .await
+                .unwrap();
+            matches!(outcome, RecoveryOutcome::Accepted { .. })
+        }
+    }
+
+    /// Holds row locks on alice's current codes, as an in-flight writer would, so the
+    /// operations started next queue up behind it in a known order.
+    struct Holder {
+        conn: PgConnection,
+        pid: i32,
+    }
+
+    impl Holder {
+        async fn lock_codes(portal: &Portal) -> Self {
+            let mut conn = raw(&portal.url, &portal.schema).await;
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            let locked: Vec<String> = sqlx::query_scalar(
+                "SELECT lookup FROM verrou_recovery_codes WHERE user_id = 'alice' FOR UPDATE",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            assert!(!locked.is_empty());
+            Self { conn, pid }
+        }
+
+        /// Waits until `count` backends wait, directly or through one another, on this one
+        /// (or until every task in `tasks` has finished: an operation that did not block).
+        async fn wait_for_blocked<T>(
+            &self,
+            portal: &Portal,
+            count: i64,
+            tasks: &[&tokio::task::JoinHandle<T>],
+        ) {
+            let mut observer = raw(&portal.url, &portal.schema).await;
+            for _ in 0..600 {
+                let blocked: i64 = sqlx::query_scalar(
+                    "WITH RECURSIVE blocked(pid) AS ( \
+                       SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) \
+                       UNION \
+                       SELECT a.pid FROM pg_stat_activity a JOIN blocked b \
+                         ON b.pid = ANY(pg_blocking_pids(a.pid))) \
+                     SELECT count(*) FROM blocked",
+                )
+                .bind(self.pid)
+                .fetch_one(&mut observer)
+                .await
+                .unwrap();
+                if blocked >= count || tasks.iter().all(|task| task.is_finished()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("the operations never queued behind the held locks");
+        }
+
+        async fn release(mut self) {
+            sqlx::query("ROLLBACK")
+                .execute(&mut self.conn)
+                .await
+                .unwrap();
+            self.conn.close().await.unwrap();
+        }
+    }
+
+    /// The review's finding, forced: a regeneration is in flight (its delete waits on the old
+    /// codes) when an operator on another instance resets the factor. The reset must leave
+    /// no factor and no working code, and the intruder's proof must regenerate nothing after.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reset_during_a_regeneration_leaves_no_working_code() {
+        let portal = Arc::new(portal(config()).await);
+        let (proof, later) = (portal.fresh_proof().await, portal.fresh_proof().await);
+        let holder = Holder::lock_codes(&portal).await;
+        let regeneration = portal.spawn_regeneration(false, proof);
+        holder.wait_for_blocked(&portal, 1, &[&regeneration]).await;
+        let reset = {
+            let (second, who) = (portal.second.clone(), portal.enrolled.user.clone());
+            tokio::spawn(async move { second.remove_totp_factor(&who).await.unwrap() })
+        };
+        holder.wait_for_blocked(&portal, 2, &[&reset]).await;
+        holder.release().await;
+        let shown = regeneration.await.unwrap().unwrap_or_default();
+        assert!(reset.await.unwrap());
+        assert!(!portal
+            .first
+            .has_active_totp(&portal.enrolled.user)
+            .await
+            .unwrap());
+        assert_no_code_works(&portal.second, &portal.enrolled.user, &shown).await;
+        assert_eq!(portal.regenerate(&portal.second, later).await, None);
+        assert_eq!(
+            portal
+                .first
+                .remaining_recovery_codes(&portal.enrolled.user)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+
+    /// A double submit, forced: two regenerations on two instances overlap. Exactly one set
+    /// is stored: the one the later of the two returned; the other's codes do not work.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_double_submitted_regeneration_leaves_one_set() {
+        let portal = Arc::new(portal(config()).await);
+        let (one, two) = (portal.fresh_proof().await, portal.fresh_proof().await);
+        let holder = Holder::lock_codes(&portal).await;
+        let first = portal.spawn_regeneration(false, one);
+        holder.wait_for_blocked(&portal, 1, &[&first]).await;
+        let second = portal.spawn_regeneration(true, two);
+        holder.wait_for_blocked(&portal, 2, &[&second]).await;
+        holder.release().await;
+        let sets = [
+            first.await.unwrap().unwrap(),
+            second.await.unwrap().unwrap(),
+        ];
+        let user = &portal.enrolled.user;
+        assert_eq!(
+            portal.first.remaining_recovery_codes(user).await.unwrap(),
+            10
+        );
+        let works = [
+            portal.works(&sets[0][0]).await,
+            portal.works(&sets[1][0]).await,
+        ];
+        assert_eq!(works.iter().filter(|w| **w).count(), 1, "{works:?}");
+    }
+
+    /// The same two races, unforced, ten rounds each across the two pools.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn natural_races_leave_one_set_or_none() {
+        let small = config().with_recovery_set_size(2).unwrap();
+        let portal = Arc::new(portal(small.clone()).await);
+        let user = &portal.enrolled.user;
+        for round in 0..10 {
+            let (one, two) = (portal.fresh_proof().await, portal.fresh_proof().await);
+            let a = portal.spawn_regeneration(false, one);
+            let b = portal.spawn_regeneration(true, two);
+            assert!(a.await.unwrap().is_some() && b.await.unwrap().is_some());
+            let left = portal.first.remaining_recovery_codes(user).await.unwrap();
+            assert_eq!(left, 2, "round {round}: {left} codes after a double submit");
+        }
+        for round in 0..10 {
+            let portal = Arc::new(super::recovery_races::portal(small.clone()).await);
+            let proof = portal.fresh_proof().await;
+            let regeneration = portal.spawn_regeneration(false, proof);
+            let reset = {
+                let (second, who) = (portal.second.clone(), portal.enrolled.user.clone());
+                tokio::spawn(async move { second.remove_totp_factor(&who).await.unwrap() })
+            };
+            let shown = regeneration.await.unwrap().unwrap_or_default();
+            assert!(reset.await.unwrap(), "round {round}");
+            assert_no_code_works(&portal.second, &portal.enrolled.user, &shown).await;
+        }
+    }
 }

@@ -12,7 +12,7 @@ use verrou::{
     Verrou,
 };
 
-use super::{at, config, enrol, start_enrollment, user, START};
+use crate::support::{at, config, enrol, start_enrollment, user, START};
 
 /// One database, opened as many times as a test needs, each time with its own key ring (as
 /// portal instances restarted with a new configuration would).
@@ -217,10 +217,9 @@ pub async fn a_foreign_key_ring_is_refused_when_the_store_opens<D: Database>(db:
 }
 
 /// Expands to one `#[tokio::test]` per rotation case, each on a fresh database from `$make`.
-#[macro_export]
 macro_rules! rotation_cases {
     ($make:path) => {
-        $crate::rotation_cases!(@cases $make;
+        rotation_cases!(@cases $make;
             rotation_reseals_everything_and_the_old_key_can_go,
             an_interrupted_rotation_resumes,
             rotation_is_safe_while_verifications_run,
@@ -232,7 +231,7 @@ macro_rules! rotation_cases {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                $crate::conformance::rotation::$case($make().await).await;
+                crate::rotation::$case($make().await).await;
             }
         )*
     };

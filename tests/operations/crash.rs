@@ -164,7 +164,7 @@ async fn sigkill_mid_load_forgets_nothing() {
     prepare(dir.path()).await;
 
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--ignored", "--nocapture"])
+        .args(["crash::crash_child", "--exact", "--ignored", "--nocapture"])
         .env(CHILD_DIR, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -358,7 +358,7 @@ async fn two_processes_never_accept_one_code_twice() {
     let mut children: Vec<_> = (0..2)
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
-                .args(["race_child", "--exact", "--ignored", "--nocapture"])
+                .args(["crash::race_child", "--exact", "--ignored", "--nocapture"])
                 .env(CHILD_DIR, dir.path())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())

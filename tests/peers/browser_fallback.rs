@@ -14,8 +14,6 @@
     clippy::indexing_slicing
 )]
 
-mod conformance;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,8 +30,8 @@ use verrou::{
     TotpOutcome,
 };
 
-use conformance::http::{refresh_answer, registration_answer, Request, Response};
-use conformance::{config, enrolled, Enrolled};
+use crate::support::http::{refresh_answer, registration_answer, Request, Response};
+use crate::support::{config, enrolled, Enrolled};
 
 struct Portal {
     e: Enrolled<MemoryStore>,

@@ -9,12 +9,10 @@
     unreachable_pub
 )]
 
-mod conformance;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use conformance::{at, config, enrol, enrolled, user, Enrolled, START};
+use crate::support::{at, config, enrol, enrolled, user, Enrolled, START};
 use secrecy::ExposeSecret;
 use verrou::recovery::{Lookup, MalformedRecoveryCode, StoredHashError};
 use verrou::store::backend::{RecoveryCodeRecord, ThrottleKey};

@@ -8,12 +8,10 @@
     unreachable_pub
 )]
 
-mod conformance;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use conformance::{config, enrolled, user};
+use crate::support::{config, enrolled, user};
 use secrecy::ExposeSecret;
 use verrou::store::MemoryStore;
 use verrou::{ClientContext, TotpOutcome, TotpSecret};

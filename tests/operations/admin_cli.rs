@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod conformance;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use conformance::{config, enrolled};
+use crate::support::{config, enrolled};
 use verrou::store::backend::ThrottleKey;
 use verrou::store::{SqliteStore, Store};
 use verrou::{KeyRing, UserId};
@@ -137,7 +135,7 @@ fn bad_configuration_is_a_usage_error_that_shows_no_key() {
 #[tokio::test]
 async fn operators_reach_a_postgres_store_in_its_schema() {
     use verrou::store::PostgresStore;
-    let (url, schema) = conformance::postgres::server();
+    let (url, schema) = crate::support::postgres::server();
     let keys = entry("k1");
     let portal =
         PostgresStore::connect_in_schema(&url, &schema.name, KeyRing::from_config(&keys).unwrap())
@@ -176,7 +174,7 @@ async fn operators_revoke_an_organisations_sessions() {
     let portal = SqliteStore::open(&path, KeyRing::from_config(&keys).unwrap())
         .await
         .unwrap();
-    let e = enrolled(portal, conformance::unbound_config()).await;
+    let e = enrolled(portal, crate::support::unbound_config()).await;
     let mut infected = Vec::new();
     for _ in 0..3 {
         let mut browser = e.sign_in(Some("provider-42")).await;
@@ -280,7 +278,7 @@ async fn the_audit_trail_escapes_invisible_characters_in_ids() {
     )
     .await;
     e.verrou.store().close().await;
-    conformance::sqlite::raw_exec(
+    crate::support::sqlite::raw_exec(
         &path,
         "UPDATE verrou_audit SET user_id = 'admin' || char(8238) || 'gpj.exe'",
     )
@@ -304,13 +302,14 @@ async fn rotation_skips_and_reports_a_malformed_row() {
     let store = SqliteStore::open(&path, KeyRing::from_config(&old).unwrap())
         .await
         .unwrap();
-    let clock = verrou::testing::InsecureManualClock::new(conformance::at(conformance::START));
+    let clock =
+        verrou::testing::InsecureManualClock::new(crate::support::at(crate::support::START));
     let verrou = verrou::Verrou::new(store.clone(), config()).with_clock(clock);
     for name in ["alice", "bob", "carol"] {
-        conformance::enrol(&verrou, &UserId::new(name).unwrap()).await;
+        crate::support::enrol(&verrou, &UserId::new(name).unwrap()).await;
     }
     store.close().await;
-    conformance::sqlite::raw_exec(
+    crate::support::sqlite::raw_exec(
         &path,
         "UPDATE verrou_totp_active SET sealed = x'01' WHERE user_id = 'bob'",
     )

@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::panic, unreachable_pub)]
 
-mod conformance;
-
 use std::time::Duration;
 
-use conformance::{at, config, enrolled, start_enrollment, user, START};
+use crate::support::{at, config, enrolled, start_enrollment, user, START};
 use verrou::audit::AuditKind;
 use verrou::lockout::{Gate, ThrottlePolicy};
 use verrou::store::MemoryStore;

@@ -8,8 +8,6 @@
     clippy::indexing_slicing
 )]
 
-mod conformance;
-
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde_json::json;
 use verrou::audit::AuditKind;
@@ -19,7 +17,7 @@ use verrou::store::MemoryStore;
 use verrou::testing::InsecureDevice;
 use verrou::{BindingOutcome, ClientContext, RefreshOutcome, SessionStatus};
 
-use conformance::{config, enrolled};
+use crate::support::{config, enrolled};
 
 const CHALLENGE: &str = "c2VydmVyLWNoYWxsZW5nZS0wMDAwMDAwMDAwMDAwMDAwMDA";
 

@@ -12,12 +12,10 @@
     unreachable_pub
 )]
 
-mod conformance;
-
 use std::process::Command;
 use std::time::Duration;
 
-use conformance::{at, config, start_enrollment, user, START};
+use crate::support::{at, config, start_enrollment, user, START};
 use secrecy::ExposeSecret;
 use verrou::store::MemoryStore;
 use verrou::testing::InsecureManualClock;

@@ -9,13 +9,11 @@
     unreachable_pub
 )]
 
-mod conformance;
-
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conformance::{at, config, enrol, enrolled, start_enrollment, user, START};
+use crate::support::{at, config, enrol, enrolled, start_enrollment, user, START};
 use secrecy::ExposeSecret;
 use verrou::audit::MemoryAuditSink;
 use verrou::lockout::ThrottlePolicy;

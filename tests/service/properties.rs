@@ -7,11 +7,9 @@
     unreachable_pub
 )]
 
-mod conformance;
-
 use std::time::Duration;
 
-use conformance::{config, enrolled};
+use crate::support::{config, enrolled};
 use proptest::prelude::*;
 use secrecy::ExposeSecret;
 use verrou::store::MemoryStore;

@@ -10,8 +10,6 @@
     clippy::indexing_slicing
 )]
 
-mod conformance;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -27,8 +25,8 @@ use verrou::{
     TotpOutcome, Verrou,
 };
 
-use conformance::http::{refresh_answer, registration_answer, Request, Response};
-use conformance::{config, enrolled, Enrolled};
+use crate::support::http::{refresh_answer, registration_answer, Request, Response};
+use crate::support::{config, enrolled, Enrolled};
 
 /// The portal: what an axum or actix-web handler would do with verrou, minus the framework.
 struct Portal {
