@@ -49,7 +49,7 @@ impl<D: Driver> Store for SqlStore<D> {
         .opt_text(pending.replaces.map(|id| id.to_string()))
         .int(to_db(pending.created_at.unix_seconds())?)
         .int(to_db(pending.expires_at.unix_seconds())?)
-        .execute(&mut *self.connection("store a pending factor").await?)
+        .execute(&mut *self.write_connection("store a pending factor").await?)
         .await?;
         Ok(())
     }
@@ -355,13 +355,17 @@ impl<D: Driver> Store for SqlStore<D> {
             "clear a throttle counter",
         )
         .text(key.storage_key())
-        .execute(&mut *self.connection("clear a throttle counter").await?)
+        .execute(&mut *self.write_connection("clear a throttle counter").await?)
         .await?;
         Ok(())
     }
 
     async fn record_audit(&self, event: AuditEvent) -> Result<(), StoreError> {
-        insert_audit::<D>(&mut *self.connection("record an audit event").await?, event).await
+        insert_audit::<D>(
+            &mut *self.write_connection("record an audit event").await?,
+            event,
+        )
+        .await
     }
 
     async fn audit_trail(

@@ -50,7 +50,12 @@ use crate::keyring::KeyRing;
 /// TOTP secrets are stored sealed under the [`KeyRing`]; recovery codes as argon2id hashes;
 /// session tokens and bound cookies as SHA-256 hashes.
 pub struct SqlStore<D: sqlx::Database> {
+    /// Single statements (reads, single-row writes).
     pool: Pool<D>,
+    /// Write transactions. On SQLite a pool of one connection, so this process's writers
+    /// queue here, in order, instead of sleeping in SQLite's busy handler while another holds
+    /// the database's write lock; on PostgreSQL, which locks rows, the same pool as `pool`.
+    writer: Pool<D>,
     keys: KeyRing,
 }
 
@@ -58,6 +63,7 @@ impl<D: sqlx::Database> Clone for SqlStore<D> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
+            writer: self.writer.clone(),
             keys: self.keys.clone(),
         }
     }
@@ -76,15 +82,17 @@ impl<D: sqlx::Database> SqlStore<D> {
     /// Closes every connection; later operations fail.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 
 #[allow(private_bounds, reason = "crate-private helpers; Driver is sealed")]
 impl<D: Driver> SqlStore<D> {
-    /// The store over `pool`, its schema brought up to date and the key ring checked against
-    /// what it holds; the pool is closed if either fails.
-    async fn from_pool(pool: Pool<D>, keys: KeyRing) -> Result<Self, StoreError> {
-        let store = Self { pool, keys };
+    /// The store over `pool` (and `writer` for write transactions), its schema brought up to
+    /// date and the key ring checked against what it holds; the pools are closed if either
+    /// fails.
+    async fn from_pools(pool: Pool<D>, writer: Pool<D>, keys: KeyRing) -> Result<Self, StoreError> {
+        let store = Self { pool, writer, keys };
         let ready = match store.migrate().await {
             Ok(()) => store.check_key_ring().await,
             Err(error) => Err(error),
@@ -96,9 +104,18 @@ impl<D: Driver> SqlStore<D> {
         Ok(store)
     }
 
-    /// A connection from the pool, for a single statement.
+    /// A connection for a single statement that reads.
     async fn connection(&self, context: &'static str) -> Result<PoolConnection<D>, StoreError> {
         self.pool.acquire().await.map_err(backend(context))
+    }
+
+    /// A connection for a single statement that writes: on SQLite the writers' own, so it
+    /// takes its turn with the write transactions.
+    async fn write_connection(
+        &self,
+        context: &'static str,
+    ) -> Result<PoolConnection<D>, StoreError> {
+        self.writer.acquire().await.map_err(backend(context))
     }
 
     /// Runs `body` in one write transaction, which always ends explicitly: committed if the
@@ -114,7 +131,7 @@ impl<D: Driver> SqlStore<D> {
         F: for<'t> FnOnce(&'t mut D::Connection, Scope<'t, 'a>) -> TxBody<'t, T> + Send + 'a,
     {
         let mut tx = self
-            .pool
+            .writer
             .begin_with(D::BEGIN)
             .await
             .map_err(backend(context))?;

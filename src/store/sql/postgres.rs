@@ -78,7 +78,7 @@ impl SqlStore<Postgres> {
             .connect_with(options)
             .await
             .map_err(backend("connect to PostgreSQL"))?;
-        Self::from_pool(pool, keys).await
+        Self::from_pools(pool.clone(), pool, keys).await
     }
 }
 

@@ -216,7 +216,7 @@ impl<D: Driver> SqlStore<D> {
             .text(row.factor.clone())
             .bytes(row.sealed.clone())
             .bytes(resealed)
-            .execute(&mut *self.connection("re-seal a TOTP secret").await?)
+            .execute(&mut *self.write_connection("re-seal a TOTP secret").await?)
             .await?;
         Ok(Ok(swapped == 1))
     }

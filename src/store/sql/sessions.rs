@@ -106,7 +106,7 @@ impl<D: Driver> SessionStore for SqlStore<D> {
         .opt_int(second_at)
         .opt_int(method)
         .opt_text(record.signals.map(|signals| signals.to_hex()))
-        .execute(&mut *self.connection("create a session").await?)
+        .execute(&mut *self.write_connection("create a session").await?)
         .await?;
         Ok(())
     }
@@ -129,7 +129,7 @@ impl<D: Driver> SessionStore for SqlStore<D> {
         )
         .text(session.to_string())
         .int(at(now)?)
-        .execute(&mut *self.connection("touch a session").await?)
+        .execute(&mut *self.write_connection("touch a session").await?)
         .await?;
         Ok(())
     }
@@ -244,7 +244,7 @@ impl<D: Driver> SessionStore for SqlStore<D> {
             None => query,
         };
         let written = query
-            .execute(&mut *self.connection("write a session binding").await?)
+            .execute(&mut *self.write_connection("write a session binding").await?)
             .await?;
         Ok(written == 1)
     }

@@ -15,7 +15,7 @@ use crate::keyring::KeyRing;
 
 /// How long a writer waits for another writer's lock before reporting contention.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// SQLite serialises writers; a few connections let readers run beside one writer.
+/// Connections for single statements; write transactions have one of their own.
 const MAX_CONNECTIONS: u32 = 4;
 
 /// A store in one SQLite file, in WAL mode with `synchronous=FULL`: a transaction that
@@ -47,10 +47,23 @@ impl SqlStore<Sqlite> {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(backend("open the SQLite database"))?;
-        Self::from_pool(pool, keys).await
+        // SQLite has one writer at a time: this process's write transactions take turns on
+        // one connection (other processes still wait for the lock with the busy timeout).
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await;
+        let writer = match writer {
+            Ok(writer) => writer,
+            Err(error) => {
+                pool.close().await;
+                return Err(backend("open the SQLite database")(error));
+            }
+        };
+        Self::from_pools(pool, writer, keys).await
     }
 }
 
