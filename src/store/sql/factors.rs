@@ -177,8 +177,8 @@ impl<D: Driver> Store for SqlStore<D> {
                         return Ok(refused);
                     }
                 }
-                let reserved =
-                    reserve::<D>(tx, &account_key(user), attempt.account, attempt.now).await?;
+                let key = account_key(user);
+                let (next, reserved) = decide::<D>(tx, &key, attempt.account, attempt.now).await?;
                 let account = match AttemptVerdict::counted(reserved, false) {
                     Ok(account) => account,
                     Err(refused) => return Ok(refused),
@@ -189,6 +189,13 @@ impl<D: Driver> Store for SqlStore<D> {
                     ),
                     None => None,
                 };
+                // An accepted step resets the account's counter in this same transaction, so
+                // the attempt's count is written only when it stands.
+                if advance != Some(StepAdvance::Advanced) {
+                    if let Some(next) = next {
+                        write_count::<D>(tx, &key, next).await?;
+                    }
+                }
                 Ok(AttemptVerdict::after(account, advance))
             })
         })
@@ -435,6 +442,22 @@ async fn reserve<D: Driver>(
     policy: &ThrottlePolicy,
     now: Timestamp,
 ) -> Result<Reservation, StoreError> {
+    let (next, reservation) = decide::<D>(tx, key, policy, now).await?;
+    if let Some(next) = next {
+        write_count::<D>(tx, key, next).await?;
+    }
+    Ok(reservation)
+}
+
+/// Locks the counter `key` until the transaction ends (creating it if needed) and decides
+/// the attempt ([`Reservation::decide`]): the state to write if it is counted, and the
+/// reservation. Writes nothing but the lock.
+async fn decide<D: Driver>(
+    tx: &mut D::Connection,
+    key: &str,
+    policy: &ThrottlePolicy,
+    now: Timestamp,
+) -> Result<(Option<ThrottleState>, Reservation), StoreError> {
     // Creates the counter or, if it exists, locks it (a no-op update), and reads it: one
     // statement, so there is always a row, and it is ours until commit.
     let row = Sql::<D>::new(
@@ -447,19 +470,25 @@ async fn reserve<D: Driver>(
     .text(key)
     .fetch_one(tx)
     .await?;
-    let (next, reservation) = Reservation::decide(policy, &throttle_state(&row)?, now);
-    if let Some(next) = next {
-        Sql::<D>::new(
-            "UPDATE verrou_throttle SET failures = $2, last_failure = $3 WHERE throttle_key = $1",
-            "count an attempt",
-        )
-        .text(key)
-        .int(i64::from(next.failures))
-        .int(to_db(next.last_failure.unix_seconds())?)
-        .execute(tx)
-        .await?;
-    }
-    Ok(reservation)
+    Ok(Reservation::decide(policy, &throttle_state(&row)?, now))
+}
+
+/// Writes the counter `key`'s new state.
+async fn write_count<D: Driver>(
+    tx: &mut D::Connection,
+    key: &str,
+    next: ThrottleState,
+) -> Result<(), StoreError> {
+    Sql::<D>::new(
+        "UPDATE verrou_throttle SET failures = $2, last_failure = $3 WHERE throttle_key = $1",
+        "count an attempt",
+    )
+    .text(key)
+    .int(i64::from(next.failures))
+    .int(to_db(next.last_failure.unix_seconds())?)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// Accepts `step` inside the transaction if it is later than the factor's last one (one
