@@ -66,12 +66,15 @@ pub trait Store: SessionStore + Send + Sync {
 
     /// Atomically (one write transaction in SQL backends): counts the attempt on the
     /// address counter (if any) and the account counter, stopping at the first refusal; then,
-    /// if `attempt.fresh_step` is set, does what [`Store::accept_totp_step`](super::Store::accept_totp_step) does. A
-    /// verification is then one durable commit.
+    /// if `attempt.fresh_step` is set, does what [`Store::accept_totp_step`] does. A
+    /// verification is then one durable commit. An accepted code is no failure: the account's
+    /// counter is reset and the address's count of this attempt is not kept (an office
+    /// behind one address signs in all day), while every other attempt stays counted.
     ///
-    /// The default runs [`Store::reserve_attempt`](super::Store::reserve_attempt) and [`Store::accept_totp_step`](super::Store::accept_totp_step) one after
+    /// The default runs [`Store::reserve_attempt`] and [`Store::accept_totp_step`] one after
     /// the other: each atomic, the pair not (a crash in between leaves a counted attempt whose
-    /// code was not accepted). verrou's stores override it.
+    /// code was not accepted), and an accepted code stays counted against its address.
+    /// verrou's stores override it.
     fn attempt_totp(
         &self,
         user: &UserId,
@@ -107,7 +110,7 @@ pub trait Store: SessionStore + Send + Sync {
     /// once), if the user has an active factor; an empty set is always stored.
     ///
     /// Every operation that replaces or voids a user's codes (this one and
-    /// [`Store::remove_totp`](super::Store::remove_totp)) is serialised per user, on every backend and across
+    /// [`Store::remove_totp`]) is serialised per user, on every backend and across
     /// processes: two racing replacements leave exactly one set, and a replacement racing a
     /// removal leaves either no factor and no codes, or a factor and one set. SQL backends
     /// lock the user's active factor row before touching the codes.
@@ -139,7 +142,7 @@ pub trait Store: SessionStore + Send + Sync {
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
     /// Atomically removes the user's active and pending factors **and all their recovery
-    /// codes** (serialised with [`Store::replace_recovery_codes`](super::Store::replace_recovery_codes)); true if there was a
+    /// codes** (serialised with [`Store::replace_recovery_codes`]); true if there was a
     /// factor.
     fn remove_totp(&self, user: &UserId) -> impl Future<Output = Result<bool, StoreError>> + Send;
 

@@ -77,6 +77,32 @@ impl Inner {
         reservation
     }
 
+    /// The counter for `key` as it stands (no failures if there is none).
+    fn state(&self, key: &ThrottleKey<'_>) -> ThrottleState {
+        match *key {
+            ThrottleKey::Account(user) => self
+                .users
+                .get(user)
+                .map(|entry| entry.throttle)
+                .unwrap_or_default(),
+            ThrottleKey::Address(addr) => self.addresses.get(&addr).copied().unwrap_or_default(),
+        }
+    }
+
+    /// Sets the counter for `key` back to `state` (an address's, or an existing user's).
+    fn restore(&mut self, key: &ThrottleKey<'_>, state: ThrottleState) {
+        match *key {
+            ThrottleKey::Account(user) => {
+                if let Some(entry) = self.users.get_mut(user) {
+                    entry.throttle = state;
+                }
+            }
+            ThrottleKey::Address(addr) => {
+                self.addresses.insert(addr, state);
+            }
+        }
+    }
+
     /// [`Store::accept_totp_step`] inside the lock.
     fn accept_step(
         &mut self,
@@ -211,11 +237,14 @@ impl Store for MemoryStore {
         attempt: TotpAttempt<'_>,
     ) -> Result<AttemptVerdict, StoreError> {
         let mut inner = self.lock()?;
+        let mut address = None;
         if let Some((key, policy)) = &attempt.address {
+            let before = inner.state(key);
             let reserved = inner.reserve(key, policy, attempt.now);
             if let Err(refused) = AttemptVerdict::counted(reserved, true) {
                 return Ok(refused);
             }
+            address = Some((key, before));
         }
         let reserved = inner.reserve(&ThrottleKey::Account(user), attempt.account, attempt.now);
         let account = match AttemptVerdict::counted(reserved, false) {
@@ -225,6 +254,12 @@ impl Store for MemoryStore {
         let advance = attempt
             .fresh_step
             .map(|step| inner.accept_step(user, attempt.factor, step, attempt.accepted));
+        // An accepted code is no failure of its address: its count is taken back.
+        if advance == Some(StepAdvance::Advanced) {
+            if let Some((key, before)) = address {
+                inner.restore(key, before);
+            }
+        }
         Ok(AttemptVerdict::after(account, advance))
     }
 

@@ -47,6 +47,7 @@ macro_rules! store_conformance {
             accepting_a_step_resets_the_account_counter,
             service_accepts_a_valid_code_once,
             service_refuses_an_earlier_step_after_a_later_one,
+            service_successes_never_throttle_their_address,
             recovery_codes_are_replaced_found_and_consumed,
             consuming_a_recovery_code_resets_the_account_counter,
             recovery_codes_exist_only_with_an_active_factor,

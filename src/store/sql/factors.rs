@@ -170,12 +170,14 @@ impl<D: Driver> Store for SqlStore<D> {
     ) -> Result<AttemptVerdict, StoreError> {
         self.write("verify a code", move |tx, _| {
             Box::pin(async move {
+                let mut address = None;
                 if let Some((key, policy)) = &attempt.address {
-                    let reserved =
-                        reserve::<D>(tx, &key.storage_key(), policy, attempt.now).await?;
+                    let key = key.storage_key();
+                    let (next, reserved) = decide::<D>(tx, &key, policy, attempt.now).await?;
                     if let Err(refused) = AttemptVerdict::counted(reserved, true) {
                         return Ok(refused);
                     }
+                    address = next.map(|next| (key, next));
                 }
                 let key = account_key(user);
                 let (next, reserved) = decide::<D>(tx, &key, attempt.account, attempt.now).await?;
@@ -189,9 +191,13 @@ impl<D: Driver> Store for SqlStore<D> {
                     ),
                     None => None,
                 };
-                // An accepted step resets the account's counter in this same transaction, so
-                // the attempt's count is written only when it stands.
+                // Both counts are written only when they stand: an accepted step resets the
+                // account's counter in this same transaction, and is no failure of its
+                // address (an office behind one address logs in all day).
                 if advance != Some(StepAdvance::Advanced) {
+                    if let Some((address_key, next)) = address {
+                        write_count::<D>(tx, &address_key, next).await?;
+                    }
                     if let Some(next) = next {
                         write_count::<D>(tx, &key, next).await?;
                     }

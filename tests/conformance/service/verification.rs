@@ -1,8 +1,13 @@
 //! Service rules over each backend: one acceptance per code, replays, bursts, recovery-code
 //! races and the audit trail.
 
+use std::time::Duration;
+
+use verrou::lockout::ThrottlePolicy;
+use verrou::store::backend::ThrottleKey;
 use verrou::store::Store;
-use verrou::{ClientContext, RecoveryOutcome, TotpOutcome};
+use verrou::testing::{insecure_code_at, InsecureManualClock};
+use verrou::{ClientContext, Clock, RecoveryOutcome, TotpOutcome, TotpParams, Verrou};
 
 use crate::support::*;
 
@@ -134,4 +139,40 @@ pub async fn service_writes_its_audit_trail_to_the_store<S: Store>(store: S) {
             "totp_enrollment_started"
         ]
     );
+}
+
+/// An office behind one address: many users sign in with good codes from it. Successes are no
+/// failures of the address, which stays open all day; a wrong guess from it still counts.
+pub async fn service_successes_never_throttle_their_address<S: Store>(store: S) {
+    let mut address_policy = ThrottlePolicy::ADDRESS_DEFAULT;
+    address_policy.free_failures = 2;
+    address_policy.lock_after = 3;
+    let cfg = config()
+        .with_address_throttle(Some(address_policy))
+        .unwrap();
+    let clock = InsecureManualClock::new(at(START));
+    let verrou = Verrou::new(store, cfg).with_clock(clock.clone());
+    let address: std::net::IpAddr = "192.0.2.10".parse().unwrap();
+    let office = ClientContext::from_addr(address);
+    let mut staff = Vec::new();
+    for i in 0..8 {
+        let who = user(&format!("staff-{i}"));
+        let secret = enrol(&verrou, &who).await;
+        staff.push((who, secret));
+    }
+    clock.advance(Duration::from_secs(30));
+    let now = clock.now().unwrap();
+    for (who, secret) in &staff {
+        let code = insecure_code_at(secret, TotpParams::DEFAULT, now);
+        let outcome = verrou.verify_totp(who, &code, &office).await.unwrap();
+        assert!(matches!(outcome, TotpOutcome::Accepted(_)), "{outcome:?}");
+    }
+    let key = ThrottleKey::for_address(address);
+    assert_eq!(verrou.store().throttle(&key).await.unwrap().failures, 0);
+    let wrong = verrou
+        .verify_totp(&staff[0].0, "000000", &office)
+        .await
+        .unwrap();
+    assert_eq!(wrong, TotpOutcome::Invalid);
+    assert_eq!(verrou.store().throttle(&key).await.unwrap().failures, 1);
 }
