@@ -33,16 +33,9 @@ pub use self::sql::sqlite::SqliteStore;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use self::sql::SqlStore;
 
-// The crate's own code names the store's contract by these short paths.
-pub(crate) use self::outcomes::{
-    Activation, AttemptVerdict, Consumption, Replacement, StepAdvance, TotpAttempt,
-};
-pub(crate) use self::records::{
-    BindingRecord, IssuedChallenge, IssuedCookie, PendingTotp, RecoveryCodeRecord, SessionRecord,
-    TotpFactor,
-};
-pub(crate) use self::sessions::{Elevation, RevocationContext, SessionStore};
-pub(crate) use self::throttle::{Reservation, ThrottleKey};
+// The crate's own code names the store's contract by these short paths: one list, the
+// `backend` module's.
+pub(crate) use self::backend::*;
 
 /// What implementing a store takes: the [`Store`] and [`SessionStore`] traits, the records
 /// they persist, the answers of their atomic operations, and the pure rules they apply
