@@ -1,0 +1,197 @@
+//! The WebCrypto fallback's page-load story in headless Chromium: the page after the second
+//! factor binds the browser; a form left open past the bound cookie's life is submitted; the
+//! glue answers with its renewal page, which renews the cookie with the device key and submits
+//! the form again: the handler receives every field intact. Then a plain page load after
+//! expiry: renewed and reloaded.
+//!
+//! Needs Chromium: `chromium` on the PATH or `VERROU_TEST_CHROMIUM` (scripts/test installs
+//! it). Without it the test fails, naming what is missing; it never passes without a browser.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{middleware, Form, Router};
+use tokio::sync::mpsc;
+use verrou::session::BindingKind;
+use verrou::{AuditKind, ClientContext, TotpOutcome};
+use verrou_axum::{keep_forms, Guard, Outcome, Session, Settings};
+
+use crate::support::World;
+
+#[derive(Clone)]
+struct Lab {
+    world: Arc<World>,
+    reports: mpsc::Sender<String>,
+}
+
+impl axum::extract::FromRef<Lab> for Guard {
+    fn from_ref(lab: &Lab) -> Guard {
+        lab.world.guard.clone()
+    }
+}
+
+/// Sign-in and second factor in one step (the forms are the minimal portal's business).
+async fn start(State(lab): State<Lab>) -> Response {
+    let w = &lab.world;
+    let ctx = ClientContext::unknown();
+    let new = w.verrou.create_session(&w.user, None, &ctx).await.unwrap();
+    let code = w.next_code();
+    let TotpOutcome::Accepted(accepted) = w.verrou.verify_totp(&w.user, &code, &ctx).await.unwrap()
+    else {
+        panic!("code refused");
+    };
+    let elevated = w
+        .verrou
+        .record_second_factor(new.token.expose_secret(), accepted.proof, &ctx)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    w.guard
+        .continue_after_second_factor(&elevated, "/form-page")
+}
+
+/// A page with a form; once loaded, the server's clock passes the bound cookie's life and the
+/// form is submitted.
+async fn form_page(State(lab): State<Lab>, _session: Session) -> Html<String> {
+    Html(format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>form</title>{}</head><body>
+<form id="f" method="post" action="/submit?case=1">
+<input type="hidden" name="csrf" value="t0k/en+=">
+<textarea name="note">Ligne 1
+Ligne &lt;2&gt; &amp; "guillemets" é ✓</textarea>
+<input name="note" value="second">
+<input name="empty" value="">
+</form>
+<script>
+(async () => {{
+  await fetch("/advance", {{ method: "POST" }});
+  document.getElementById("f").submit();
+}})();
+</script></body></html>"#,
+        lab.world.guard.script_tag()
+    ))
+}
+
+async fn submit(
+    State(lab): State<Lab>,
+    _session: Session,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Html<&'static str> {
+    let report = serde_json::json!({ "form": fields }).to_string();
+    lab.reports.send(report).await.unwrap();
+    Html(
+        r#"<!doctype html><html><head><meta charset="utf-8"></head><body><script>
+(async () => {
+  await fetch("/advance", { method: "POST" });
+  location.href = "/done";
+})();
+</script></body></html>"#,
+    )
+}
+
+async fn done(State(lab): State<Lab>, _session: Session) -> &'static str {
+    lab.reports
+        .send(r#"{"done":true}"#.to_owned())
+        .await
+        .unwrap();
+    "done"
+}
+
+async fn advance(State(lab): State<Lab>) -> impl IntoResponse {
+    lab.world.clock.advance(Duration::from_secs(5 * 60 + 1));
+    axum::http::StatusCode::NO_CONTENT
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_keeps_a_form_across_an_expired_bound_cookie() {
+    let chromium = std::env::var("VERROU_TEST_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    // No DBSC in this Chromium (its features are off): no head start to wait for.
+    let settings = Settings::new("/sign-in", "/second-factor")
+        .unwrap()
+        .with_dbsc_head_start(Duration::ZERO);
+    let world = Arc::new(World::with(settings).await);
+    let (reports, mut received) = mpsc::channel(8);
+    let lab = Lab {
+        world: world.clone(),
+        reports,
+    };
+    let app = Router::new()
+        .route("/", get(start))
+        .route("/form-page", get(form_page))
+        .route("/submit", post(submit))
+        .route("/done", get(done))
+        .route("/advance", post(advance))
+        .merge(world.guard.binding_router())
+        .layer(middleware::from_fn(keep_forms))
+        .with_state(lab);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    let profile = tempfile::tempdir().unwrap();
+    let mut browser = tokio::process::Command::new(&chromium)
+        .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        // localhost is a secure context: WebCrypto and `__Host-` cookies work over http.
+        .arg(format!("http://localhost:{port}/"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|error| {
+            panic!("{chromium} could not run ({error}); install chromium (scripts/test does) or set VERROU_TEST_CHROMIUM")
+        });
+    let mut next = async || {
+        let report = tokio::time::timeout(Duration::from_secs(90), received.recv())
+            .await
+            .expect("the browser never reported")
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(&report).unwrap()
+    };
+    let form = next().await;
+    let done = next().await;
+    browser.kill().await.ok();
+    server.abort();
+
+    assert_eq!(
+        form,
+        serde_json::json!({ "form": [
+            ["csrf", "t0k/en+="],
+            ["note", "Ligne 1\r\nLigne <2> & \"guillemets\" é ✓"],
+            ["note", "second"],
+            ["empty", ""],
+        ]}),
+        "the form arrived changed"
+    );
+    assert_eq!(done, serde_json::json!({ "done": true }));
+    let trail = world
+        .verrou
+        .audit_trail(Some(&world.user), 100)
+        .await
+        .unwrap();
+    assert!(trail.iter().any(|event| matches!(
+        event.kind,
+        AuditKind::BindingRegistered {
+            kind: BindingKind::WebCrypto,
+            ..
+        }
+    )));
+    let refreshes = trail
+        .iter()
+        .filter(|event| matches!(event.kind, AuditKind::BindingRefreshed { .. }))
+        .count();
+    assert_eq!(
+        refreshes, 2,
+        "one renewal for the form, one for the page load"
+    );
+}
