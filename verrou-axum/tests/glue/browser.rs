@@ -2,7 +2,8 @@
 //! factor binds the browser; a form left open past the bound cookie's life is submitted; the
 //! glue answers with its renewal page, which renews the cookie with the device key and submits
 //! the form again: the handler receives every field intact. Then a plain page load after
-//! expiry: renewed and reloaded.
+//! expiry: renewed and reloaded. And the DBSC-first rule: when the browser's DBSC bound the
+//! session during the fallback's head start, the fallback stands down without an error.
 //!
 //! Needs Chromium: `chromium` on the PATH or `VERROU_TEST_CHROMIUM` (scripts/test installs
 //! it). Without it the test fails, naming what is missing; it never passes without a browser.
@@ -12,12 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::{header, HeaderValue};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Form, Router};
 use tokio::sync::mpsc;
 use verrou::session::BindingKind;
-use verrou::{AuditKind, ClientContext, TotpOutcome};
+use verrou::testing::InsecureDevice;
+use verrou::{AuditKind, BindingOutcome, ClientContext, TotpOutcome};
 use verrou_axum::{keep_forms, Guard, Outcome, Session, Settings};
 
 use crate::support::World;
@@ -26,6 +29,8 @@ use crate::support::World;
 struct Lab {
     world: Arc<World>,
     reports: mpsc::Sender<String>,
+    /// Plays a browser whose DBSC registers as soon as it sees the offer.
+    dbsc_first: bool,
 }
 
 impl axum::extract::FromRef<Lab> for Guard {
@@ -51,8 +56,55 @@ async fn start(State(lab): State<Lab>) -> Response {
         .unwrap()
         .into_result()
         .unwrap();
-    w.guard
-        .continue_after_second_factor(&elevated, "/form-page")
+    if !lab.dbsc_first {
+        return w
+            .guard
+            .continue_after_second_factor(&elevated, "/form-page");
+    }
+    let mut response = w.guard.continue_after_second_factor(&elevated, "/next");
+    // What a DBSC browser does with the offer before the page's script runs: registers its
+    // own key and stores the bound cookie it is given.
+    let challenge = elevated.binding_offer.as_ref().unwrap();
+    let device = InsecureDevice::generate().unwrap();
+    let proof = device.registration_proof(challenge.as_str());
+    let token = elevated.token.expose_secret();
+    let outcome = w
+        .verrou
+        .register_binding(token, &proof, BindingKind::Dbsc, &ctx)
+        .await
+        .unwrap();
+    let BindingOutcome::Bound(bound) = outcome else {
+        panic!("registration refused: {outcome:?}");
+    };
+    let cookie = HeaderValue::from_str(&bound.set_cookie_header()).unwrap();
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    response
+}
+
+/// Where the page after the second factor goes on to: reports whether the fallback kept a key.
+async fn next_page(_session: Session) -> Html<&'static str> {
+    Html(
+        r#"<!doctype html><html><head><meta charset="utf-8"></head><body><script>
+(async () => {
+  const kept = await new Promise((resolve) => {
+    const open = indexedDB.open("verrou-binding", 1);
+    open.onupgradeneeded = () => open.result.createObjectStore("keys");
+    open.onerror = () => resolve("error");
+    open.onsuccess = () => {
+      const request = open.result.transaction("keys").objectStore("keys").get("device");
+      request.onsuccess = () => resolve(request.result !== undefined);
+      request.onerror = () => resolve("error");
+    };
+  });
+  await fetch("/report", { method: "POST", body: JSON.stringify({ next: true, keyKept: kept }) });
+})();
+</script></body></html>"#,
+    )
+}
+
+async fn report(State(lab): State<Lab>, body: String) -> axum::http::StatusCode {
+    lab.reports.send(body).await.unwrap();
+    axum::http::StatusCode::NO_CONTENT
 }
 
 /// A page with a form; once loaded, the server's clock passes the bound cookie's life and the
@@ -107,26 +159,23 @@ async fn advance(State(lab): State<Lab>) -> impl IntoResponse {
     axum::http::StatusCode::NO_CONTENT
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_keeps_a_form_across_an_expired_bound_cookie() {
+/// Serves `lab`'s portal, opens it in headless Chromium, and collects `count` reports.
+async fn run_in_chromium(
+    lab: Lab,
+    mut received: mpsc::Receiver<String>,
+    count: usize,
+) -> Vec<serde_json::Value> {
     let chromium = std::env::var("VERROU_TEST_CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    // No DBSC in this Chromium (its features are off): no head start to wait for.
-    let settings = Settings::new("/sign-in", "/second-factor")
-        .unwrap()
-        .with_dbsc_head_start(Duration::ZERO);
-    let world = Arc::new(World::with(settings).await);
-    let (reports, mut received) = mpsc::channel(8);
-    let lab = Lab {
-        world: world.clone(),
-        reports,
-    };
+    let guard = lab.world.guard.clone();
     let app = Router::new()
         .route("/", get(start))
         .route("/form-page", get(form_page))
         .route("/submit", post(submit))
         .route("/done", get(done))
+        .route("/next", get(next_page))
+        .route("/report", post(report))
         .route("/advance", post(advance))
-        .merge(world.guard.binding_router())
+        .merge(guard.binding_router())
         .layer(middleware::from_fn(keep_forms))
         .with_state(lab);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -151,20 +200,41 @@ async fn chromium_keeps_a_form_across_an_expired_bound_cookie() {
         .unwrap_or_else(|error| {
             panic!("{chromium} could not run ({error}); install chromium (scripts/test does) or set VERROU_TEST_CHROMIUM")
         });
-    let mut next = async || {
+    let mut reports = Vec::new();
+    for _ in 0..count {
         let report = tokio::time::timeout(Duration::from_secs(90), received.recv())
             .await
             .expect("the browser never reported")
             .unwrap();
-        serde_json::from_str::<serde_json::Value>(&report).unwrap()
-    };
-    let form = next().await;
-    let done = next().await;
+        reports.push(serde_json::from_str::<serde_json::Value>(&report).unwrap());
+    }
     browser.kill().await.ok();
     server.abort();
+    reports
+}
 
+async fn lab(head_start: Duration, dbsc_first: bool) -> (Lab, mpsc::Receiver<String>) {
+    let settings = Settings::new("/sign-in", "/second-factor")
+        .unwrap()
+        .with_dbsc_head_start(head_start);
+    let world = Arc::new(World::with(settings).await);
+    let (reports, received) = mpsc::channel(8);
+    let lab = Lab {
+        world,
+        reports,
+        dbsc_first,
+    };
+    (lab, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_keeps_a_form_across_an_expired_bound_cookie() {
+    // No DBSC in this Chromium (its features are off): no head start to wait for.
+    let (lab, received) = lab(Duration::ZERO, false).await;
+    let world = lab.world.clone();
+    let reports = run_in_chromium(lab, received, 2).await;
     assert_eq!(
-        form,
+        reports[0],
         serde_json::json!({ "form": [
             ["csrf", "t0k/en+="],
             ["note", "Ligne 1\r\nLigne <2> & \"guillemets\" é ✓"],
@@ -173,7 +243,7 @@ async fn chromium_keeps_a_form_across_an_expired_bound_cookie() {
         ]}),
         "the form arrived changed"
     );
-    assert_eq!(done, serde_json::json!({ "done": true }));
+    assert_eq!(reports[1], serde_json::json!({ "done": true }));
     let trail = world
         .verrou
         .audit_trail(Some(&world.user), 100)
@@ -194,4 +264,33 @@ async fn chromium_keeps_a_form_across_an_expired_bound_cookie() {
         refreshes, 2,
         "one renewal for the form, one for the page load"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_stands_the_fallback_down_when_dbsc_bound_first() {
+    let (lab, received) = lab(Duration::from_millis(300), true).await;
+    let world = lab.world.clone();
+    let reports = run_in_chromium(lab, received, 1).await;
+    // The page went on to `next` (a refused registration would have stopped it with its
+    // error shown) and kept no key of its own.
+    assert_eq!(
+        reports[0],
+        serde_json::json!({ "next": true, "keyKept": false })
+    );
+    let trail = world
+        .verrou
+        .audit_trail(Some(&world.user), 100)
+        .await
+        .unwrap();
+    let registered: Vec<_> = trail
+        .iter()
+        .filter_map(|event| match event.kind {
+            AuditKind::BindingRegistered { kind, .. } => Some(kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(registered, [BindingKind::Dbsc], "one binding, DBSC's");
+    assert!(!trail
+        .iter()
+        .any(|event| matches!(event.kind, AuditKind::BindingProofFailed { .. })));
 }
