@@ -31,6 +31,8 @@ struct Lab {
     reports: mpsc::Sender<String>,
     /// Plays a browser whose DBSC registers as soon as it sees the offer.
     dbsc_first: bool,
+    /// Where the page after the second factor goes on to.
+    next: &'static str,
 }
 
 impl axum::extract::FromRef<Lab> for Guard {
@@ -57,11 +59,9 @@ async fn start(State(lab): State<Lab>) -> Response {
         .into_result()
         .unwrap();
     if !lab.dbsc_first {
-        return w
-            .guard
-            .continue_after_second_factor(&elevated, "/form-page");
+        return w.guard.continue_after_second_factor(&elevated, lab.next);
     }
-    let mut response = w.guard.continue_after_second_factor(&elevated, "/next");
+    let mut response = w.guard.continue_after_second_factor(&elevated, lab.next);
     // What a DBSC browser does with the offer before the page's script runs: registers its
     // own key and stores the bound cookie it is given.
     let challenge = elevated.binding_offer.as_ref().unwrap();
@@ -100,6 +100,45 @@ async fn next_page(_session: Session) -> Html<&'static str> {
 })();
 </script></body></html>"#,
     )
+}
+
+/// A page left open: its bound cookie is made to look 250 s old (of 300) in the script's own
+/// record, then the script's renewal runs, as its timer would; then again when the tab
+/// becomes visible. Reports what the record says after each.
+async fn open_page(State(lab): State<Lab>, _session: Session) -> Html<String> {
+    Html(format!(
+        r#"<!doctype html><html><head><meta charset="utf-8">{}</head><body><script>
+function renewed(value) {{
+  return new Promise((resolve, reject) => {{
+    const open = indexedDB.open("verrou-binding", 1);
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {{
+      const tx = open.result.transaction("keys", value ? "readwrite" : "readonly");
+      const store = tx.objectStore("keys");
+      const request = value ? store.put(value, "renewed") : store.get("renewed");
+      tx.oncomplete = () => resolve(request.result);
+      tx.onerror = () => reject(tx.error);
+    }};
+  }});
+}}
+window.addEventListener("load", async () => {{
+  const result = {{}};
+  const before = await renewed();
+  result.maxAge = before && before.maxAge;
+  await renewed({{ at: Date.now() - 250000, maxAge: 300 }});
+  await verrouBinding.keepFresh();
+  result.renewedByTimer = Date.now() - (await renewed()).at < 60000;
+  await renewed({{ at: Date.now() - 250000, maxAge: 300 }});
+  document.dispatchEvent(new Event("visibilitychange"));
+  for (let i = 0; i < 50 && Date.now() - (await renewed()).at > 60000; i++) {{
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }}
+  result.renewedOnVisible = Date.now() - (await renewed()).at < 60000;
+  await fetch("/report", {{ method: "POST", body: JSON.stringify(result) }});
+}});
+</script></body></html>"#,
+        lab.world.guard.script_tag()
+    ))
 }
 
 async fn report(State(lab): State<Lab>, body: String) -> axum::http::StatusCode {
@@ -173,6 +212,7 @@ async fn run_in_chromium(
         .route("/submit", post(submit))
         .route("/done", get(done))
         .route("/next", get(next_page))
+        .route("/open", get(open_page))
         .route("/report", post(report))
         .route("/advance", post(advance))
         .merge(guard.binding_router())
@@ -213,7 +253,11 @@ async fn run_in_chromium(
     reports
 }
 
-async fn lab(head_start: Duration, dbsc_first: bool) -> (Lab, mpsc::Receiver<String>) {
+async fn lab(
+    head_start: Duration,
+    dbsc_first: bool,
+    next: &'static str,
+) -> (Lab, mpsc::Receiver<String>) {
     let settings = Settings::new("/sign-in", "/second-factor")
         .unwrap()
         .with_dbsc_head_start(head_start);
@@ -223,6 +267,7 @@ async fn lab(head_start: Duration, dbsc_first: bool) -> (Lab, mpsc::Receiver<Str
         world,
         reports,
         dbsc_first,
+        next,
     };
     (lab, received)
 }
@@ -230,7 +275,7 @@ async fn lab(head_start: Duration, dbsc_first: bool) -> (Lab, mpsc::Receiver<Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_keeps_a_form_across_an_expired_bound_cookie() {
     // No DBSC in this Chromium (its features are off): no head start to wait for.
-    let (lab, received) = lab(Duration::ZERO, false).await;
+    let (lab, received) = lab(Duration::ZERO, false, "/form-page").await;
     let world = lab.world.clone();
     let reports = run_in_chromium(lab, received, 2).await;
     assert_eq!(
@@ -268,7 +313,7 @@ async fn chromium_keeps_a_form_across_an_expired_bound_cookie() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_stands_the_fallback_down_when_dbsc_bound_first() {
-    let (lab, received) = lab(Duration::from_millis(300), true).await;
+    let (lab, received) = lab(Duration::from_millis(300), true, "/next").await;
     let world = lab.world.clone();
     let reports = run_in_chromium(lab, received, 1).await;
     // The page went on to `next` (a refused registration would have stopped it with its
@@ -293,4 +338,27 @@ async fn chromium_stands_the_fallback_down_when_dbsc_bound_first() {
     assert!(!trail
         .iter()
         .any(|event| matches!(event.kind, AuditKind::BindingProofFailed { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_renews_the_bound_cookie_while_a_page_is_open() {
+    let (lab, received) = lab(Duration::ZERO, false, "/open").await;
+    let world = lab.world.clone();
+    let reports = run_in_chromium(lab, received, 1).await;
+    assert_eq!(
+        reports[0],
+        serde_json::json!({ "maxAge": 300, "renewedByTimer": true, "renewedOnVisible": true })
+    );
+    // Two signed renewals, and the server's clock never moved: no request met an expired
+    // cookie on the way.
+    let trail = world
+        .verrou
+        .audit_trail(Some(&world.user), 100)
+        .await
+        .unwrap();
+    let refreshes = trail
+        .iter()
+        .filter(|event| matches!(event.kind, AuditKind::BindingRefreshed { .. }))
+        .count();
+    assert_eq!(refreshes, 2);
 }
