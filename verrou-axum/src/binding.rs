@@ -22,7 +22,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use verrou::session::cookie::{clear_cookie, BOUND_COOKIE, SESSION_COOKIE};
+use verrou::session::cookie::{BOUND_COOKIE, SESSION_COOKIE};
 use verrou::session::dbsc::{
     challenge_header, CHALLENGE_HEADER, END_SESSION_BODY, RESPONSE_HEADER, SESSION_ID_HEADER,
 };
@@ -31,6 +31,7 @@ use verrou::{
     BindingOutcome, BoundCredential, ExposeSecret, RefreshOutcome, SessionCookies, SessionStatus,
 };
 
+use crate::answer;
 use crate::client::client_context;
 use crate::guard::Guard;
 use crate::session::joined_cookies;
@@ -72,14 +73,14 @@ async fn register_fallback(State(guard): State<Guard>, parts: Parts) -> Response
 
 async fn register(guard: &Guard, parts: &Parts, kind: BindingKind) -> Response {
     let Ok(ctx) = client_context(guard, parts) else {
-        return crate::refusal::internal_error();
+        return answer::internal_error();
     };
     let cookies = joined_cookies(&parts.headers);
     let Some(session) = SessionCookies::from_header(cookies.expose_secret()) else {
         return no_session();
     };
     let Some(proof) = header_text(&parts.headers, RESPONSE_HEADER) else {
-        return error(StatusCode::BAD_REQUEST, "proof_missing");
+        return answer::error(StatusCode::BAD_REQUEST, "proof_missing");
     };
     let outcome = guard
         .sessions()
@@ -89,9 +90,9 @@ async fn register(guard: &Guard, parts: &Parts, kind: BindingKind) -> Response {
         Ok(BindingOutcome::Bound(bound)) => bound_answer(guard, &bound, false),
         Ok(BindingOutcome::Refused(reason)) => {
             tracing::info!(?reason, ?kind, "device registration refused");
-            error(StatusCode::BAD_REQUEST, "proof_refused")
+            answer::error(StatusCode::BAD_REQUEST, "proof_refused")
         }
-        Ok(BindingOutcome::AlreadyBound) => error(StatusCode::CONFLICT, "already_bound"),
+        Ok(BindingOutcome::AlreadyBound) => answer::error(StatusCode::CONFLICT, "already_bound"),
         Ok(_) => no_session(),
         Err(error) => crate::refusal::Failure::Internal(error).into_response(),
     }
@@ -99,7 +100,7 @@ async fn register(guard: &Guard, parts: &Parts, kind: BindingKind) -> Response {
 
 async fn refresh(State(guard): State<Guard>, parts: Parts) -> Response {
     let Ok(ctx) = client_context(&guard, &parts) else {
-        return crate::refusal::internal_error();
+        return answer::internal_error();
     };
     let cookies = joined_cookies(&parts.headers);
     let Some(session) = SessionCookies::from_header(cookies.expose_secret()) else {
@@ -121,7 +122,7 @@ async fn refresh(State(guard): State<Guard>, parts: Parts) -> Response {
             Err(error) => return crate::refusal::Failure::Internal(error).into_response(),
         };
         if claimed != id.to_string() {
-            return error(StatusCode::BAD_REQUEST, "session_mismatch");
+            return answer::error(StatusCode::BAD_REQUEST, "session_mismatch");
         }
     }
     match guard
@@ -133,7 +134,7 @@ async fn refresh(State(guard): State<Guard>, parts: Parts) -> Response {
         Ok(RefreshOutcome::Challenge {
             session, challenge, ..
         }) => {
-            let mut response = error(StatusCode::FORBIDDEN, "challenge");
+            let mut response = answer::error(StatusCode::FORBIDDEN, "challenge");
             if let Ok(value) = HeaderValue::from_str(&challenge_header(&challenge, session)) {
                 response.headers_mut().insert(CHALLENGE_HEADER, value);
             }
@@ -150,20 +151,14 @@ async fn refresh(State(guard): State<Guard>, parts: Parts) -> Response {
 /// challenge.
 fn bound_answer(guard: &Guard, bound: &BoundCredential, with_challenge: bool) -> Response {
     let body = guard.sessions().instructions(bound.session);
-    let mut response = (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response();
+    let mut response = answer::json(StatusCode::OK, body);
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         BOUND_MAX_AGE_HEADER,
         HeaderValue::from(bound.max_age.as_secs()),
     );
     let Ok(cookie) = HeaderValue::from_str(&bound.set_cookie_header()) else {
-        return crate::refusal::internal_error();
+        return answer::internal_error();
     };
     headers.insert(header::SET_COOKIE, cookie);
     if with_challenge {
@@ -181,33 +176,9 @@ fn no_session() -> Response {
 
 /// `{"continue":false}`: the browser ends its bound session; `clear` cookies are deleted.
 fn end(status: StatusCode, clear: &[&str]) -> Response {
-    let mut response = (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        END_SESSION_BODY,
-    )
-        .into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    for name in clear {
-        if let Ok(value) = HeaderValue::from_str(&clear_cookie(name)) {
-            headers.append(header::SET_COOKIE, value);
-        }
-    }
+    let mut response = answer::json(status, END_SESSION_BODY.to_owned());
+    answer::clear_cookies(&mut response, clear);
     response
-}
-
-fn error(status: StatusCode, code: &str) -> Response {
-    let body = serde_json::json!({ "error": code }).to_string();
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {

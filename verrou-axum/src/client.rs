@@ -136,7 +136,7 @@ impl IntoResponse for MissingPeerAddress {
             "verrou-axum: no peer address on the request; serve the app with \
              into_make_service_with_connect_info::<SocketAddr>()"
         );
-        crate::refusal::internal_error()
+        crate::answer::internal_error()
     }
 }
 

@@ -48,6 +48,7 @@
 #![doc = concat!("```rust,no_run\n", include_str!("../examples/minimal.rs"), "```")]
 #![forbid(unsafe_code)]
 
+mod answer;
 mod binding;
 mod client;
 mod forms;

@@ -128,11 +128,11 @@ impl Guard {
         let next = local_next(next).unwrap_or("/");
         let session_cookie = HeaderValue::from_str(&elevated.set_cookie_header());
         let Ok(session_cookie) = session_cookie else {
-            return crate::refusal::internal_error();
+            return crate::answer::internal_error();
         };
         let Some(challenge) = &elevated.binding_offer else {
             let Ok(location) = HeaderValue::from_str(next) else {
-                return crate::refusal::internal_error();
+                return crate::answer::internal_error();
             };
             let mut response =
                 (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();

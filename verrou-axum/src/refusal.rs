@@ -210,20 +210,10 @@ impl IntoResponse for Failure {
             }
             Self::Internal(error) => {
                 tracing::error!(%error, "verrou failed");
-                internal_error()
+                crate::answer::internal_error()
             }
         }
     }
-}
-
-/// 500 with a body that names no cause.
-pub(crate) fn internal_error() -> Response {
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        [(header::CACHE_CONTROL, "no-store")],
-        "internal error",
-    )
-        .into_response()
 }
 
 /// An outcome split into what the handler goes on with and a refusal.

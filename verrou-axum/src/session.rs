@@ -21,12 +21,13 @@ use axum::extract::{FromRef, FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use verrou::session::cookie::{clear_cookie, BOUND_COOKIE, SESSION_COOKIE};
+use verrou::session::cookie::{BOUND_COOKIE, SESSION_COOKIE};
 use verrou::session::{Requirement, StepUpReason};
 use verrou::{
     ActiveSession, ClientContext, ExposeSecret, SecretString, SessionCookies, SessionStatus,
 };
 
+use crate::answer;
 use crate::client::client_context;
 use crate::forms::SubmittedForm;
 use crate::guard::Guard;
@@ -381,7 +382,7 @@ fn is_navigation(headers: &HeaderMap) -> bool {
 fn answer(reason: Reason, guard: &Guard, request: &RequestView<'_>) -> Response {
     let settings = guard.settings();
     let code = match reason {
-        Reason::Internal => return crate::refusal::internal_error(),
+        Reason::Internal => return answer::internal_error(),
         Reason::NoSession => "no_session",
         Reason::SecondFactorRequired => "second_factor_required",
         Reason::StepUpRequired(_) => "step_up_required",
@@ -402,22 +403,13 @@ fn answer(reason: Reason, guard: &Guard, request: &RequestView<'_>) -> Response 
             }
             _ => StatusCode::FORBIDDEN,
         };
-        let body = serde_json::json!({ "error": code });
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response()
+        answer::error(status, code)
     };
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if reason == Reason::NoSession {
-        for name in [SESSION_COOKIE, BOUND_COOKIE] {
-            if let Ok(value) = HeaderValue::from_str(&clear_cookie(name)) {
-                headers.append(header::SET_COOKIE, value);
-            }
-        }
+        answer::clear_cookies(&mut response, &[SESSION_COOKIE, BOUND_COOKIE]);
     }
     response
 }
@@ -434,7 +426,7 @@ fn redirect(page: &str, request: &RequestView<'_>) -> Response {
     };
     match HeaderValue::from_str(&location) {
         Ok(location) => (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response(),
-        Err(_) => crate::refusal::internal_error(),
+        Err(_) => answer::internal_error(),
     }
 }
 

@@ -71,11 +71,7 @@ async fn dbsc_registration_binds_and_answers_the_instructions_without_a_challeng
     let instructions = json(response).await;
     assert_eq!(instructions["refresh_url"], REFRESH);
     assert_eq!(instructions["credentials"][0]["name"], BOUND_COOKIE);
-    let page = send(
-        w.app(false),
-        jar.request("GET", "/page").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let page = w.fetch(&jar, "/page").await;
     assert_eq!(page.status(), StatusCode::OK);
     let trail = w.verrou.audit_trail(Some(&w.user), 50).await.unwrap();
     assert!(trail.iter().any(|e| matches!(
@@ -158,11 +154,7 @@ async fn refresh_without_proof_challenges_and_a_signed_retry_renews() {
     jar.take(&renewed);
     assert_ne!(jar.bound, old_bound, "a new bound cookie each time");
     assert_eq!(json(renewed).await["session_identifier"], id.as_str());
-    let page = send(
-        w.app(false),
-        jar.request("GET", "/page").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let page = w.fetch(&jar, "/page").await;
     assert_eq!(page.status(), StatusCode::OK);
     // Later refreshes are one round trip with the challenge from the last 200.
     let again = refresh(&w, &jar, Some(&device.refresh_proof(&next)), Some(&id)).await;
@@ -183,11 +175,7 @@ async fn a_proof_from_another_key_ends_the_session() {
     gone.sort();
     assert_eq!(gone, [BOUND_COOKIE, SESSION_COOKIE]);
     assert_eq!(text(ended).await, r#"{"continue":false}"#);
-    let page = send(
-        w.app(false),
-        jar.request("GET", "/any").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let page = w.fetch(&jar, "/any").await;
     assert_eq!(
         page.status(),
         StatusCode::UNAUTHORIZED,
@@ -239,11 +227,7 @@ async fn refresh_of_an_unknown_or_unbound_session() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(cleared(&response), [BOUND_COOKIE]);
     assert_eq!(text(response).await, r#"{"continue":false}"#);
-    let page = send(
-        w.app(false),
-        jar.request("GET", "/page").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let page = w.fetch(&jar, "/page").await;
     assert_eq!(page.status(), StatusCode::OK);
 }
 

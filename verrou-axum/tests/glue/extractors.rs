@@ -44,11 +44,7 @@ async fn no_session_sends_a_page_load_to_sign_in_and_a_script_gets_401() {
     assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
     assert!(clears_both_cookies(&response));
 
-    let response = send(
-        w.app(false),
-        nobody.request("GET", "/page").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let response = w.fetch(&nobody, "/page").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(json(response).await["error"], "no_session");
 
@@ -71,11 +67,7 @@ async fn no_session_sends_a_page_load_to_sign_in_and_a_script_gets_401() {
         .await
         .unwrap();
     for jar in [forged, malformed, out] {
-        let response = send(
-            w.app(false),
-            jar.request("GET", "/any").body(Body::empty()).unwrap(),
-        )
-        .await;
+        let response = w.fetch(&jar, "/any").await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{jar:?}");
         // A POST page load is not sent back with `next` (a redirect cannot carry its body).
         let response = send(
@@ -91,34 +83,18 @@ async fn no_session_sends_a_page_load_to_sign_in_and_a_script_gets_401() {
 async fn password_only_reaches_any_session_and_is_sent_to_the_second_factor_elsewhere() {
     let w = World::new().await;
     let jar = w.signed_in().await;
-    let response = send(
-        w.app(false),
-        jar.request("GET", "/any").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let response = w.fetch(&jar, "/any").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(text(response).await, "PasswordOnly");
 
-    let response = send(
-        w.app(false),
-        jar.navigate("GET", "/page").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let response = w.visit(&jar, "/page").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&response), "/second-factor?next=%2Fpage");
-    let response = send(
-        w.app(false),
-        jar.request("GET", "/page").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let response = w.fetch(&jar, "/page").await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(json(response).await["error"], "second_factor_required");
 
-    let response = send(
-        w.app(false),
-        jar.request("GET", "/live").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let response = w.fetch(&jar, "/live").await;
     assert_eq!(text(response).await, "ready");
 }
 
@@ -128,55 +104,25 @@ async fn a_bound_session_passes_and_step_up_goes_stale_after_five_minutes() {
     let device = InsecureDevice::generate().unwrap();
     let mut jar = w.bound(&device).await;
     for path in ["/page", "/any", "/export", "/live"] {
-        let response = send(
-            w.app(false),
-            jar.navigate("GET", path).body(Body::empty()).unwrap(),
-        )
-        .await;
+        let response = w.visit(&jar, path).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
-    assert_eq!(
-        text(
-            send(
-                w.app(false),
-                jar.request("GET", "/page").body(Body::empty()).unwrap()
-            )
-            .await
-        )
-        .await,
-        "page for marie"
-    );
+    assert_eq!(text(w.fetch(&jar, "/page").await).await, "page for marie");
 
     // Four minutes on, the device renews the bound cookie; a minute later the step-up
     // window has passed but the cookie is current.
     w.clock.advance(Duration::from_secs(4 * 60));
-    let fresh = send(
-        w.app(false),
-        jar.request("GET", "/export").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let fresh = w.fetch(&jar, "/export").await;
     assert_eq!(fresh.status(), StatusCode::OK);
     w.renew(&mut jar, &device).await;
     w.clock.advance(Duration::from_secs(61));
-    let stale = send(
-        w.app(false),
-        jar.navigate("GET", "/export").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let stale = w.visit(&jar, "/export").await;
     assert_eq!(stale.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&stale), "/second-factor?next=%2Fexport");
-    let stale = send(
-        w.app(false),
-        jar.request("GET", "/export").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let stale = w.fetch(&jar, "/export").await;
     assert_eq!(stale.status(), StatusCode::FORBIDDEN);
     assert_eq!(json(stale).await["error"], "step_up_required");
-    let page = send(
-        w.app(false),
-        jar.request("GET", "/page").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let page = w.fetch(&jar, "/page").await;
     assert_eq!(page.status(), StatusCode::OK);
 }
 
@@ -210,11 +156,7 @@ async fn an_expired_bound_cookie_gets_the_renewal_page_on_a_page_load_and_401_fo
     let jar = w.bound(&device).await;
     w.clock.advance(Duration::from_secs(5 * 60 + 1));
 
-    let response = send(
-        w.app(false),
-        jar.navigate("GET", "/page").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let response = w.visit(&jar, "/page").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let csp = response.headers()[header::CONTENT_SECURITY_POLICY]
         .to_str()
@@ -236,20 +178,12 @@ async fn an_expired_bound_cookie_gets_the_renewal_page_on_a_page_load_and_401_fo
     );
     assert!(!html.contains("<script>"), "no inline script");
 
-    let response = send(
-        w.app(false),
-        jar.request("GET", "/page").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let response = w.fetch(&jar, "/page").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(json(response).await["error"], "refresh_required");
 
     // The second-factor page still takes the session: passing it again binds it anew.
-    let response = send(
-        w.app(false),
-        jar.request("GET", "/live").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let response = w.fetch(&jar, "/live").await;
     assert_eq!(text(response).await, "refresh_required");
 }
 
@@ -343,31 +277,15 @@ async fn a_session_that_never_bound_is_sent_to_pass_the_second_factor_again() {
     let mut jar = w.signed_in().await;
     let _ = w.elevate(&mut jar).await;
     // Within the grace the session works unbound; past it, it must pass the factor again.
-    let response = send(
-        w.app(false),
-        jar.request("GET", "/page").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let response = w.fetch(&jar, "/page").await;
     assert_eq!(response.status(), StatusCode::OK);
     w.clock.advance(Duration::from_secs(121));
-    let response = send(
-        w.app(false),
-        jar.navigate("GET", "/page").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let response = w.visit(&jar, "/page").await;
     assert_eq!(location(&response), "/second-factor?next=%2Fpage");
-    let response = send(
-        w.app(false),
-        jar.request("GET", "/page").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let response = w.fetch(&jar, "/page").await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(json(response).await["error"], "binding_missing");
-    let response = send(
-        w.app(false),
-        jar.request("GET", "/live").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let response = w.fetch(&jar, "/live").await;
     assert_eq!(text(response).await, "binding_missing");
 }
 

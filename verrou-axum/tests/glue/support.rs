@@ -141,6 +141,24 @@ impl World {
 }
 
 impl World {
+    /// A script's `GET` of `path` with the jar's cookies.
+    pub async fn fetch(&self, jar: &Jar, path: &str) -> Response<Body> {
+        send(
+            self.app(false),
+            jar.request("GET", path).body(Body::empty()).unwrap(),
+        )
+        .await
+    }
+
+    /// A page load of `path` with the jar's cookies.
+    pub async fn visit(&self, jar: &Jar, path: &str) -> Response<Body> {
+        send(
+            self.app(false),
+            jar.navigate("GET", path).body(Body::empty()).unwrap(),
+        )
+        .await
+    }
+
     /// The device renews the jar's bound cookie through the refresh endpoint.
     pub async fn renew(&self, jar: &mut Jar, device: &InsecureDevice) {
         let refresh = self
