@@ -65,3 +65,61 @@ async fn the_address_reaches_verrous_throttle() {
         .unwrap();
     assert_eq!(text(send(w.app(false), request).await).await, "2001:db8::7");
 }
+
+#[tokio::test]
+async fn the_user_agent_reaches_verrous_soft_signals() {
+    use std::time::Duration;
+
+    use axum::http::{header, StatusCode};
+    use verrou::session::{BindingMode, SessionPolicy};
+    use verrou::{ClientContext, VerrouConfig};
+    use verrou_axum::Outcome;
+
+    let policy = SessionPolicy::new()
+        .with_binding(BindingMode::Off, Duration::from_secs(300))
+        .unwrap()
+        .with_soft_signals(true);
+    let config = VerrouConfig::new("Portail Partenaires")
+        .unwrap()
+        .with_session_policy(policy);
+    let settings = Settings::new("/sign-in", "/second-factor").unwrap();
+    let w = World::with_config(settings, config).await;
+    // The second factor passed from this address with this browser.
+    let peer: SocketAddr = crate::support::PEER.parse().unwrap();
+    let ctx = ClientContext::from_addr(peer.ip()).with_user_agent("Firefox/140");
+    let jar = w.signed_in().await;
+    let code = w.next_code();
+    let proof = w
+        .verrou
+        .verify_totp(&w.user, &code, &ctx)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap()
+        .proof;
+    let elevated = w
+        .verrou
+        .record_second_factor(jar.session.as_deref().unwrap(), proof, &ctx)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let jar = crate::support::Jar {
+        session: Some(elevated.token.expose_secret().to_owned()),
+        bound: None,
+    };
+    let with_agent = |agent: &str| {
+        jar.request("GET", "/page")
+            .header(header::USER_AGENT, agent)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let same = send(w.app(false), with_agent("Firefox/140")).await;
+    assert_eq!(same.status(), StatusCode::OK);
+    let other = send(w.app(false), with_agent("curl/8.5")).await;
+    assert_eq!(other.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        crate::support::json(other).await["error"],
+        "step_up_required"
+    );
+}

@@ -42,8 +42,11 @@ impl World {
     }
 
     pub async fn with(settings: Settings) -> Self {
+        Self::with_config(settings, VerrouConfig::new("Portail Partenaires").unwrap()).await
+    }
+
+    pub async fn with_config(settings: Settings, config: VerrouConfig) -> Self {
         let clock = InsecureManualClock::new(Timestamp::from_unix_seconds(1_800_000_000).unwrap());
-        let config = VerrouConfig::new("Portail Partenaires").unwrap();
         let verrou = Verrou::new(MemoryStore::new(), config).with_clock(clock.clone());
         let user = UserId::new("marie").unwrap();
         let secret = insecure_enroll(&verrou, &user).await.unwrap().unwrap();
