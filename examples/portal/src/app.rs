@@ -1,0 +1,137 @@
+//! The portal's state and routes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+use verrou::clock::ClockError;
+use verrou::store::SqliteStore;
+use verrou::{Clock, KeyRing, SystemClock, Timestamp, Verrou, VerrouConfig};
+use verrou_axum::{keep_forms, Guard, Settings, TrustedProxies};
+
+use crate::data::PortalDb;
+use crate::pages::{account, auth, seekers};
+use crate::security::{self, CsrfKey, BODY_LIMIT};
+
+/// The clock verrou runs on: the system's, or a test's hand-driven one.
+#[derive(Clone)]
+pub struct PortalClock(pub Arc<dyn Clock>);
+
+impl std::fmt::Debug for PortalClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PortalClock")
+    }
+}
+
+impl Clock for PortalClock {
+    fn now(&self) -> Result<Timestamp, ClockError> {
+        self.0.now()
+    }
+}
+
+/// verrou as the portal runs it.
+pub type Service = Verrou<SqliteStore, PortalClock>;
+
+/// Everything a handler may need. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Portal {
+    pub verrou: Arc<Service>,
+    pub guard: Guard,
+    pub db: PortalDb,
+    pub csrf_key: CsrfKey,
+}
+
+impl FromRef<Portal> for Guard {
+    fn from_ref(portal: &Portal) -> Guard {
+        portal.guard.clone()
+    }
+}
+
+/// The name authenticator apps show for the portal's accounts.
+pub const ISSUER: &str = "Partner portal (demo)";
+
+/// How the portal is started.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The reverse proxies whose `X-Forwarded-For` is believed.
+    pub proxies: TrustedProxies,
+    /// Demo job-seekers per organisation, as a share of the full 50,000 in thousandths
+    /// (1000: all; tests take fewer).
+    pub demo_per_mille: usize,
+}
+
+impl Portal {
+    /// Opens (or creates) the two databases in `dir` and, on first start, the demo data.
+    pub async fn open(
+        dir: &Path,
+        keys: KeyRing,
+        clock: PortalClock,
+        options: Options,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let store = SqliteStore::open(dir.join("verrou.db"), keys).await?;
+        let config = VerrouConfig::new(ISSUER)?;
+        let verrou = Arc::new(Verrou::new(store, config).with_clock(clock));
+        let db = PortalDb::open(&dir.join("portal.db")).await?;
+        if db.is_empty().await? {
+            crate::demo::create(&db, &verrou, ISSUER, options.demo_per_mille).await?;
+        }
+        let settings =
+            Settings::new("/sign-in", "/second-factor")?.with_trusted_proxies(options.proxies);
+        let guard = Guard::new(verrou.clone(), settings)?;
+        Ok(Self {
+            verrou,
+            guard,
+            db,
+            csrf_key: CsrfKey::generate()?,
+        })
+    }
+
+    /// Every route, behind the security layers.
+    pub fn router(self) -> Router {
+        let bindings = self.guard.binding_router();
+        Router::new()
+            .route("/", get(auth::home))
+            .route("/sign-in", get(auth::sign_in_page).post(auth::sign_in))
+            .route(
+                "/second-factor",
+                get(auth::second_factor_page).post(auth::second_factor),
+            )
+            .route("/enrol", get(auth::enrol_page).post(auth::enrol))
+            .route("/logout", post(auth::logout))
+            .route("/account", get(account::account))
+            .route("/account/recovery-codes", post(account::new_recovery_codes))
+            .route("/account/reenrol", post(account::reenrol))
+            .route("/account/reenrol/confirm", post(account::reenrol_confirm))
+            .route("/sessions", get(account::sessions))
+            .route("/sessions/revoke", post(account::revoke))
+            .route("/sessions/revoke-others", post(account::revoke_others))
+            .route("/seekers", get(seekers::list))
+            .route("/seekers/{id}", get(seekers::record))
+            .route("/static/portal.css", get(stylesheet))
+            .merge(bindings)
+            .layer(middleware::from_fn(keep_forms))
+            .layer(middleware::from_fn_with_state(self.clone(), security::csrf))
+            .layer(DefaultBodyLimit::max(BODY_LIMIT))
+            .layer(middleware::from_fn(security::headers))
+            .with_state(self)
+    }
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../static/portal.css"),
+    )
+}
+
+/// The system clock, for `main`.
+pub fn system_clock() -> PortalClock {
+    PortalClock(Arc::new(SystemClock))
+}

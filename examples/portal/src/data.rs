@@ -1,0 +1,364 @@
+//! The portal's own data, beside verrou's store: partner organisations, their staff (with
+//! argon2id password hashes) and the job-seekers each organisation follows. One SQLite file.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use rand::rngs::SysRng;
+use rand::TryRng;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{Row, SqlitePool};
+
+/// What can go wrong with the portal's data.
+#[derive(Debug)]
+pub enum DataError {
+    /// The database.
+    Db(sqlx::Error),
+    /// Hashing a password (the OS RNG or argon2).
+    Hashing,
+}
+
+impl std::fmt::Display for DataError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Db(error) => write!(f, "portal database: {error}"),
+            Self::Hashing => f.write_str("password hashing failed"),
+        }
+    }
+}
+
+impl std::error::Error for DataError {}
+
+impl From<sqlx::Error> for DataError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Db(error)
+    }
+}
+
+/// What a staff member may do.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Role {
+    /// A training provider's employee: their organisation's job-seekers.
+    Staff,
+    /// The agency's operator: no job-seeker data; sessions and accounts.
+    Operator,
+}
+
+/// A portal account.
+#[derive(Clone, Debug)]
+pub struct Staff {
+    pub login: String,
+    pub name: String,
+    pub org: Option<String>,
+    pub org_name: Option<String>,
+    pub role: Role,
+}
+
+/// One row of the job-seeker list.
+#[derive(Clone, Debug)]
+pub struct Seeker {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub phone: String,
+    pub town: String,
+    pub status: String,
+}
+
+/// A demo account as printed at start.
+#[derive(Clone, Debug)]
+pub struct DemoAccount {
+    pub login: String,
+    pub password: String,
+    pub org: String,
+    pub totp_secret: Option<String>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS orgs (id TEXT PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS staff (
+    login TEXT PRIMARY KEY,
+    org TEXT REFERENCES orgs(id),
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('staff', 'operator')),
+    password TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS job_seekers (
+    id INTEGER PRIMARY KEY,
+    org TEXT NOT NULL REFERENCES orgs(id),
+    name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    town TEXT NOT NULL,
+    status TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_seekers_by_org ON job_seekers (org, name);
+CREATE TABLE IF NOT EXISTS demo_accounts (
+    login TEXT PRIMARY KEY,
+    password TEXT NOT NULL,
+    totp_secret TEXT
+);
+";
+
+/// The portal's database.
+#[derive(Clone, Debug)]
+pub struct PortalDb {
+    pool: SqlitePool,
+    /// A hash verified for unknown logins, so that they cost what a known one does.
+    dummy_hash: String,
+}
+
+impl PortalDb {
+    /// Opens (or creates) the database file.
+    pub async fn open(path: &Path) -> Result<Self, DataError> {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        let dummy_hash = hash_password("a password nobody has")?;
+        Ok(Self { pool, dummy_hash })
+    }
+
+    /// Whether the demo data is still to be created.
+    pub async fn is_empty(&self) -> Result<bool, DataError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM staff")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count == 0)
+    }
+
+    pub async fn insert_org(&self, id: &str, name: &str) -> Result<(), DataError> {
+        sqlx::query("INSERT INTO orgs (id, name) VALUES (?, ?)")
+            .bind(id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_staff(
+        &self,
+        login: &str,
+        name: &str,
+        org: Option<&str>,
+        role: Role,
+        password: &str,
+    ) -> Result<(), DataError> {
+        let role = match role {
+            Role::Staff => "staff",
+            Role::Operator => "operator",
+        };
+        sqlx::query("INSERT INTO staff (login, org, name, role, password) VALUES (?, ?, ?, ?, ?)")
+            .bind(login)
+            .bind(org)
+            .bind(name)
+            .bind(role)
+            .bind(hash_password(password)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_demo_account(
+        &self,
+        login: &str,
+        password: &str,
+        totp_secret: Option<&str>,
+    ) -> Result<(), DataError> {
+        sqlx::query("INSERT INTO demo_accounts (login, password, totp_secret) VALUES (?, ?, ?)")
+            .bind(login)
+            .bind(password)
+            .bind(totp_secret)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn demo_accounts(&self) -> Result<Vec<DemoAccount>, DataError> {
+        let rows = sqlx::query(
+            "SELECT d.login, d.password, d.totp_secret, COALESCE(o.name, 'operator') AS org \
+             FROM demo_accounts d JOIN staff s ON s.login = d.login \
+             LEFT JOIN orgs o ON o.id = s.org ORDER BY s.role DESC, o.name, d.login",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DemoAccount {
+                    login: row.try_get("login")?,
+                    password: row.try_get("password")?,
+                    org: row.try_get("org")?,
+                    totp_secret: row.try_get("totp_secret")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Inserts job-seekers in one transaction.
+    pub async fn insert_seekers(&self, org: &str, seekers: &[Seeker]) -> Result<(), DataError> {
+        let mut tx = self.pool.begin().await?;
+        for seeker in seekers {
+            sqlx::query(
+                "INSERT INTO job_seekers (org, name, email, phone, town, status) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(org)
+            .bind(&seeker.name)
+            .bind(&seeker.email)
+            .bind(&seeker.phone)
+            .bind(&seeker.town)
+            .bind(&seeker.status)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The account `login` if `password` is its password. An unknown login costs one argon2
+    /// verification too, so timing does not tell which logins exist.
+    pub async fn check_password(
+        &self,
+        login: &str,
+        password: &str,
+    ) -> Result<Option<Staff>, DataError> {
+        let row = sqlx::query(
+            "SELECT s.login, s.name, s.org, o.name AS org_name, s.role, s.password \
+             FROM staff s LEFT JOIN orgs o ON o.id = s.org WHERE s.login = ?",
+        )
+        .bind(login)
+        .fetch_optional(&self.pool)
+        .await?;
+        let stored: String = match &row {
+            Some(row) => row.try_get("password")?,
+            None => self.dummy_hash.clone(),
+        };
+        let password = password.to_owned();
+        let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+            .await
+            .unwrap_or(false);
+        match row {
+            Some(row) if matches => Ok(Some(staff_from(&row)?)),
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn staff(&self, login: &str) -> Result<Option<Staff>, DataError> {
+        let row = sqlx::query(
+            "SELECT s.login, s.name, s.org, o.name AS org_name, s.role \
+             FROM staff s LEFT JOIN orgs o ON o.id = s.org WHERE s.login = ?",
+        )
+        .bind(login)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(staff_from).transpose()?)
+    }
+
+    /// A page of `org`'s job-seekers whose name, e-mail or town contains `search`, and how
+    /// many match in all.
+    pub async fn seekers(
+        &self,
+        org: &str,
+        search: &str,
+        page: u32,
+        per_page: u32,
+    ) -> Result<(Vec<Seeker>, i64), DataError> {
+        let pattern = format!(
+            "%{}%",
+            search
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let filter = "org = ? AND (name LIKE ? ESCAPE '\\' OR email LIKE ? ESCAPE '\\' \
+                      OR town LIKE ? ESCAPE '\\')";
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM job_seekers WHERE {filter}"
+        )))
+        .bind(org)
+        .bind(&pattern)
+        .bind(&pattern)
+        .bind(&pattern)
+        .fetch_one(&self.pool)
+        .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, name, email, phone, town, status FROM job_seekers WHERE {filter} \
+             ORDER BY name, id LIMIT ? OFFSET ?"
+        )))
+        .bind(org)
+        .bind(&pattern)
+        .bind(&pattern)
+        .bind(&pattern)
+        .bind(i64::from(per_page))
+        .bind(i64::from(page.saturating_sub(1)) * i64::from(per_page))
+        .fetch_all(&self.pool)
+        .await?;
+        let seekers = rows.iter().map(seeker_from).collect::<Result<_, _>>()?;
+        Ok((seekers, total))
+    }
+
+    /// One of `org`'s job-seekers (another organisation's record is not found).
+    pub async fn seeker(&self, org: &str, id: i64) -> Result<Option<Seeker>, DataError> {
+        let row = sqlx::query(
+            "SELECT id, name, email, phone, town, status FROM job_seekers WHERE org = ? AND id = ?",
+        )
+        .bind(org)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(seeker_from).transpose()?)
+    }
+}
+
+fn staff_from(row: &sqlx::sqlite::SqliteRow) -> Result<Staff, sqlx::Error> {
+    let role: String = row.try_get("role")?;
+    Ok(Staff {
+        login: row.try_get("login")?,
+        name: row.try_get("name")?,
+        org: row.try_get("org")?,
+        org_name: row.try_get("org_name")?,
+        role: if role == "operator" {
+            Role::Operator
+        } else {
+            Role::Staff
+        },
+    })
+}
+
+fn seeker_from(row: &sqlx::sqlite::SqliteRow) -> Result<Seeker, sqlx::Error> {
+    Ok(Seeker {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        email: row.try_get("email")?,
+        phone: row.try_get("phone")?,
+        town: row.try_get("town")?,
+        status: row.try_get("status")?,
+    })
+}
+
+/// An argon2id PHC string (OWASP parameters, the crate's default) with a fresh salt.
+pub fn hash_password(password: &str) -> Result<String, DataError> {
+    let mut salt = [0u8; 16];
+    SysRng
+        .try_fill_bytes(&mut salt)
+        .map_err(|_| DataError::Hashing)?;
+    Argon2::default()
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|_| DataError::Hashing)
+}
+
+fn verify_password(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
+}

@@ -1,0 +1,14 @@
+//! verrou's example portal: a training-provider portal on verrou and verrou-axum.
+//!
+//! Partner organisations' staff sign in with a password and a second factor (an authenticator
+//! app, or a recovery code), their session is bound to the device (DBSC, or the WebCrypto
+//! fallback), and they follow their own organisation's job-seekers. `cargo run -p
+//! verrou-portal` starts it on SQLite with demo data.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod data;
+pub mod demo;
+pub mod pages;
+pub mod security;

@@ -1,0 +1,94 @@
+//! `cargo run -p verrou-portal`: the example portal on SQLite, with demo data on first start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use verrou::{KeyId, KeyRing};
+use verrou_axum::TrustedProxies;
+use verrou_portal::app::{system_clock, Options, Portal};
+
+/// A training-provider portal on verrou: passwords, TOTP, recovery codes, device-bound sessions.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// Where the portal keeps its files (portal.db, verrou.db, verrou-keys).
+    #[arg(long, default_value = "portal-data")]
+    data: PathBuf,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// A reverse proxy (address or network) whose X-Forwarded-For is believed; repeatable.
+    #[arg(long = "trusted-proxy")]
+    trusted_proxies: Vec<String>,
+}
+
+/// The key ring sealing TOTP secrets: `VERROU_KEYS` if set, else a key file in the data
+/// directory, created on first start with owner-only permissions.
+fn key_ring(dir: &std::path::Path) -> Result<KeyRing, Box<dyn std::error::Error>> {
+    if std::env::var_os(verrou::KEYS_ENV).is_some() {
+        return Ok(KeyRing::from_env(verrou::KEYS_ENV)?);
+    }
+    let path = dir.join("verrou-keys");
+    if !path.exists() {
+        let entry = KeyRing::generate_entry(&KeyId::new("demo-1")?)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::io::Write::write_all(&mut options.open(&path)?, entry.as_bytes())?;
+    }
+    Ok(KeyRing::from_file(&path)?)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    std::fs::create_dir_all(&cli.data)?;
+    let proxies = TrustedProxies::new(cli.trusted_proxies.iter().map(String::as_str))?;
+    let keys = key_ring(&cli.data)?;
+    let portal = Portal::open(
+        &cli.data,
+        keys,
+        system_clock(),
+        Options {
+            proxies,
+            demo_per_mille: 1000,
+        },
+    )
+    .await?;
+
+    println!(
+        "Partner portal (demo): http://localhost:{}/",
+        cli.listen.port()
+    );
+    println!("Data in {} (delete it to start over).", cli.data.display());
+    println!("Demo accounts (DEMO ONLY: passwords and secrets printed on purpose):");
+    for account in portal.db.demo_accounts().await? {
+        let factor = match &account.totp_secret {
+            Some(secret) => format!("TOTP key {secret} (add it to an authenticator app)"),
+            None => "no second factor yet: enrols at first sign-in".to_owned(),
+        };
+        println!(
+            "  {:<10} {:<18} password {}  {factor}",
+            account.login, account.org, account.password
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(cli.listen).await?;
+    let app = portal.router();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

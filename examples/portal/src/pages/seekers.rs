@@ -1,0 +1,95 @@
+//! The job-seekers of the user's own organisation.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use verrou_axum::Session;
+
+use super::{render, Nav};
+use crate::app::Portal;
+use crate::data::Seeker;
+use crate::security::{Csrf, PortalError};
+
+const PER_PAGE: u32 = 50;
+
+#[derive(Template)]
+#[template(path = "seekers.html")]
+struct List<'a> {
+    nav: Option<Nav>,
+    org: &'a str,
+    query: &'a str,
+    query_encoded: String,
+    total: i64,
+    page: u32,
+    pages: u32,
+    seekers: Vec<Seeker>,
+}
+
+#[derive(Template)]
+#[template(path = "seeker.html")]
+struct Record {
+    nav: Option<Nav>,
+    seeker: Seeker,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Search {
+    q: Option<String>,
+    page: Option<u32>,
+}
+
+/// The account's organisation, id and name; operators have none and see no job-seeker.
+async fn org_of(portal: &Portal, session: &Session) -> Result<(String, String), PortalError> {
+    let staff = portal.db.staff(session.user.as_str()).await?;
+    match staff.and_then(|staff| staff.org.zip(staff.org_name)) {
+        Some(org) => Ok(org),
+        None => Err(PortalError::Forbidden),
+    }
+}
+
+pub async fn list(
+    State(portal): State<Portal>,
+    session: Session,
+    Csrf(csrf): Csrf,
+    Query(search): Query<Search>,
+) -> Result<Response, PortalError> {
+    let (org, org_name) = org_of(&portal, &session).await?;
+    let query = search.q.unwrap_or_default();
+    let query = query.trim();
+    let page = search.page.unwrap_or(1).max(1);
+    let (seekers, total) = portal.db.seekers(&org, query, page, PER_PAGE).await?;
+    let pages = u32::try_from((total + i64::from(PER_PAGE) - 1) / i64::from(PER_PAGE))
+        .unwrap_or(u32::MAX)
+        .max(1);
+    Ok(render(&List {
+        nav: portal.nav(&session.user, &csrf).await?,
+        org: &org_name,
+        query,
+        query_encoded: serde_urlencoded::to_string([("", query)])
+            .map(|pair| pair.trim_start_matches('=').to_owned())
+            .unwrap_or_default(),
+        total,
+        page,
+        pages,
+        seekers,
+    }))
+}
+
+pub async fn record(
+    State(portal): State<Portal>,
+    session: Session,
+    Csrf(csrf): Csrf,
+    Path(id): Path<i64>,
+) -> Result<Response, PortalError> {
+    let (org, _) = org_of(&portal, &session).await?;
+    let seeker = portal
+        .db
+        .seeker(&org, id)
+        .await?
+        .ok_or(PortalError::NotFound)?;
+    Ok(render(&Record {
+        nav: portal.nav(&session.user, &csrf).await?,
+        seeker,
+    }))
+}

@@ -1,0 +1,13 @@
+//! The example portal over HTTP (tower's `oneshot`): security headers and cookies, CSRF, body
+//! limits, trusted proxies, uniform messages, and the flows a partner's staff go through.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod flows;
+mod security;
+mod support;
