@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 use verrou::clock::ClockError;
+use verrou::session::{BindingMode, SessionPolicy};
 use verrou::store::SqliteStore;
 use verrou::{Clock, KeyRing, SystemClock, Timestamp, Verrou, VerrouConfig};
 use verrou_axum::{keep_forms, Guard, Settings, TrustedProxies};
@@ -62,6 +63,8 @@ pub struct Options {
     /// Demo job-seekers per organisation, as a share of the full 50,000 in thousandths
     /// (1000: all; tests take fewer).
     pub demo_per_mille: usize,
+    /// The bound cookie's lifetime (5 minutes in production; tests shorten it).
+    pub bound_cookie: std::time::Duration,
 }
 
 impl Portal {
@@ -73,7 +76,13 @@ impl Portal {
         options: Options,
     ) -> Result<Self, Box<dyn std::error::Error>> {
         let store = SqliteStore::open(dir.join("verrou.db"), keys).await?;
-        let config = VerrouConfig::new(ISSUER)?;
+        let policy = SessionPolicy::new().with_binding(
+            BindingMode::Required {
+                grace: std::time::Duration::from_secs(120),
+            },
+            options.bound_cookie,
+        )?;
+        let config = VerrouConfig::new(ISSUER)?.with_session_policy(policy);
         let verrou = Arc::new(Verrou::new(store, config).with_clock(clock));
         let db = PortalDb::open(&dir.join("portal.db")).await?;
         if db.is_empty().await? {

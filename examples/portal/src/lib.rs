@@ -12,3 +12,13 @@ pub mod data;
 pub mod demo;
 pub mod pages;
 pub mod security;
+pub mod tls;
+
+/// Writes a file only its owner can read (keys).
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(path)?, bytes)
+}

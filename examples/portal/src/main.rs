@@ -21,6 +21,10 @@ struct Cli {
     /// A reverse proxy (address or network) whose X-Forwarded-For is believed; repeatable.
     #[arg(long = "trusted-proxy")]
     trusted_proxies: Vec<String>,
+    /// Serve HTTPS with a certificate for localhost made on first start (what a browser's
+    /// DBSC needs); prints the pin to start Chromium with.
+    #[arg(long)]
+    tls: bool,
 }
 
 /// The key ring sealing TOTP secrets: `VERROU_KEYS` if set, else a key file in the data
@@ -32,11 +36,7 @@ fn key_ring(dir: &std::path::Path) -> Result<KeyRing, Box<dyn std::error::Error>
     let path = dir.join("verrou-keys");
     if !path.exists() {
         let entry = KeyRing::generate_entry(&KeyId::new("demo-1")?)?;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        std::io::Write::write_all(&mut options.open(&path)?, entry.as_bytes())?;
+        verrou_portal::write_private(&path, entry.as_bytes())?;
     }
     Ok(KeyRing::from_file(&path)?)
 }
@@ -53,22 +53,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&cli.data)?;
     let proxies = TrustedProxies::new(cli.trusted_proxies.iter().map(String::as_str))?;
     let keys = key_ring(&cli.data)?;
-    let portal = Portal::open(
-        &cli.data,
-        keys,
-        system_clock(),
-        Options {
-            proxies,
-            demo_per_mille: 1000,
-        },
-    )
-    .await?;
-
+    let options = Options {
+        proxies,
+        demo_per_mille: 1000,
+        bound_cookie: std::time::Duration::from_secs(300),
+    };
+    let portal = Portal::open(&cli.data, keys, system_clock(), options).await?;
     println!(
-        "Partner portal (demo): http://localhost:{}/",
-        cli.listen.port()
+        "Partner portal (demo), data in {} (delete it to start over).",
+        cli.data.display()
     );
-    println!("Data in {} (delete it to start over).", cli.data.display());
     println!("Demo accounts (DEMO ONLY: passwords and secrets printed on purpose):");
     for account in portal.db.demo_accounts().await? {
         let factor = match &account.totp_secret {
@@ -80,15 +74,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             account.login, account.org, account.password
         );
     }
-    let listener = tokio::net::TcpListener::bind(cli.listen).await?;
-    let app = portal.router();
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    let service = portal
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    if cli.tls {
+        let tls = verrou_portal::tls::load_or_create(&cli.data).await?;
+        let listener = std::net::TcpListener::bind(cli.listen)?;
+        listener.set_nonblocking(true)?;
+        println!(
+            "Listening on https://localhost:{}/",
+            listener.local_addr()?.port()
+        );
+        println!(
+            "For DBSC, start Chromium with --user-data-dir=<a new directory> \\\n  \
+             --ignore-certificate-errors-spki-list={} \\\n  \
+             --enable-features=DeviceBoundSessions,\
+             EnableBoundSessionCredentialsSoftwareKeysForManualTesting",
+            tls.pin
+        );
+        axum_server::from_tcp_rustls(listener, tls.config)?
+            .serve(service)
+            .await?;
+    } else {
+        let listener = tokio::net::TcpListener::bind(cli.listen).await?;
+        println!(
+            "Listening on http://localhost:{}/",
+            listener.local_addr()?.port()
+        );
+        axum::serve(listener, service)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+    }
     Ok(())
 }

@@ -37,6 +37,7 @@ impl Lab {
         let options = Options {
             proxies,
             demo_per_mille: 10,
+            bound_cookie: Duration::from_secs(300),
         };
         let portal = Portal::open(
             dir.path(),
