@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod command;
 mod flows;
 mod security;
 mod support;

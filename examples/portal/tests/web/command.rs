@@ -1,0 +1,80 @@
+//! The README's first command: `cargo run -p verrou-portal` creates its data, prints the demo
+//! accounts and serves the sign-in page.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use verrou_portal::data::PortalDb;
+use verrou_portal::demo::ORGS;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_starts_with_its_demo_data_and_prints_the_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut portal = tokio::process::Command::new(env!("CARGO_BIN_EXE_verrou-portal"))
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .env_remove("VERROU_KEYS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(portal.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let port = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("Listening on http://localhost:") {
+                return rest.trim_end_matches('/').parse::<u16>().unwrap();
+            }
+            printed.push(line);
+        }
+        panic!("the portal ended before listening: {printed:?}");
+    })
+    .await
+    .expect("the portal never listened");
+
+    let accounts: Vec<&String> = printed
+        .iter()
+        .filter(|line| line.contains(" password "))
+        .collect();
+    assert_eq!(accounts.len(), 7, "{printed:?}");
+    assert_eq!(
+        accounts
+            .iter()
+            .filter(|line| line.contains("TOTP key"))
+            .count(),
+        4
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("verrou-keys"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the key file is the owner's only");
+    }
+
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /sign-in HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("<h1>Sign in</h1>"));
+    portal.kill().await.unwrap();
+
+    // 50,000 fictitious job-seekers over the three organisations.
+    let db = PortalDb::open(&dir.path().join("portal.db")).await.unwrap();
+    let mut total = 0;
+    for (org, _, count) in ORGS {
+        let (_, found) = db.seekers(org, "", 1, 1).await.unwrap();
+        assert_eq!(found, count as i64);
+        total += found;
+    }
+    assert_eq!(total, 50_000);
+}
