@@ -273,6 +273,16 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         .into())
     }
 
+    /// How `session` is bound to its device: by the browser's DBSC or the WebCrypto fallback;
+    /// `None` while it has no registered key (for a "your sessions" page).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn session_binding(&self, session: SessionId) -> Result<Option<BindingKind>, Error> {
+        let binding = self.store.binding(session).await?;
+        Ok(binding.and_then(|binding| binding.key.map(|(_, kind)| kind)))
+    }
+
     /// The DBSC session instructions JSON for a registration or refresh answer.
     pub fn dbsc_instructions(&self, session: SessionId) -> String {
         self.config.sessions.dbsc.instructions(session)

@@ -99,6 +99,8 @@ pub struct ActiveSession {
     pub created_at: Timestamp,
     /// Its absolute expiry.
     pub expires_at: Timestamp,
+    /// When it was last used (written at most once a minute, so exact to within a minute).
+    pub last_seen: Timestamp,
     /// The last second factor passed in this session: when, and how.
     pub second_factor: Option<SecondFactorPassed>,
 }
@@ -398,6 +400,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             assurance: record.assurance,
             created_at: record.created_at,
             expires_at: record.expires_at,
+            last_seen: record.last_seen,
             second_factor: record
                 .second_factor
                 .map(|(at, method)| SecondFactorPassed { at, method }),

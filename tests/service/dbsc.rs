@@ -368,3 +368,27 @@ async fn a_dbsc_browser_registers_and_refreshes_as_the_draft_describes() {
     assert_eq!(ended.body, END_SESSION_BODY);
     assert!(!browser.jar.contains_key(SESSION_COOKIE));
 }
+
+#[tokio::test]
+async fn a_sessions_page_sees_how_each_session_is_bound_and_when_it_was_last_used() {
+    let e = enrolled(MemoryStore::new(), config()).await;
+    let device = InsecureDevice::generate().unwrap();
+    let bound = e.bound_browser(&device).await;
+    let mut unbound = e.sign_in(None).await;
+    e.elevate(&mut unbound).await;
+    assert_eq!(
+        e.verrou.session_binding(bound.id).await.unwrap(),
+        Some(BindingKind::Dbsc)
+    );
+    assert_eq!(e.verrou.session_binding(unbound.id).await.unwrap(), None);
+
+    let before = e.clock.now().unwrap();
+    // Within the binding grace, past the one-minute touch interval.
+    e.clock.advance(Duration::from_secs(90));
+    let status = e.status(&unbound, Requirement::AnySession).await;
+    assert!(matches!(status, SessionStatus::Active(_)), "{status:?}");
+    let sessions = e.verrou.user_sessions(&e.user).await.unwrap();
+    let seen = |id| sessions.iter().find(|s| s.id == id).unwrap().last_seen;
+    assert_eq!(seen(unbound.id), e.clock.now().unwrap(), "used just now");
+    assert!(seen(bound.id) <= before, "not used since it bound");
+}

@@ -191,6 +191,7 @@ struct Sessions<'a> {
 struct SessionRow {
     id: String,
     created: String,
+    last_seen: String,
     address: String,
     binding: &'static str,
     second_factor: String,
@@ -205,32 +206,30 @@ pub async fn sessions(
 ) -> Result<Response, PortalError> {
     let verrou = &portal.verrou;
     let live = verrou.user_sessions(&session.user).await?;
-    // Where each session started and how it bound, from the audit trail.
+    // Where each session started: the address verrou's audit trail recorded at sign-in.
     let mut address = HashMap::new();
-    let mut binding = HashMap::new();
     for event in verrou.audit_trail(Some(&session.user), 2_000).await? {
-        match event.kind {
-            AuditKind::SessionCreated { session } => {
-                address.entry(session).or_insert(event.client);
-            }
-            AuditKind::BindingRegistered { session, kind } => {
-                binding.insert(session, kind);
-            }
-            _ => {}
+        if let AuditKind::SessionCreated { session } = event.kind {
+            address.entry(session).or_insert(event.client);
         }
+    }
+    let mut binding = HashMap::new();
+    for active in &live {
+        binding.insert(active.id, verrou.session_binding(active.id).await?);
     }
     let rows = live
         .iter()
         .map(|active| SessionRow {
             id: active.id.to_string(),
             created: portal.ago(active.created_at),
+            last_seen: portal.ago(active.last_seen),
             address: address
                 .get(&active.id)
                 .copied()
                 .flatten()
                 .map_or_else(|| "unknown".to_owned(), |addr| addr.to_string()),
-            binding: match binding.get(&active.id) {
-                Some(BindingKind::Dbsc) => "this browser's DBSC key",
+            binding: match binding.get(&active.id).copied().flatten() {
+                Some(BindingKind::Dbsc) => "the browser's DBSC key",
                 Some(BindingKind::WebCrypto) => "a WebCrypto key",
                 _ => "none",
             },

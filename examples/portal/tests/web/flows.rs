@@ -141,7 +141,7 @@ async fn a_session_revoked_from_another_browser_is_signed_out_at_its_next_reques
         "two sessions and a header: {html}"
     );
     assert!(
-        html.contains("this browser&#39;s DBSC key") || html.contains("this browser's DBSC key"),
+        html.contains("the browser&#39;s DBSC key") || html.contains("the browser's DBSC key"),
         "{html}"
     );
     assert!(
