@@ -9,7 +9,7 @@ use verrou::Timestamp;
 use verrou_axum::TrustedProxies;
 use verrou_portal::app::{Options, Portal, PortalClock};
 
-use crate::support::{free_port, oathtool, Browser, Captured};
+use crate::support::{chromedriver, oathtool, Browser, Captured};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partner_goes_through_the_portal_in_chromium() {
@@ -53,28 +53,7 @@ async fn a_partner_goes_through_the_portal_in_chromium() {
         )
         .await
     });
-    let port = free_port();
-    let mut driver = tokio::process::Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|error| {
-            panic!(
-                "chromedriver could not run ({error}); install chromium-driver (scripts/test does)"
-            )
-        });
-    let driver_url = format!("http://127.0.0.1:{port}");
-    for _ in 0..50 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (mut driver, driver_url) = chromedriver().await;
     let mut used: Vec<String> = accounts
         .iter()
         .flat_map(|a| [Some(a.password.clone()), a.totp_secret.clone()])

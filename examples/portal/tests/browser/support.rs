@@ -35,19 +35,7 @@ pub fn free_port() -> u16 {
 
 /// The code an app shows at the portal's time, from an independent implementation.
 pub fn oathtool(key: &str, clock: &InsecureManualClock) -> String {
-    let now = clock.now().unwrap().unix_seconds();
-    let output = std::process::Command::new("oathtool")
-        .args(["--totp", "--base32", &format!("--now=@{now}"), key])
-        .output()
-        .unwrap_or_else(|error| {
-            panic!("oathtool could not run ({error}); install oathtool (scripts/test does)")
-        });
-    assert!(
-        output.status.success(),
-        "oathtool: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    oathtool_at(key, clock.now().unwrap().unix_seconds())
 }
 
 pub struct Browser {
@@ -192,7 +180,11 @@ pub fn oathtool_at(key: &str, unix_seconds: u64) -> String {
         .unwrap_or_else(|error| {
             panic!("oathtool could not run ({error}); install oathtool (scripts/test does)")
         });
-    assert!(output.status.success());
+    assert!(
+        output.status.success(),
+        "oathtool: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
