@@ -15,7 +15,7 @@ use verrou::{Clock, KeyRing, SystemClock, Timestamp, Verrou, VerrouConfig};
 use verrou_axum::{keep_forms, Guard, Settings, TrustedProxies};
 
 use crate::data::PortalDb;
-use crate::pages::{account, auth, seekers};
+use crate::pages::{account, auth, export, seekers};
 use crate::security::{self, CsrfKey, BODY_LIMIT};
 
 /// The clock verrou runs on: the system's, or a test's hand-driven one.
@@ -44,6 +44,7 @@ pub struct Portal {
     pub guard: Guard,
     pub db: PortalDb,
     pub csrf_key: CsrfKey,
+    pub exports: ExportLimits,
 }
 
 impl FromRef<Portal> for Guard {
@@ -65,6 +66,29 @@ pub struct Options {
     pub demo_per_mille: usize,
     /// The bound cookie's lifetime (5 minutes in production; tests shorten it).
     pub bound_cookie: std::time::Duration,
+    /// How much of the job-seeker data can leave, and how fast.
+    pub exports: ExportLimits,
+}
+
+/// The export controls (defaults: 2,000 records per export, 5,000 per organisation per UTC
+/// day, 3 exports per session per 10 minutes; an alert at 80 % of the daily cap).
+#[derive(Clone, Copy, Debug)]
+pub struct ExportLimits {
+    pub per_export: u32,
+    pub per_org_per_day: i64,
+    pub per_session: i64,
+    pub session_window: std::time::Duration,
+}
+
+impl Default for ExportLimits {
+    fn default() -> Self {
+        Self {
+            per_export: 2_000,
+            per_org_per_day: 5_000,
+            per_session: 3,
+            session_window: std::time::Duration::from_secs(600),
+        }
+    }
 }
 
 impl Portal {
@@ -95,7 +119,8 @@ impl Portal {
             verrou,
             guard,
             db,
-            csrf_key: CsrfKey::generate()?,
+            csrf_key: CsrfKey::load_or_create(dir)?,
+            exports: options.exports,
         })
     }
 
@@ -120,6 +145,7 @@ impl Portal {
             .route("/sessions/revoke-others", post(account::revoke_others))
             .route("/seekers", get(seekers::list))
             .route("/seekers/{id}", get(seekers::record))
+            .route("/seekers/export", post(export::export))
             .route("/static/portal.css", get(stylesheet))
             .merge(bindings)
             .layer(middleware::from_fn(keep_forms))

@@ -95,6 +95,28 @@ CREATE TABLE IF NOT EXISTS job_seekers (
     status TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS job_seekers_by_org ON job_seekers (org, name);
+CREATE TABLE IF NOT EXISTS exports (
+    id INTEGER PRIMARY KEY,
+    org TEXT NOT NULL,
+    login TEXT NOT NULL,
+    session TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    records INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS exports_by_org_day ON exports (org, day);
+CREATE INDEX IF NOT EXISTS exports_by_session ON exports (session, at);
+CREATE TABLE IF NOT EXISTS portal_audit (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    login TEXT NOT NULL,
+    org TEXT,
+    kind TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_cap_alert_a_day ON portal_audit (org, day)
+    WHERE kind = 'export_cap_alert';
 CREATE TABLE IF NOT EXISTS demo_accounts (
     login TEXT PRIMARY KEY,
     password TEXT NOT NULL,
@@ -277,24 +299,20 @@ impl PortalDb {
                 .replace('%', "\\%")
                 .replace('_', "\\_")
         );
-        let filter = "org = ? AND (name LIKE ? ESCAPE '\\' OR email LIKE ? ESCAPE '\\' \
-                      OR town LIKE ? ESCAPE '\\')";
-        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM job_seekers WHERE {filter}"
-        )))
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM job_seekers WHERE org = ? AND (name LIKE ?2 ESCAPE '\\' \
+             OR email LIKE ?2 ESCAPE '\\' OR town LIKE ?2 ESCAPE '\\')",
+        )
         .bind(org)
-        .bind(&pattern)
-        .bind(&pattern)
         .bind(&pattern)
         .fetch_one(&self.pool)
         .await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT id, name, email, phone, town, status FROM job_seekers WHERE {filter} \
-             ORDER BY name, id LIMIT ? OFFSET ?"
-        )))
+        let rows = sqlx::query(
+            "SELECT id, name, email, phone, town, status FROM job_seekers WHERE org = ? \
+             AND (name LIKE ?2 ESCAPE '\\' OR email LIKE ?2 ESCAPE '\\' OR town LIKE ?2 ESCAPE '\\') \
+             ORDER BY name, id LIMIT ?3 OFFSET ?4",
+        )
         .bind(org)
-        .bind(&pattern)
-        .bind(&pattern)
         .bind(&pattern)
         .bind(i64::from(per_page))
         .bind(i64::from(page.saturating_sub(1)) * i64::from(per_page))
@@ -314,6 +332,136 @@ impl PortalDb {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(seeker_from).transpose()?)
+    }
+}
+
+/// An export the organisation's daily cap allowed, or why not.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum ExportGrant {
+    /// Recorded: the organisation has now exported `used_today` records today.
+    Granted { used_today: i64 },
+    /// Refused: it would take the organisation past its cap (`used_today` so far).
+    OverCap { used_today: i64 },
+}
+
+/// A portal audit record (exports and their alerts; verrou keeps its own trail).
+#[derive(Clone, Debug)]
+pub struct PortalEvent {
+    pub at: i64,
+    pub login: String,
+    pub org: Option<String>,
+    pub kind: String,
+    pub detail: String,
+}
+
+impl PortalDb {
+    /// How many exports `session` made since `since` (unix seconds), and the oldest of them.
+    pub async fn session_exports_since(
+        &self,
+        session: &str,
+        since: i64,
+    ) -> Result<(i64, Option<i64>), DataError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM exports WHERE session = ? AND at >= ?",
+        )
+        .bind(session)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("oldest")?))
+    }
+
+    /// Records an export of `records` rows for `org` on `day` if the organisation stays within
+    /// `cap` for that day, in one statement (so concurrent exports, on any instance sharing the
+    /// database, cannot together pass the cap).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_export(
+        &self,
+        org: &str,
+        login: &str,
+        session: &str,
+        at: i64,
+        day: i64,
+        records: i64,
+        cap: i64,
+    ) -> Result<ExportGrant, DataError> {
+        let inserted = sqlx::query(
+            "INSERT INTO exports (org, login, session, at, day, records) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE \
+             (SELECT COALESCE(SUM(records), 0) FROM exports WHERE org = ?1 AND day = ?5) + ?6 <= ?7",
+        )
+        .bind(org)
+        .bind(login)
+        .bind(session)
+        .bind(at)
+        .bind(day)
+        .bind(records)
+        .bind(cap)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let used_today: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(records), 0) FROM exports WHERE org = ? AND day = ?",
+        )
+        .bind(org)
+        .bind(day)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(if inserted == 1 {
+            ExportGrant::Granted { used_today }
+        } else {
+            ExportGrant::OverCap { used_today }
+        })
+    }
+
+    /// Adds a record to the portal's audit trail. A second `export_cap_alert` for one
+    /// organisation and day is dropped (returns `false`).
+    pub async fn audit(
+        &self,
+        at: i64,
+        login: &str,
+        org: Option<&str>,
+        kind: &str,
+        detail: &str,
+    ) -> Result<bool, DataError> {
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO portal_audit (at, login, org, kind, day, detail) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(at)
+        .bind(login)
+        .bind(org)
+        .bind(kind)
+        .bind(at.div_euclid(86_400))
+        .bind(detail)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            tracing::info!(target: "portal::audit", kind, login, org, detail);
+        }
+        Ok(inserted == 1)
+    }
+
+    /// The portal's audit records, newest first.
+    pub async fn audit_trail(&self, limit: i64) -> Result<Vec<PortalEvent>, DataError> {
+        let rows = sqlx::query(
+            "SELECT at, login, org, kind, detail FROM portal_audit ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PortalEvent {
+                    at: row.try_get("at")?,
+                    login: row.try_get("login")?,
+                    org: row.try_get("org")?,
+                    kind: row.try_get("kind")?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
     }
 }
 

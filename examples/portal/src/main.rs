@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use verrou::{KeyId, KeyRing};
 use verrou_axum::TrustedProxies;
-use verrou_portal::app::{system_clock, Options, Portal};
+use verrou_portal::app::{system_clock, ExportLimits, Options, Portal};
 
 /// A training-provider portal on verrou: passwords, TOTP, recovery codes, device-bound sessions.
 #[derive(Debug, Parser)]
@@ -57,6 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         proxies,
         demo_per_mille: 1000,
         bound_cookie: std::time::Duration::from_secs(300),
+        exports: ExportLimits::default(),
     };
     let portal = Portal::open(&cli.data, keys, system_clock(), options).await?;
     println!(

@@ -48,7 +48,9 @@ pub async fn headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// The key CSRF tokens are derived with (random per process: a restart expires open forms).
+/// The key CSRF tokens are derived with. Every instance of the portal must hold the same one
+/// (a form rendered by one is posted to another), and it survives restarts: it is kept in the
+/// data directory, owner-only, made on first start.
 #[derive(Clone)]
 pub struct CsrfKey([u8; 32]);
 
@@ -59,9 +61,27 @@ impl fmt::Debug for CsrfKey {
 }
 
 impl CsrfKey {
-    pub fn generate() -> Result<Self, rand::rngs::SysError> {
+    /// The key in `dir/csrf-key`, made there first if missing.
+    pub fn load_or_create(dir: &std::path::Path) -> Result<Self, Box<dyn std::error::Error>> {
+        let path = dir.join("csrf-key");
+        if !path.exists() {
+            let mut key = [0u8; 32];
+            SysRng.try_fill_bytes(&mut key)?;
+            let text = Base64UrlUnpadded::encode_string(&key);
+            // Another instance may have made it meanwhile: theirs stands.
+            if let Err(error) = crate::write_private(&path, text.as_bytes()) {
+                if error.kind() != std::io::ErrorKind::AlreadyExists {
+                    return Err(error.into());
+                }
+            }
+        }
+        let text = std::fs::read_to_string(&path)?;
         let mut key = [0u8; 32];
-        SysRng.try_fill_bytes(&mut key)?;
+        let decoded = Base64UrlUnpadded::decode(text.trim(), &mut key)
+            .map_err(|_| "csrf-key does not hold a 32-byte key")?;
+        if decoded.len() != 32 {
+            return Err("csrf-key does not hold a 32-byte key".into());
+        }
         Ok(Self(key))
     }
 

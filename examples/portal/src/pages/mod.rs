@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod export;
 pub mod seekers;
 
 use askama::Template;

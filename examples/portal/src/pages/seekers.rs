@@ -17,6 +17,7 @@ const PER_PAGE: u32 = 50;
 #[template(path = "seekers.html")]
 struct List<'a> {
     nav: Option<Nav>,
+    csrf: &'a str,
     org: &'a str,
     query: &'a str,
     query_encoded: String,
@@ -64,6 +65,7 @@ pub async fn list(
         .max(1);
     Ok(render(&List {
         nav: portal.nav(&session.user, &csrf).await?,
+        csrf: &csrf,
         org: &org_name,
         query,
         query_encoded: serde_urlencoded::to_string([("", query)])

@@ -76,6 +76,7 @@ async fn bind_and_steal(dbsc: bool) {
         proxies: TrustedProxies::none(),
         demo_per_mille: 10,
         bound_cookie: BOUND_COOKIE_LIFE,
+        exports: verrou_portal::app::ExportLimits::default(),
     };
     let clock = PortalClock(Arc::new(Skewed(offset.clone())));
     let portal = Portal::open(dir.path(), insecure_key_ring().unwrap(), clock, options)

@@ -27,6 +27,7 @@ async fn a_partner_goes_through_the_portal_in_chromium() {
         proxies: TrustedProxies::none(),
         demo_per_mille: 10,
         bound_cookie: Duration::from_secs(300),
+        exports: verrou_portal::app::ExportLimits::default(),
     };
     let portal = Portal::open(
         dir.path(),

@@ -48,11 +48,13 @@ async fn the_portal_starts_with_its_demo_data_and_prints_the_accounts() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("verrou-keys"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600, "the key file is the owner's only");
+        for key in ["verrou-keys", "csrf-key"] {
+            let mode = std::fs::metadata(dir.path().join(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key} is the owner's only");
+        }
     }
 
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))

@@ -9,6 +9,7 @@
 )]
 
 mod command;
+mod exports;
 mod flows;
 mod security;
 mod support;

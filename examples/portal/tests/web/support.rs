@@ -14,7 +14,7 @@ use tower::ServiceExt;
 use verrou::testing::{insecure_code_at, insecure_key_ring, InsecureManualClock};
 use verrou::{Clock, Timestamp, TotpParams, TotpSecret};
 use verrou_axum::TrustedProxies;
-use verrou_portal::app::{Options, Portal, PortalClock};
+use verrou_portal::app::{ExportLimits, Options, Portal, PortalClock};
 use verrou_portal::data::DemoAccount;
 
 pub const PEER: &str = "198.51.100.20:50000";
@@ -23,7 +23,27 @@ pub struct Lab {
     pub portal: Portal,
     pub clock: InsecureManualClock,
     pub accounts: Vec<DemoAccount>,
+    keys: verrou::KeyRing,
     _dir: tempfile::TempDir,
+}
+
+async fn open(
+    dir: &std::path::Path,
+    keys: &verrou::KeyRing,
+    clock: &InsecureManualClock,
+    proxies: TrustedProxies,
+    exports: ExportLimits,
+) -> Portal {
+    let options = Options {
+        proxies,
+        demo_per_mille: 10,
+        bound_cookie: Duration::from_secs(300),
+        exports,
+    };
+    let clock = PortalClock(Arc::new(clock.clone()));
+    Portal::open(dir, keys.clone(), clock, options)
+        .await
+        .unwrap()
 }
 
 impl Lab {
@@ -32,21 +52,14 @@ impl Lab {
     }
 
     pub async fn with(proxies: TrustedProxies) -> Self {
+        Self::build(proxies, ExportLimits::default()).await
+    }
+
+    pub async fn build(proxies: TrustedProxies, exports: ExportLimits) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = InsecureManualClock::new(Timestamp::from_unix_seconds(1_800_000_000).unwrap());
-        let options = Options {
-            proxies,
-            demo_per_mille: 10,
-            bound_cookie: Duration::from_secs(300),
-        };
-        let portal = Portal::open(
-            dir.path(),
-            insecure_key_ring().unwrap(),
-            PortalClock(Arc::new(clock.clone())),
-            options,
-        )
-        .await
-        .unwrap();
+        let keys = insecure_key_ring().unwrap();
+        let portal = open(dir.path(), &keys, &clock, proxies, exports).await;
         let accounts = portal.db.demo_accounts().await.unwrap();
         // The import used the current step: the apps' next code is the next step's.
         clock.advance(Duration::from_secs(30));
@@ -54,8 +67,15 @@ impl Lab {
             portal,
             clock,
             accounts,
+            keys,
             _dir: dir,
         }
+    }
+
+    /// A second instance of the portal on the same files (and clock).
+    pub async fn second_instance(&self) -> Portal {
+        let (proxies, exports) = (TrustedProxies::none(), self.portal.exports);
+        open(self._dir.path(), &self.keys, &self.clock, proxies, exports).await
     }
 
     pub fn app(&self) -> Router {
