@@ -15,7 +15,7 @@ use verrou::{Clock, KeyRing, SystemClock, Timestamp, Verrou, VerrouConfig};
 use verrou_axum::{keep_forms, Guard, Settings, TrustedProxies};
 
 use crate::data::PortalDb;
-use crate::pages::{account, auth, export, seekers};
+use crate::pages::{account, auth, export, operator, seekers};
 use crate::security::{self, CsrfKey, BODY_LIMIT};
 
 /// The clock verrou runs on: the system's, or a test's hand-driven one.
@@ -146,6 +146,12 @@ impl Portal {
             .route("/seekers", get(seekers::list))
             .route("/seekers/{id}", get(seekers::record))
             .route("/seekers/export", post(export::export))
+            .route("/operator", get(operator::console))
+            .route("/operator/revoke-org", post(operator::revoke_org))
+            .route("/operator/revoke-user", post(operator::revoke_user))
+            .route("/operator/revoke-before", post(operator::revoke_before))
+            .route("/operator/reset-factor", post(operator::reset_factor))
+            .route("/operator/lift-lock", post(operator::lift_lock))
             .route("/static/portal.css", get(stylesheet))
             .merge(bindings)
             .layer(middleware::from_fn(keep_forms))

@@ -335,6 +335,28 @@ impl PortalDb {
     }
 }
 
+impl PortalDb {
+    /// Every organisation: id and name.
+    pub async fn orgs(&self) -> Result<Vec<(String, String)>, DataError> {
+        let rows = sqlx::query("SELECT id, name FROM orgs ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("name")?)))
+            .collect()
+    }
+
+    /// Each staff member's organisation (operators have none).
+    pub async fn staff_orgs(&self) -> Result<Vec<(String, String)>, DataError> {
+        let rows = sqlx::query("SELECT login, org FROM staff WHERE org IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("login")?, row.try_get("org")?)))
+            .collect()
+    }
+}
+
 /// An export the organisation's daily cap allowed, or why not.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum ExportGrant {

@@ -12,6 +12,7 @@ pub mod data;
 pub mod demo;
 pub mod pages;
 pub mod security;
+pub mod time;
 pub mod tls;
 
 /// Writes a file only its owner can read (keys).

@@ -111,7 +111,7 @@ pub async fn home(State(portal): State<Portal>, session: Session) -> Result<Resp
     let staff = portal.db.staff(session.user.as_str()).await?;
     Ok(match staff.map(|staff| staff.role) {
         Some(Role::Staff) => see_other("/seekers"),
-        _ => see_other("/account"),
+        _ => see_other("/operator"),
     })
 }
 

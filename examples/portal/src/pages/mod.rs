@@ -3,6 +3,7 @@
 pub mod account;
 pub mod auth;
 pub mod export;
+pub mod operator;
 pub mod seekers;
 
 use askama::Template;

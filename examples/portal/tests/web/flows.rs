@@ -183,7 +183,7 @@ async fn sensitive_actions_ask_for_a_fresh_code() {
 async fn the_operator_sees_no_job_seeker() {
     let lab = Lab::new().await;
     let mut operator = lab.signed_in("operateur").await;
-    assert_eq!(location(&operator.get(&lab, "/").await), "/account");
+    assert_eq!(location(&operator.get(&lab, "/").await), "/operator");
     let response = operator.get(&lab, "/seekers").await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
 }

@@ -11,5 +11,6 @@
 mod command;
 mod exports;
 mod flows;
+mod operator;
 mod security;
 mod support;

@@ -9,7 +9,13 @@ use verrou_portal::security::{BODY_LIMIT, CONTENT_SECURITY_POLICY, CSRF_COOKIE};
 use crate::support::{csrf_in, text, Browser, Lab};
 
 /// Every state-changing route.
-const POSTS: [&str; 9] = [
+const POSTS: [&str; 15] = [
+    "/seekers/export",
+    "/operator/revoke-org",
+    "/operator/revoke-user",
+    "/operator/revoke-before",
+    "/operator/reset-factor",
+    "/operator/lift-lock",
     "/sign-in",
     "/second-factor",
     "/enrol",
