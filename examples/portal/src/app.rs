@@ -109,7 +109,8 @@ impl Portal {
         let config = VerrouConfig::new(ISSUER)?.with_session_policy(policy);
         let verrou = Arc::new(Verrou::new(store, config).with_clock(clock));
         let db = PortalDb::open(&dir.join("portal.db")).await?;
-        if db.is_empty().await? {
+        let complete = usize::try_from(db.demo_accounts_count().await?).unwrap_or(0);
+        if complete < crate::demo::ACCOUNTS.len() {
             crate::demo::create(&db, &verrou, ISSUER, options.demo_per_mille).await?;
         }
         let settings =

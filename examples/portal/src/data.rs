@@ -148,12 +148,24 @@ impl PortalDb {
         Ok(Self { pool, dummy_hash })
     }
 
-    /// Whether the demo data is still to be created.
-    pub async fn is_empty(&self) -> Result<bool, DataError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM staff")
+    /// Removes what an interrupted first start left behind, so that the demo data is created
+    /// whole.
+    pub async fn clear_demo(&self) -> Result<(), DataError> {
+        sqlx::raw_sql(
+            "DELETE FROM demo_accounts; DELETE FROM exports; DELETE FROM portal_audit; \
+             DELETE FROM staff; DELETE FROM job_seekers; DELETE FROM orgs;",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// How many demo accounts are complete (each is recorded last, after its organisation's
+    /// job-seekers, its staff row and its factor).
+    pub async fn demo_accounts_count(&self) -> Result<i64, DataError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM demo_accounts")
             .fetch_one(&self.pool)
-            .await?;
-        Ok(count == 0)
+            .await?)
     }
 
     pub async fn insert_org(&self, id: &str, name: &str) -> Result<(), DataError> {

@@ -18,7 +18,7 @@ pub const ORGS: [(&str, &str, usize); 3] = [
 ];
 
 /// The accounts: login, name, organisation (none for the operator), role, enrolled already.
-const ACCOUNTS: [(&str, &str, Option<&str>, Role, bool); 7] = [
+pub const ACCOUNTS: [(&str, &str, Option<&str>, Role, bool); 7] = [
     (
         "marie",
         "Marie Lefèvre",
@@ -166,6 +166,8 @@ pub async fn create<S: Store, C: Clock>(
     issuer: &str,
     per_mille: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    // Whatever an interrupted first start left goes: the data is made whole or not at all.
+    db.clear_demo().await?;
     for (index, (id, name, count)) in ORGS.iter().enumerate() {
         db.insert_org(id, name).await?;
         let count = count * per_mille.min(1000) / 1000;
@@ -180,9 +182,10 @@ pub async fn create<S: Store, C: Clock>(
             let secret = TotpSecret::generate()?;
             let text = secret.to_base32().expose_secret().to_owned();
             let uri = OtpAuthUri::new(Some(issuer), login, secret, TotpParams::DEFAULT)?;
-            verrou
-                .danger_import_active_totp(&UserId::new(login)?, uri, &ctx)
-                .await?;
+            let user = UserId::new(login)?;
+            // A factor an interrupted first start imported is replaced.
+            verrou.remove_totp_factor(&user).await?;
+            verrou.danger_import_active_totp(&user, uri, &ctx).await?;
             Some(text)
         } else {
             None

@@ -80,3 +80,43 @@ async fn the_portal_starts_with_its_demo_data_and_prints_the_accounts() {
     }
     assert_eq!(total, 50_000);
 }
+
+#[tokio::test]
+async fn a_first_start_cut_short_is_made_whole_at_the_next() {
+    use std::sync::Arc;
+
+    use verrou::testing::{insecure_key_ring, InsecureManualClock};
+    use verrou::Timestamp;
+    use verrou_portal::app::{ExportLimits, Options, Portal, PortalClock};
+
+    let dir = tempfile::tempdir().unwrap();
+    let keys = insecure_key_ring().unwrap();
+    let clock = InsecureManualClock::new(Timestamp::from_unix_seconds(1_800_000_000).unwrap());
+    let options = || Options {
+        proxies: verrou_axum::TrustedProxies::none(),
+        demo_per_mille: 10,
+        bound_cookie: Duration::from_secs(300),
+        exports: ExportLimits::default(),
+    };
+    let first = Portal::open(
+        dir.path(),
+        keys.clone(),
+        PortalClock(Arc::new(clock.clone())),
+        options(),
+    )
+    .await
+    .unwrap();
+    // As if the first start had stopped after an organisation and one enrolled account.
+    first.db.clear_demo().await.unwrap();
+    first
+        .db
+        .insert_org("formation-nord", "Formation Nord")
+        .await
+        .unwrap();
+    let again = Portal::open(dir.path(), keys, PortalClock(Arc::new(clock)), options())
+        .await
+        .unwrap();
+    assert_eq!(again.db.demo_accounts().await.unwrap().len(), 7);
+    let (_, found) = again.db.seekers("formation-nord", "", 1, 1).await.unwrap();
+    assert_eq!(found, 200);
+}
