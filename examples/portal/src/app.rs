@@ -154,6 +154,7 @@ impl Portal {
             .route("/operator/reset-factor", post(operator::reset_factor))
             .route("/operator/lift-lock", post(operator::lift_lock))
             .route("/static/portal.css", get(stylesheet))
+            .nest("/api", crate::api::routes())
             .merge(bindings)
             .layer(middleware::from_fn(keep_forms))
             .layer(middleware::from_fn_with_state(self.clone(), security::csrf))

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use verrou::Clock;
+use verrou::{ActiveSession, Clock};
 use verrou_axum::{Session, StepUp};
 
 use super::{render, with_status, Message};
@@ -60,11 +60,24 @@ fn refused(status: StatusCode, retry_after: i64, message: &str) -> Response {
     response
 }
 
-pub async fn export(
-    State(portal): State<Portal>,
-    session: Session<StepUp>,
-    Checked(form): Checked<ExportForm>,
-) -> Result<Response, PortalError> {
+/// What an export request comes to.
+#[derive(Debug)]
+pub enum Exported {
+    /// The CSV, and the organisation's id for the file name.
+    Csv { org: String, body: String },
+    /// Too many exports from this session: retry after this many seconds.
+    RateLimited { wait: i64 },
+    /// The organisation's daily cap would be passed: retry after this many seconds.
+    OverCap { wait: i64 },
+}
+
+/// Runs the export controls for `session` (which passed the step-up check) and, if they
+/// allow it, makes the CSV of the organisation's job-seekers matching `query`.
+pub async fn run(
+    portal: &Portal,
+    session: &ActiveSession,
+    query: &str,
+) -> Result<Exported, PortalError> {
     let limits = portal.exports;
     let staff = portal.db.staff(session.user.as_str()).await?;
     let Some((org, login)) = staff.and_then(|staff| staff.org.map(|org| (org, staff.login))) else {
@@ -77,15 +90,13 @@ pub async fn export(
     let window = i64::try_from(limits.session_window.as_secs()).unwrap_or(i64::MAX);
     let (recent, oldest) = db.session_exports_since(&session_id, now - window).await?;
     if recent >= limits.per_session {
-        let detail = format!("{recent} exports in {} s", window);
+        let detail = format!("{recent} exports in {window} s");
         db.audit(now, &login, Some(&org), "export_rate_limited", &detail)
             .await?;
         let wait = oldest.map_or(window, |oldest| oldest + window - now);
-        let message = "Too many exports from this session. Wait a few minutes.";
-        return Ok(refused(StatusCode::TOO_MANY_REQUESTS, wait, message));
+        return Ok(Exported::RateLimited { wait });
     }
 
-    let query = form.q.unwrap_or_default();
     let (seekers, _) = db.seekers(&org, query.trim(), 1, limits.per_export).await?;
     let records = i64::try_from(seekers.len()).unwrap_or(i64::MAX);
     let cap = limits.per_org_per_day;
@@ -98,14 +109,9 @@ pub async fn export(
             let detail = format!("{records} records asked, {used_today} of {cap} used today");
             db.audit(now, &login, Some(&org), "export_refused_cap", &detail)
                 .await?;
-            let message = "Your organisation has reached today's export limit. \
-                           Operators have been told; try again tomorrow.";
-            let until_tomorrow = (day + 1) * 86_400 - now;
-            return Ok(refused(
-                StatusCode::TOO_MANY_REQUESTS,
-                until_tomorrow,
-                message,
-            ));
+            return Ok(Exported::OverCap {
+                wait: (day + 1) * 86_400 - now,
+            });
         }
     };
     db.audit(
@@ -121,15 +127,45 @@ pub async fn export(
         db.audit(now, &login, Some(&org), "export_cap_alert", &detail)
             .await?;
     }
+    Ok(Exported::Csv {
+        org,
+        body: csv(&seekers),
+    })
+}
+
+/// The CSV as a download.
+pub fn attachment(org: &str, body: String) -> Response {
     let disposition = format!("attachment; filename=\"job-seekers-{org}.csv\"");
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        csv(&seekers),
+        body,
     )
-        .into_response())
+        .into_response()
+}
+
+pub async fn export(
+    State(portal): State<Portal>,
+    session: Session<StepUp>,
+    Checked(form): Checked<ExportForm>,
+) -> Result<Response, PortalError> {
+    let query = form.q.unwrap_or_default();
+    Ok(match run(&portal, session.active(), &query).await? {
+        Exported::Csv { org, body } => attachment(&org, body),
+        Exported::RateLimited { wait } => refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            wait,
+            "Too many exports from this session. Wait a few minutes.",
+        ),
+        Exported::OverCap { wait } => refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            wait,
+            "Your organisation has reached today's export limit. \
+             Operators have been told; try again tomorrow.",
+        ),
+    })
 }
 
 #[cfg(test)]

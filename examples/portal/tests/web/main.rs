@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod api;
 mod command;
 mod exports;
 mod flows;

@@ -159,6 +159,31 @@ impl Browser {
         builder
     }
 
+    /// A script's request to the JSON API: marked with `X-Portal-Api`, JSON if `body`.
+    pub fn api(&self, method: &str, uri: &str, body: Option<&str>) -> Request<Body> {
+        let peer: SocketAddr = self.peer.as_deref().unwrap_or(PEER).parse().unwrap();
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("x-portal-api", "1")
+            .extension(ConnectInfo(peer));
+        if !self.cookies.is_empty() {
+            let jar: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect();
+            builder = builder.header(header::COOKIE, jar.join("; "));
+        }
+        match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_owned()))
+                .unwrap(),
+            None => builder.body(Body::empty()).unwrap(),
+        }
+    }
+
     pub async fn send(&mut self, lab: &Lab, request: Request<Body>) -> Response<Body> {
         let response = lab.app().oneshot(request).await.unwrap();
         self.take(&response);

@@ -1,0 +1,364 @@
+//! The JSON API under `/api/`: the same flows for scripts and apps (sign-in, second factor,
+//! sessions, export), with the same controls. Every request a client can send gets a status
+//! that says what was wrong with it, never 500: a body that is not the JSON asked for (a code
+//! sent as a number, `null`, an array, a missing field) 400, an oversized one 413, another media
+//! type 415, throttling 429 with `Retry-After`.
+//!
+//! Cookies authenticate the API as they do the pages, so a state-changing request must carry
+//! `X-Portal-Api: 1`: a page on another site cannot send that header without a CORS preflight,
+//! which the portal never grants (and `Sec-Fetch-Site`, when present, must be same-origin).
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use verrou::session::RevocationScope;
+use verrou::{ExposeSecret, OrgId, SecondFactorProof, SessionId, UserId};
+use verrou_axum::{Client, LiveSession, Outcome, Refusal, Session, StepUp};
+
+use crate::app::Portal;
+use crate::pages::export::{attachment, run, Exported};
+use crate::security::{PortalError, BODY_LIMIT};
+
+/// The header every state-changing API request carries.
+pub const API_HEADER: &str = "x-portal-api";
+
+/// The API's routes (nested under `/api` by the portal's router).
+pub fn routes() -> Router<Portal> {
+    Router::new()
+        .route("/sign-in", post(sign_in))
+        .route("/second-factor", post(second_factor))
+        .route("/sessions", get(sessions))
+        .route("/sessions/{id}", delete(revoke))
+        .route("/export", post(export))
+}
+
+/// An API refusal: a status, a stable code and, for throttling, `Retry-After`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str) -> Self {
+        Self {
+            status,
+            code,
+            retry_after: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.code }).to_string();
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
+        if let Some(wait) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
+        }
+        response
+    }
+}
+
+impl From<PortalError> for ApiError {
+    fn from(error: PortalError) -> Self {
+        match error {
+            PortalError::Csrf => Self::new(StatusCode::FORBIDDEN, "not_this_site"),
+            PortalError::TooLarge => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            PortalError::BadForm => Self::new(StatusCode::BAD_REQUEST, "malformed_body"),
+            PortalError::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found"),
+            PortalError::Forbidden => Self::new(StatusCode::FORBIDDEN, "forbidden"),
+            PortalError::Internal(cause) => {
+                tracing::error!(%cause, "API request failed");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        }
+    }
+}
+
+impl From<crate::data::DataError> for ApiError {
+    fn from(error: crate::data::DataError) -> Self {
+        PortalError::from(error).into()
+    }
+}
+
+impl<E: Into<verrou::Error>> From<E> for ApiError {
+    fn from(error: E) -> Self {
+        PortalError::from(error).into()
+    }
+}
+
+/// A state-changing request from this site's scripts (see the module docs).
+fn intent(headers: &HeaderMap) -> Result<(), ApiError> {
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|site| site != "same-origin" && site != "none");
+    let marked = headers.get(API_HEADER).is_some_and(|value| value == "1");
+    if cross_site || !marked {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "not_this_site"));
+    }
+    Ok(())
+}
+
+/// A state-changing request without a body.
+#[derive(Debug)]
+pub struct Intent;
+
+impl<S: Send + Sync> FromRequestParts<S> for Intent {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        intent(&parts.headers).map(|()| Intent)
+    }
+}
+
+/// A JSON body of type `T` on a state-changing request.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request<Body>, _: &S) -> Result<Self, Self::Rejection> {
+        intent(request.headers())?;
+        let json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                let essence = value.split(';').next().unwrap_or("").trim();
+                essence.eq_ignore_ascii_case("application/json")
+            });
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "json_expected",
+            ));
+        }
+        let bytes = to_bytes(request.into_body(), BODY_LIMIT)
+            .await
+            .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large"))?;
+        serde_json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "malformed_body"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignInBody {
+    login: String,
+    password: String,
+}
+
+impl std::fmt::Debug for SignInBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignInBody")
+            .field("login", &self.login)
+            .field("password", &"[REDACTED]")
+            .finish()
+    }
+}
+
+async fn sign_in(
+    State(portal): State<Portal>,
+    Client(ctx): Client,
+    ApiJson(body): ApiJson<SignInBody>,
+) -> Result<Response, ApiError> {
+    let Some(staff) = portal
+        .db
+        .check_password(&body.login, &body.password)
+        .await?
+    else {
+        tracing::info!("API sign-in refused");
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "sign_in_refused"));
+    };
+    let user = UserId::new(&staff.login)?;
+    let org = staff.org.as_deref().map(OrgId::new).transpose()?;
+    let session = portal
+        .verrou
+        .create_session(&user, org.as_ref(), &ctx)
+        .await?;
+    let next = if portal.verrou.has_active_totp(&user).await? {
+        "second_factor"
+    } else {
+        "enrolment"
+    };
+    let body = serde_json::json!({ "next": next }).to_string();
+    Ok((
+        [
+            (header::SET_COOKIE, session.set_cookie_header()),
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// `totp` (the default) or `recovery`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    #[default]
+    Totp,
+    Recovery,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeBody {
+    code: String,
+    #[serde(default)]
+    method: Method,
+}
+
+impl std::fmt::Debug for CodeBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeBody")
+            .field("code", &"[REDACTED]")
+            .field("method", &self.method)
+            .finish()
+    }
+}
+
+/// A refused code: one answer for wrong, reused and locked; a wait when throttled.
+fn code_refused(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::Throttled { .. } | Refusal::Busy { .. } => ApiError {
+            status: refusal.status(),
+            code: refusal.code(),
+            retry_after: refusal.retry_after().map(|wait| wait.as_secs()),
+        },
+        Refusal::Malformed => ApiError::new(StatusCode::BAD_REQUEST, "malformed_code"),
+        _ => ApiError::new(StatusCode::UNAUTHORIZED, "code_refused"),
+    }
+}
+
+async fn second_factor(
+    State(portal): State<Portal>,
+    session: LiveSession,
+    ApiJson(body): ApiJson<CodeBody>,
+) -> Result<Response, ApiError> {
+    let (verrou, user, ctx) = (&portal.verrou, &session.user, session.client());
+    let proof: Result<SecondFactorProof, Refusal> = match body.method {
+        Method::Recovery => verrou
+            .verify_recovery_code(user, &body.code, ctx)
+            .await?
+            .into_result()
+            .map(|(_, proof)| proof),
+        Method::Totp => verrou
+            .verify_totp(user, &body.code, ctx)
+            .await?
+            .into_result()
+            .map(|accepted| accepted.proof),
+    };
+    let proof = proof.map_err(code_refused)?;
+    let token = session.token().expose_secret();
+    let elevated = verrou
+        .record_second_factor(token, proof, ctx)
+        .await?
+        .into_result()
+        .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "no_session"))?;
+    let paths = verrou.config().session_policy().dbsc_paths();
+    let binding = elevated.binding_offer.as_ref().map(|challenge| {
+        serde_json::json!({
+            "challenge": challenge.as_str(),
+            "registration": portal.guard.settings().fallback_registration_path(),
+            "script": portal.guard.script_path(),
+        })
+    });
+    let body = serde_json::json!({ "session": elevated.session.to_string(), "binding": binding });
+    let mut response = (
+        [
+            (header::SET_COOKIE, elevated.set_cookie_header()),
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+        ],
+        body.to_string(),
+    )
+        .into_response();
+    if let Some(challenge) = &elevated.binding_offer {
+        if let Ok(offer) = HeaderValue::from_str(&paths.registration_header(challenge)) {
+            response
+                .headers_mut()
+                .insert(verrou::session::dbsc::REGISTRATION_HEADER, offer);
+        }
+    }
+    Ok(response)
+}
+
+async fn sessions(State(portal): State<Portal>, session: Session) -> Result<Response, ApiError> {
+    let mut listed = Vec::new();
+    for active in portal.verrou.user_sessions(&session.user).await? {
+        let binding = portal.verrou.session_binding(active.id).await?;
+        listed.push(serde_json::json!({
+            "id": active.id.to_string(),
+            "created_at": active.created_at.unix_seconds(),
+            "last_seen": active.last_seen.unix_seconds(),
+            "binding": binding.map(|kind| format!("{kind:?}").to_lowercase()),
+            "current": active.id == session.id,
+        }));
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::Value::Array(listed).to_string(),
+    )
+        .into_response())
+}
+
+async fn revoke(
+    State(portal): State<Portal>,
+    session: Session,
+    _: Intent,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id =
+        SessionId::parse(&id).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found"))?;
+    let own = portal.verrou.user_sessions(&session.user).await?;
+    if !own.iter().any(|active| active.id == id) {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found"));
+    }
+    let scope = RevocationScope::Session(id);
+    portal
+        .verrou
+        .revoke_sessions(&scope, session.client())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportBody {
+    #[serde(default)]
+    q: String,
+}
+
+async fn export(
+    State(portal): State<Portal>,
+    session: Session<StepUp>,
+    ApiJson(body): ApiJson<ExportBody>,
+) -> Result<Response, ApiError> {
+    let throttled = |wait: i64, code| ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code,
+        retry_after: Some(u64::try_from(wait).unwrap_or(1)),
+    };
+    match run(&portal, session.active(), &body.q).await? {
+        Exported::Csv { org, body } => Ok(attachment(&org, body)),
+        Exported::RateLimited { wait } => Err(throttled(wait, "export_rate_limited")),
+        Exported::OverCap { wait } => Err(throttled(wait, "export_cap_reached")),
+    }
+}

@@ -1,0 +1,250 @@
+//! The JSON API: the flows, and an answer other than 500 for everything a client can send.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use serde_json::{json, Value};
+
+use crate::support::{text, Browser, Lab};
+
+async fn body(response: axum::http::Response<Body>) -> Value {
+    serde_json::from_str(&text(response).await).unwrap()
+}
+
+/// A browser signed in over the API with `login`'s password and code.
+async fn api_signed_in(lab: &Lab, login: &str) -> (Browser, Value) {
+    let mut browser = Browser::default();
+    let password = lab.account(login).password.clone();
+    let credentials = json!({ "login": login, "password": password }).to_string();
+    let response = browser
+        .send(lab, browser.api("POST", "/api/sign-in", Some(&credentials)))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body(response).await, json!({ "next": "second_factor" }));
+    lab.clock.advance(Duration::from_secs(30));
+    let code = json!({ "code": lab.code(login) }).to_string();
+    let response = browser
+        .send(lab, browser.api("POST", "/api/second-factor", Some(&code)))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // The app (or browser) binds the session with its key, as DBSC does.
+    browser.bind(lab, &response).await;
+    let elevated = body(response).await;
+    (browser, elevated)
+}
+
+#[tokio::test]
+async fn sign_in_second_factor_sessions_and_revocation() {
+    let lab = Lab::new().await;
+    let (mut api, elevated) = api_signed_in(&lab, "marie").await;
+    assert!(elevated["binding"]["challenge"].as_str().unwrap().len() >= 43);
+    assert_eq!(
+        elevated["binding"]["registration"],
+        "/verrou/webcrypto/register"
+    );
+    let mut other = lab.signed_in("marie").await;
+
+    let listed = body(api.send(&lab, api.api("GET", "/api/sessions", None)).await).await;
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    let theirs = listed.iter().find(|s| s["current"] == false).unwrap();
+    assert_eq!(theirs["binding"], "dbsc");
+    let id = theirs["id"].as_str().unwrap().to_owned();
+    let response = api
+        .send(
+            &lab,
+            api.api("DELETE", &format!("/api/sessions/{id}"), None),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        other.get(&lab, "/seekers").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let again = api
+        .send(
+            &lab,
+            api.api("DELETE", &format!("/api/sessions/{id}"), None),
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn refusals_read_alike_and_throttling_says_when() {
+    let lab = Lab::new().await;
+    let mut browser = Browser::default();
+    for (login, password) in [("nobody", "x"), ("marie", "wrong")] {
+        let credentials = json!({ "login": login, "password": password }).to_string();
+        let response = browser
+            .send(
+                &lab,
+                browser.api("POST", "/api/sign-in", Some(&credentials)),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(body(response).await, json!({ "error": "sign_in_refused" }));
+    }
+    let password = lab.account("marie").password.clone();
+    let credentials = json!({ "login": "marie", "password": password }).to_string();
+    browser
+        .send(
+            &lab,
+            browser.api("POST", "/api/sign-in", Some(&credentials)),
+        )
+        .await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let wrong = json!({ "code": "000000" }).to_string();
+        let response = browser
+            .send(
+                &lab,
+                browser.api("POST", "/api/second-factor", Some(&wrong)),
+            )
+            .await;
+        let status = response.status();
+        let retry = response.headers().get(header::RETRY_AFTER).cloned();
+        let answer = body(response).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(retry.is_some(), "Retry-After on 429");
+            assert_eq!(answer["error"], "throttled");
+        } else {
+            assert_eq!(
+                (status, answer),
+                (StatusCode::UNAUTHORIZED, json!({ "error": "code_refused" }))
+            );
+        }
+        statuses.push(status);
+    }
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn nothing_a_client_sends_gets_a_500() {
+    let lab = Lab::new().await;
+    let mut browser = Browser::default();
+    let password = lab.account("marie").password.clone();
+    let credentials = json!({ "login": "marie", "password": password }).to_string();
+    browser
+        .send(
+            &lab,
+            browser.api("POST", "/api/sign-in", Some(&credentials)),
+        )
+        .await;
+    let huge = format!("{{\"code\":\"{}\"}}", "1".repeat(1 << 20));
+    let cases: Vec<(&str, String, StatusCode)> = vec![
+        (
+            "a number",
+            r#"{"code":123456}"#.into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("null", r#"{"code":null}"#.into(), StatusCode::BAD_REQUEST),
+        (
+            "an array",
+            r#"{"code":["1","2"]}"#.into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("missing", r#"{}"#.into(), StatusCode::BAD_REQUEST),
+        (
+            "unknown field",
+            r#"{"code":"123456","admin":true}"#.into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("not JSON", "code=123456".into(), StatusCode::BAD_REQUEST),
+        (
+            "a method that is not one",
+            r#"{"code":"1","method":"sms"}"#.into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "letters",
+            r#"{"code":"12ab56"}"#.into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("1 MB", huge, StatusCode::PAYLOAD_TOO_LARGE),
+    ];
+    for (case, sent, expected) in cases {
+        let response = browser
+            .send(&lab, browser.api("POST", "/api/second-factor", Some(&sent)))
+            .await;
+        assert_eq!(response.status(), expected, "{case}");
+        assert!(body(response).await["error"].is_string(), "{case}");
+    }
+    // Another media type, and no API header (a cross-site form could send neither).
+    let form = Request::builder()
+        .method("POST")
+        .uri("/api/second-factor")
+        .header("x-portal-api", "1")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            header::COOKIE,
+            browser.api("GET", "/", None).headers()[header::COOKIE].clone(),
+        )
+        .extension(axum::extract::ConnectInfo(
+            crate::support::PEER
+                .parse::<std::net::SocketAddr>()
+                .unwrap(),
+        ))
+        .body(Body::from("code=123456"))
+        .unwrap();
+    assert_eq!(
+        browser.send(&lab, form).await.status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    let mut unmarked = browser.api("POST", "/api/second-factor", Some(r#"{"code":"123456"}"#));
+    unmarked.headers_mut().remove("x-portal-api");
+    assert_eq!(
+        browser.send(&lab, unmarked).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    // A request without a session: 401 JSON, not a redirect.
+    let stranger = Browser::default();
+    let response = lab_send(&lab, stranger.api("GET", "/api/sessions", None)).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn lab_send(lab: &Lab, request: Request<Body>) -> axum::http::Response<Body> {
+    Browser::default().send(lab, request).await
+}
+
+#[tokio::test]
+async fn an_api_export_needs_step_up_and_is_throttled_like_the_page() {
+    let lab = Lab::build(
+        verrou_axum::TrustedProxies::none(),
+        verrou_portal::app::ExportLimits {
+            per_session: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (mut api, _) = api_signed_in(&lab, "marie").await;
+    let response = api
+        .send(
+            &lab,
+            api.api("POST", "/api/export", Some(r#"{"q":"Lille"}"#)),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/csv; charset=utf-8"
+    );
+    let again = api
+        .send(&lab, api.api("POST", "/api/export", Some("{}")))
+        .await;
+    assert_eq!(again.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(again.headers().contains_key(header::RETRY_AFTER));
+    assert_eq!(body(again).await, json!({ "error": "export_rate_limited" }));
+    lab.clock.advance(Duration::from_secs(4 * 60));
+    api.renew(&lab).await;
+    lab.clock.advance(Duration::from_secs(2 * 60));
+    let stale = api
+        .send(&lab, api.api("POST", "/api/export", Some("{}")))
+        .await;
+    assert_eq!(stale.status(), StatusCode::FORBIDDEN);
+    assert_eq!(body(stale).await["error"], "step_up_required");
+}
