@@ -16,7 +16,7 @@ use verrou::{
     SessionStatus, Verrou,
 };
 
-use crate::client::TrustedProxies;
+use crate::proxies::TrustedProxies;
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
 

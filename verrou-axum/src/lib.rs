@@ -54,16 +54,19 @@ mod client;
 mod forms;
 mod guard;
 mod pages;
+mod proxies;
 mod refusal;
+mod request;
 mod session;
 
 pub use crate::binding::BOUND_MAX_AGE_HEADER;
-pub use crate::client::{Client, InvalidNetwork, MissingPeerAddress, TrustedProxies};
+pub use crate::client::{Client, MissingPeerAddress};
 pub use crate::forms::{keep_forms, SubmittedForm, FORM_REPLAY_LIMIT};
 pub use crate::guard::{Guard, InvalidPath, Settings};
 pub use crate::pages::escape as escape_html;
+pub use crate::proxies::{InvalidNetwork, TrustedProxies};
 pub use crate::refusal::{Failure, Outcome, Refusal};
+pub use crate::request::local_next;
 pub use crate::session::{
-    local_next, Any, LiveSession, Need, Reason, SecondFactor, Session, SessionRejection, Standing,
-    StepUp,
+    Any, LiveSession, Need, Reason, SecondFactor, Session, SessionRejection, Standing, StepUp,
 };

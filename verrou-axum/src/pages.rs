@@ -11,7 +11,7 @@ use verrou::session::dbsc::REGISTRATION_HEADER;
 use verrou::Elevated;
 
 use crate::guard::Guard;
-use crate::session::{local_next, RequestView};
+use crate::request::{local_next, RequestView};
 
 /// What the pages allow: scripts, fetches and form posts to this site, nothing else.
 const POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \

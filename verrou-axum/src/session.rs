@@ -17,7 +17,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 
-use axum::extract::{FromRef, FromRequestParts, OriginalUri};
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -29,9 +29,9 @@ use verrou::{
 
 use crate::answer;
 use crate::client::client_context;
-use crate::forms::SubmittedForm;
 use crate::guard::Guard;
 use crate::pages;
+use crate::request::RequestView;
 
 /// What a [`Session`] must have proven: [`Any`], [`SecondFactor`] or [`StepUp`].
 pub trait Need: Send + Sync + 'static {
@@ -340,45 +340,6 @@ impl IntoResponse for SessionRejection {
     }
 }
 
-/// What the answer depends on.
-pub(crate) struct RequestView<'p> {
-    pub(crate) method: &'p Method,
-    /// The path and query the browser asked for (before any nesting).
-    pub(crate) target: String,
-    pub(crate) navigation: bool,
-    pub(crate) form: Option<&'p SubmittedForm>,
-}
-
-impl<'p> RequestView<'p> {
-    fn of(parts: &'p Parts) -> Self {
-        let uri = parts
-            .extensions
-            .get::<OriginalUri>()
-            .map_or(&parts.uri, |original| &original.0);
-        let target = uri
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
-        Self {
-            method: &parts.method,
-            target,
-            navigation: is_navigation(&parts.headers),
-            form: parts.extensions.get::<SubmittedForm>(),
-        }
-    }
-}
-
-/// A page load (the browser will show the answer), as opposed to a script's request.
-fn is_navigation(headers: &HeaderMap) -> bool {
-    match headers.get("sec-fetch-mode") {
-        Some(mode) => mode.as_bytes() == b"navigate",
-        // Browsers from before Fetch Metadata: a request that accepts HTML.
-        None => headers
-            .get(header::ACCEPT)
-            .and_then(|accept| accept.to_str().ok())
-            .is_some_and(|accept| accept.contains("text/html")),
-    }
-}
-
 fn answer(reason: Reason, guard: &Guard, request: &RequestView<'_>) -> Response {
     let settings = guard.settings();
     let code = match reason {
@@ -428,16 +389,4 @@ fn redirect(page: &str, request: &RequestView<'_>) -> Response {
         Ok(location) => (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response(),
         Err(_) => answer::internal_error(),
     }
-}
-
-/// `next` if it is a path on this site, for the portal to redirect to after sign-in or the
-/// second factor; `None` for anything else (`//evil.example`, `https://…`, `/\evil`, control
-/// characters), which would make the portal an open redirect.
-pub fn local_next(next: &str) -> Option<&str> {
-    let local = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.starts_with("/\\")
-        && next.len() <= 2048
-        && next.bytes().all(|b| b.is_ascii_graphic());
-    local.then_some(next)
 }
