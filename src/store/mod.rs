@@ -13,6 +13,8 @@
 //!
 //! The same conformance suite (`tests/conformance/`) runs against every backend.
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod any;
 mod factors;
 mod memory;
 mod outcomes;
@@ -23,6 +25,8 @@ mod sessions;
 mod sql;
 mod throttle;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use self::any::AnyStore;
 pub use self::factors::Store;
 pub use self::memory::{MemoryStore, MEMORY_AUDIT_CAPACITY};
 pub use self::rotation::{KeyRotation, ResealReport, UnreadableSecret};

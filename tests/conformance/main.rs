@@ -107,6 +107,8 @@ macro_rules! store_conformance {
     };
 }
 
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+mod any_store;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -1,0 +1,364 @@
+//! A store chosen at run time: SQLite or PostgreSQL by URL, for portals (and tools) that let
+//! their configuration decide. It adds nothing to the backend it holds: every operation, the
+//! atomic ones included, is the backend's own.
+
+use super::backend::*;
+#[cfg(feature = "postgres")]
+use super::PostgresStore;
+#[cfg(feature = "sqlite")]
+use super::SqliteStore;
+use super::{KeyRotation, ResealReport};
+use crate::audit::AuditEvent;
+use crate::clock::Timestamp;
+use crate::error::{StoreError, StoreErrorKind};
+use crate::ids::{FactorId, SessionId, UserId};
+use crate::keyring::KeyRing;
+use crate::lockout::ThrottlePolicy;
+use crate::recovery::Lookup;
+use crate::session::{RevocationScope, TokenHash};
+
+/// SQLite or PostgreSQL, chosen at run time ([`AnyStore::open`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum AnyStore {
+    /// One SQLite file (the `sqlite` feature).
+    #[cfg(feature = "sqlite")]
+    Sqlite(SqliteStore),
+    /// A PostgreSQL database several instances share (the `postgres` feature).
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresStore),
+}
+
+impl AnyStore {
+    /// Opens the store `url` names: `sqlite:<path>` (created if missing) or
+    /// `postgres://…` / `postgresql://…`.
+    ///
+    /// # Errors
+    /// [`StoreErrorKind::Incompatible`] for another scheme or a backend this build lacks (its
+    /// feature is off); the backend's own errors otherwise.
+    pub async fn open(url: &str, keys: KeyRing) -> Result<Self, StoreError> {
+        #[cfg(feature = "sqlite")]
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            return Ok(Self::Sqlite(SqliteStore::open(path, keys).await?));
+        }
+        #[cfg(feature = "postgres")]
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(PostgresStore::connect(url, keys).await?));
+        }
+        let _ = keys;
+        Err(StoreError::new(
+            StoreErrorKind::Incompatible,
+            "the store URL must be sqlite:<path> or postgres://… (with that feature built in)",
+        ))
+    }
+}
+
+impl Store for AnyStore {
+    async fn put_pending_totp(
+        &self,
+        user: &UserId,
+        pending: PendingTotp,
+    ) -> Result<(), StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.put_pending_totp(user, pending).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.put_pending_totp(user, pending).await,
+        }
+    }
+
+    async fn pending_totp(&self, user: &UserId) -> Result<Option<PendingTotp>, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.pending_totp(user).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.pending_totp(user).await,
+        }
+    }
+
+    async fn activate_pending_totp(
+        &self,
+        user: &UserId,
+        factor: FactorId,
+        confirmed_step: u64,
+        now: Timestamp,
+    ) -> Result<Activation, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => {
+                store
+                    .activate_pending_totp(user, factor, confirmed_step, now)
+                    .await
+            }
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => {
+                store
+                    .activate_pending_totp(user, factor, confirmed_step, now)
+                    .await
+            }
+        }
+    }
+
+    async fn active_totp(&self, user: &UserId) -> Result<Option<TotpFactor>, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.active_totp(user).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.active_totp(user).await,
+        }
+    }
+
+    async fn accept_totp_step(
+        &self,
+        user: &UserId,
+        factor: FactorId,
+        step: u64,
+        record: AuditEvent,
+    ) -> Result<StepAdvance, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.accept_totp_step(user, factor, step, record).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.accept_totp_step(user, factor, step, record).await,
+        }
+    }
+
+    async fn attempt_totp(
+        &self,
+        user: &UserId,
+        attempt: TotpAttempt<'_>,
+    ) -> Result<AttemptVerdict, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.attempt_totp(user, attempt).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.attempt_totp(user, attempt).await,
+        }
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user: &UserId,
+        codes: Vec<RecoveryCodeRecord>,
+    ) -> Result<Replacement, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.replace_recovery_codes(user, codes).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.replace_recovery_codes(user, codes).await,
+        }
+    }
+
+    async fn recovery_code(
+        &self,
+        user: &UserId,
+        lookup: Lookup,
+    ) -> Result<Option<RecoveryCodeRecord>, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.recovery_code(user, lookup).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.recovery_code(user, lookup).await,
+        }
+    }
+
+    async fn consume_recovery_code(
+        &self,
+        user: &UserId,
+        lookup: Lookup,
+    ) -> Result<Consumption, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.consume_recovery_code(user, lookup).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.consume_recovery_code(user, lookup).await,
+        }
+    }
+
+    async fn remaining_recovery_codes(&self, user: &UserId) -> Result<usize, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.remaining_recovery_codes(user).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.remaining_recovery_codes(user).await,
+        }
+    }
+
+    async fn remove_totp(&self, user: &UserId) -> Result<bool, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.remove_totp(user).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.remove_totp(user).await,
+        }
+    }
+
+    async fn throttle(&self, key: &ThrottleKey<'_>) -> Result<ThrottleState, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.throttle(key).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.throttle(key).await,
+        }
+    }
+
+    async fn reserve_attempt(
+        &self,
+        key: &ThrottleKey<'_>,
+        policy: &ThrottlePolicy,
+        now: Timestamp,
+    ) -> Result<Reservation, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.reserve_attempt(key, policy, now).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.reserve_attempt(key, policy, now).await,
+        }
+    }
+
+    async fn clear_throttle(&self, key: &ThrottleKey<'_>) -> Result<(), StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.clear_throttle(key).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.clear_throttle(key).await,
+        }
+    }
+
+    async fn record_audit(&self, event: AuditEvent) -> Result<(), StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.record_audit(event).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.record_audit(event).await,
+        }
+    }
+
+    async fn audit_trail(
+        &self,
+        user: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.audit_trail(user, limit).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.audit_trail(user, limit).await,
+        }
+    }
+}
+
+impl SessionStore for AnyStore {
+    async fn create_session(&self, record: SessionRecord) -> Result<(), StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.create_session(record).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.create_session(record).await,
+        }
+    }
+
+    async fn session_by_token(
+        &self,
+        token: &TokenHash,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.session_by_token(token).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.session_by_token(token).await,
+        }
+    }
+
+    async fn touch_session(&self, session: SessionId, at: Timestamp) -> Result<(), StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.touch_session(session, at).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.touch_session(session, at).await,
+        }
+    }
+
+    async fn elevate_session(
+        &self,
+        session: SessionId,
+        current: &TokenHash,
+        elevation: Elevation,
+    ) -> Result<bool, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.elevate_session(session, current, elevation).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.elevate_session(session, current, elevation).await,
+        }
+    }
+
+    async fn revoke_sessions(
+        &self,
+        scope: &RevocationScope,
+        context: RevocationContext,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.revoke_sessions(scope, context).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.revoke_sessions(scope, context).await,
+        }
+    }
+
+    async fn user_sessions(&self, user: &UserId) -> Result<Vec<SessionRecord>, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.user_sessions(user).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.user_sessions(user).await,
+        }
+    }
+
+    async fn binding(&self, session: SessionId) -> Result<Option<BindingRecord>, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.binding(session).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.binding(session).await,
+        }
+    }
+
+    async fn swap_binding(
+        &self,
+        session: SessionId,
+        expected: Option<u64>,
+        record: BindingRecord,
+    ) -> Result<bool, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.swap_binding(session, expected, record).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.swap_binding(session, expected, record).await,
+        }
+    }
+
+    async fn purge_expired_sessions(
+        &self,
+        now: Timestamp,
+        idle_before: Timestamp,
+    ) -> Result<usize, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.purge_expired_sessions(now, idle_before).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.purge_expired_sessions(now, idle_before).await,
+        }
+    }
+}
+
+impl KeyRotation for AnyStore {
+    async fn reseal_stale(&self, limit: usize) -> Result<ResealReport, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.reseal_stale(limit).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.reseal_stale(limit).await,
+        }
+    }
+}
