@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{middleware, Router};
 use verrou::clock::ClockError;
 use verrou::session::{BindingMode, SessionPolicy};
-use verrou::store::SqliteStore;
+use verrou::store::AnyStore;
 use verrou::{Clock, KeyRing, SystemClock, Timestamp, Verrou, VerrouConfig};
 use verrou_axum::{keep_forms, Guard, Settings, TrustedProxies};
 
@@ -35,7 +35,7 @@ impl Clock for PortalClock {
 }
 
 /// verrou as the portal runs it.
-pub type Service = Verrou<SqliteStore, PortalClock>;
+pub type Service = Verrou<AnyStore, PortalClock>;
 
 /// Everything a handler may need. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -61,6 +61,9 @@ pub const ISSUER: &str = "Partner portal (demo)";
 pub struct Options {
     /// The reverse proxies whose `X-Forwarded-For` is believed.
     pub proxies: TrustedProxies,
+    /// A PostgreSQL URL that several instances share (verrou's tables and the portal's);
+    /// `None`: two SQLite files in the data directory.
+    pub database: Option<String>,
     /// Demo job-seekers per organisation, as a share of the full 50,000 in thousandths
     /// (1000: all; tests take fewer).
     pub demo_per_mille: usize,
@@ -99,7 +102,14 @@ impl Portal {
         clock: PortalClock,
         options: Options,
     ) -> Result<Self, Box<dyn std::error::Error>> {
-        let store = SqliteStore::open(dir.join("verrou.db"), keys).await?;
+        let (store_url, data_url) = match &options.database {
+            Some(url) => (url.clone(), url.clone()),
+            None => (
+                format!("sqlite:{}", dir.join("verrou.db").display()),
+                PortalDb::sqlite_url(&dir.join("portal.db")),
+            ),
+        };
+        let store = AnyStore::open(&store_url, keys).await?;
         let policy = SessionPolicy::new().with_binding(
             BindingMode::Required {
                 grace: std::time::Duration::from_secs(120),
@@ -108,7 +118,7 @@ impl Portal {
         )?;
         let config = VerrouConfig::new(ISSUER)?.with_session_policy(policy);
         let verrou = Arc::new(Verrou::new(store, config).with_clock(clock));
-        let db = PortalDb::open(&dir.join("portal.db")).await?;
+        let db = PortalDb::open(&data_url).await?;
         let complete = usize::try_from(db.demo_accounts_count().await?).unwrap_or(0);
         if complete < crate::demo::ACCOUNTS.len() {
             crate::demo::create(&db, &verrou, ISSUER, options.demo_per_mille).await?;

@@ -1,15 +1,12 @@
 //! The portal's own data, beside verrou's store: partner organisations, their staff (with
 //! argon2id password hashes) and the job-seekers each organisation follows. One SQLite file.
 
-use std::path::Path;
-use std::str::FromStr;
-
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use rand::rngs::SysRng;
 use rand::TryRng;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
 
 /// What can go wrong with the portal's data.
 #[derive(Debug)]
@@ -76,7 +73,8 @@ pub struct DemoAccount {
     pub totp_secret: Option<String>,
 }
 
-const SCHEMA: &str = "
+/// The tables, on SQLite.
+const SQLITE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orgs (id TEXT PRIMARY KEY, name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS staff (
     login TEXT PRIMARY KEY,
@@ -124,28 +122,85 @@ CREATE TABLE IF NOT EXISTS demo_accounts (
 );
 ";
 
+/// The same tables on PostgreSQL (identity keys, 64-bit integers).
+const POSTGRES_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS orgs (id TEXT PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS staff (
+    login TEXT PRIMARY KEY,
+    org TEXT REFERENCES orgs(id),
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('staff', 'operator')),
+    password TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS job_seekers (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    org TEXT NOT NULL REFERENCES orgs(id),
+    name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    town TEXT NOT NULL,
+    status TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_seekers_by_org ON job_seekers (org, name);
+CREATE TABLE IF NOT EXISTS exports (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    org TEXT NOT NULL,
+    login TEXT NOT NULL,
+    session TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    day BIGINT NOT NULL,
+    records BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS exports_by_org_day ON exports (org, day);
+CREATE INDEX IF NOT EXISTS exports_by_session ON exports (session, at);
+CREATE TABLE IF NOT EXISTS portal_audit (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at BIGINT NOT NULL,
+    login TEXT NOT NULL,
+    org TEXT,
+    kind TEXT NOT NULL,
+    day BIGINT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_cap_alert_a_day ON portal_audit (org, day)
+    WHERE kind = 'export_cap_alert';
+CREATE TABLE IF NOT EXISTS demo_accounts (
+    login TEXT PRIMARY KEY,
+    password TEXT NOT NULL,
+    totp_secret TEXT
+);
+";
+
 /// The portal's database.
 #[derive(Clone, Debug)]
 pub struct PortalDb {
-    pool: SqlitePool,
+    pool: AnyPool,
     /// A hash verified for unknown logins, so that they cost what a known one does.
     dummy_hash: String,
 }
 
 impl PortalDb {
-    /// Opens (or creates) the database file.
-    pub async fn open(path: &Path) -> Result<Self, DataError> {
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+    /// Opens the database at `url`: `sqlite://<path>?mode=rwc` (created if missing) or
+    /// `postgres://…` (several portal instances sharing it), and creates its tables.
+    pub async fn open(url: &str) -> Result<Self, DataError> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect(url)
             .await?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        let schema = if url.starts_with("postgres") {
+            POSTGRES_SCHEMA
+        } else {
+            SQLITE_SCHEMA
+        };
+        sqlx::raw_sql(schema).execute(&pool).await?;
         let dummy_hash = hash_password("a password nobody has")?;
         Ok(Self { pool, dummy_hash })
+    }
+
+    /// The URL of a SQLite file at `path`.
+    pub fn sqlite_url(path: &std::path::Path) -> String {
+        format!("sqlite://{}?mode=rwc", path.display())
     }
 
     /// Removes what an interrupted first start left behind, so that the demo data is created
@@ -169,7 +224,7 @@ impl PortalDb {
     }
 
     pub async fn insert_org(&self, id: &str, name: &str) -> Result<(), DataError> {
-        sqlx::query("INSERT INTO orgs (id, name) VALUES (?, ?)")
+        sqlx::query("INSERT INTO orgs (id, name) VALUES ($1, $2)")
             .bind(id)
             .bind(name)
             .execute(&self.pool)
@@ -189,14 +244,16 @@ impl PortalDb {
             Role::Staff => "staff",
             Role::Operator => "operator",
         };
-        sqlx::query("INSERT INTO staff (login, org, name, role, password) VALUES (?, ?, ?, ?, ?)")
-            .bind(login)
-            .bind(org)
-            .bind(name)
-            .bind(role)
-            .bind(hash_password(password)?)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO staff (login, org, name, role, password) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(login)
+        .bind(org)
+        .bind(name)
+        .bind(role)
+        .bind(hash_password(password)?)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -206,7 +263,7 @@ impl PortalDb {
         password: &str,
         totp_secret: Option<&str>,
     ) -> Result<(), DataError> {
-        sqlx::query("INSERT INTO demo_accounts (login, password, totp_secret) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO demo_accounts (login, password, totp_secret) VALUES ($1, $2, $3)")
             .bind(login)
             .bind(password)
             .bind(totp_secret)
@@ -241,7 +298,7 @@ impl PortalDb {
         for seeker in seekers {
             sqlx::query(
                 "INSERT INTO job_seekers (org, name, email, phone, town, status) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(org)
             .bind(&seeker.name)
@@ -265,7 +322,7 @@ impl PortalDb {
     ) -> Result<Option<Staff>, DataError> {
         let row = sqlx::query(
             "SELECT s.login, s.name, s.org, o.name AS org_name, s.role, s.password \
-             FROM staff s LEFT JOIN orgs o ON o.id = s.org WHERE s.login = ?",
+             FROM staff s LEFT JOIN orgs o ON o.id = s.org WHERE s.login = $1",
         )
         .bind(login)
         .fetch_optional(&self.pool)
@@ -287,7 +344,7 @@ impl PortalDb {
     pub async fn staff(&self, login: &str) -> Result<Option<Staff>, DataError> {
         let row = sqlx::query(
             "SELECT s.login, s.name, s.org, o.name AS org_name, s.role \
-             FROM staff s LEFT JOIN orgs o ON o.id = s.org WHERE s.login = ?",
+             FROM staff s LEFT JOIN orgs o ON o.id = s.org WHERE s.login = $1",
         )
         .bind(login)
         .fetch_optional(&self.pool)
@@ -312,17 +369,17 @@ impl PortalDb {
                 .replace('_', "\\_")
         );
         let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM job_seekers WHERE org = ? AND (name LIKE ?2 ESCAPE '\\' \
-             OR email LIKE ?2 ESCAPE '\\' OR town LIKE ?2 ESCAPE '\\')",
+            "SELECT COUNT(*) FROM job_seekers WHERE org = $1 AND (LOWER(name) LIKE LOWER($2) ESCAPE '\\' \
+             OR LOWER(email) LIKE LOWER($2) ESCAPE '\\' OR LOWER(town) LIKE LOWER($2) ESCAPE '\\')",
         )
         .bind(org)
         .bind(&pattern)
         .fetch_one(&self.pool)
         .await?;
         let rows = sqlx::query(
-            "SELECT id, name, email, phone, town, status FROM job_seekers WHERE org = ? \
-             AND (name LIKE ?2 ESCAPE '\\' OR email LIKE ?2 ESCAPE '\\' OR town LIKE ?2 ESCAPE '\\') \
-             ORDER BY name, id LIMIT ?3 OFFSET ?4",
+            "SELECT id, name, email, phone, town, status FROM job_seekers WHERE org = $1 \
+             AND (LOWER(name) LIKE LOWER($2) ESCAPE '\\' OR LOWER(email) LIKE LOWER($2) ESCAPE '\\' OR LOWER(town) LIKE LOWER($2) ESCAPE '\\') \
+             ORDER BY name, id LIMIT $3 OFFSET $4",
         )
         .bind(org)
         .bind(&pattern)
@@ -337,7 +394,7 @@ impl PortalDb {
     /// One of `org`'s job-seekers (another organisation's record is not found).
     pub async fn seeker(&self, org: &str, id: i64) -> Result<Option<Seeker>, DataError> {
         let row = sqlx::query(
-            "SELECT id, name, email, phone, town, status FROM job_seekers WHERE org = ? AND id = ?",
+            "SELECT id, name, email, phone, town, status FROM job_seekers WHERE org = $1 AND id = $2",
         )
         .bind(org)
         .bind(id)
@@ -396,7 +453,7 @@ impl PortalDb {
         since: i64,
     ) -> Result<(i64, Option<i64>), DataError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM exports WHERE session = ? AND at >= ?",
+            "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM exports WHERE session = $1 AND at >= $2",
         )
         .bind(session)
         .bind(since)
@@ -421,8 +478,8 @@ impl PortalDb {
     ) -> Result<ExportGrant, DataError> {
         let inserted = sqlx::query(
             "INSERT INTO exports (org, login, session, at, day, records) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE \
-             (SELECT COALESCE(SUM(records), 0) FROM exports WHERE org = ?1 AND day = ?5) + ?6 <= ?7",
+             SELECT $1, $2, $3, $4, $5, $6 WHERE \
+             (SELECT CAST(COALESCE(SUM(records), 0) AS BIGINT) FROM exports WHERE org = $1 AND day = $5) + $6 <= $7",
         )
         .bind(org)
         .bind(login)
@@ -435,7 +492,7 @@ impl PortalDb {
         .await?
         .rows_affected();
         let used_today: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(records), 0) FROM exports WHERE org = ? AND day = ?",
+            "SELECT CAST(COALESCE(SUM(records), 0) AS BIGINT) FROM exports WHERE org = $1 AND day = $2",
         )
         .bind(org)
         .bind(day)
@@ -459,8 +516,8 @@ impl PortalDb {
         detail: &str,
     ) -> Result<bool, DataError> {
         let inserted = sqlx::query(
-            "INSERT OR IGNORE INTO portal_audit (at, login, org, kind, day, detail) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO portal_audit (at, login, org, kind, day, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
         .bind(at)
         .bind(login)
@@ -480,7 +537,7 @@ impl PortalDb {
     /// The portal's audit records, newest first.
     pub async fn audit_trail(&self, limit: i64) -> Result<Vec<PortalEvent>, DataError> {
         let rows = sqlx::query(
-            "SELECT at, login, org, kind, detail FROM portal_audit ORDER BY id DESC LIMIT ?",
+            "SELECT at, login, org, kind, detail FROM portal_audit ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -499,7 +556,7 @@ impl PortalDb {
     }
 }
 
-fn staff_from(row: &sqlx::sqlite::SqliteRow) -> Result<Staff, sqlx::Error> {
+fn staff_from(row: &AnyRow) -> Result<Staff, sqlx::Error> {
     let role: String = row.try_get("role")?;
     Ok(Staff {
         login: row.try_get("login")?,
@@ -514,7 +571,7 @@ fn staff_from(row: &sqlx::sqlite::SqliteRow) -> Result<Staff, sqlx::Error> {
     })
 }
 
-fn seeker_from(row: &sqlx::sqlite::SqliteRow) -> Result<Seeker, sqlx::Error> {
+fn seeker_from(row: &AnyRow) -> Result<Seeker, sqlx::Error> {
     Ok(Seeker {
         id: row.try_get("id")?,
         name: row.try_get("name")?,

@@ -21,6 +21,10 @@ struct Cli {
     /// A reverse proxy (address or network) whose X-Forwarded-For is believed; repeatable.
     #[arg(long = "trusted-proxy")]
     trusted_proxies: Vec<String>,
+    /// A PostgreSQL URL for several instances sharing one database (also
+    /// `VERROU_DATABASE_URL`); without it, SQLite files in the data directory.
+    #[arg(long, env = "VERROU_DATABASE_URL")]
+    database: Option<String>,
     /// Serve HTTPS with a certificate for localhost made on first start (what a browser's
     /// DBSC needs); prints the pin to start Chromium with.
     #[arg(long)]
@@ -55,6 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys = key_ring(&cli.data)?;
     let options = Options {
         proxies,
+        database: cli.database.clone(),
         demo_per_mille: 1000,
         bound_cookie: std::time::Duration::from_secs(300),
         exports: ExportLimits::default(),

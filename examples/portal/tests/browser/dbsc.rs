@@ -73,6 +73,7 @@ async fn bind_and_steal(dbsc: bool) {
     let dir = tempfile::tempdir().unwrap();
     let offset = Arc::new(AtomicU64::new(0));
     let options = Options {
+        database: None,
         proxies: TrustedProxies::none(),
         demo_per_mille: 10,
         bound_cookie: BOUND_COOKIE_LIFE,

@@ -24,6 +24,7 @@ async fn a_partner_goes_through_the_portal_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let clock = InsecureManualClock::new(Timestamp::from_unix_seconds(1_800_000_000).unwrap());
     let options = Options {
+        database: None,
         proxies: TrustedProxies::none(),
         demo_per_mille: 10,
         bound_cookie: Duration::from_secs(300),

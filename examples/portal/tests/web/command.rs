@@ -71,7 +71,9 @@ async fn the_portal_starts_with_its_demo_data_and_prints_the_accounts() {
     portal.kill().await.unwrap();
 
     // 50,000 fictitious job-seekers over the three organisations.
-    let db = PortalDb::open(&dir.path().join("portal.db")).await.unwrap();
+    let db = PortalDb::open(&PortalDb::sqlite_url(&dir.path().join("portal.db")))
+        .await
+        .unwrap();
     let mut total = 0;
     for (org, _, count) in ORGS {
         let (_, found) = db.seekers(org, "", 1, 1).await.unwrap();
@@ -93,6 +95,7 @@ async fn a_first_start_cut_short_is_made_whole_at_the_next() {
     let keys = insecure_key_ring().unwrap();
     let clock = InsecureManualClock::new(Timestamp::from_unix_seconds(1_800_000_000).unwrap());
     let options = || Options {
+        database: None,
         proxies: verrou_axum::TrustedProxies::none(),
         demo_per_mille: 10,
         bound_cookie: Duration::from_secs(300),

@@ -12,6 +12,7 @@ mod api;
 mod command;
 mod exports;
 mod flows;
+mod instances;
 mod operator;
 mod security;
 mod support;

@@ -24,17 +24,20 @@ pub struct Lab {
     pub clock: InsecureManualClock,
     pub accounts: Vec<DemoAccount>,
     keys: verrou::KeyRing,
-    _dir: tempfile::TempDir,
+    database: Option<String>,
+    dir: Arc<tempfile::TempDir>,
 }
 
 async fn open(
     dir: &std::path::Path,
     keys: &verrou::KeyRing,
     clock: &InsecureManualClock,
-    proxies: TrustedProxies,
+    database: Option<String>,
     exports: ExportLimits,
+    proxies: TrustedProxies,
 ) -> Portal {
     let options = Options {
+        database,
         proxies,
         demo_per_mille: 10,
         bound_cookie: Duration::from_secs(300),
@@ -56,10 +59,27 @@ impl Lab {
     }
 
     pub async fn build(proxies: TrustedProxies, exports: ExportLimits) -> Self {
+        Self::on(None, proxies, exports).await
+    }
+
+    /// A portal on `database` (a PostgreSQL URL), or on SQLite files when `None`.
+    pub async fn on(
+        database: Option<String>,
+        proxies: TrustedProxies,
+        exports: ExportLimits,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = InsecureManualClock::new(Timestamp::from_unix_seconds(1_800_000_000).unwrap());
         let keys = insecure_key_ring().unwrap();
-        let portal = open(dir.path(), &keys, &clock, proxies, exports).await;
+        let portal = open(
+            dir.path(),
+            &keys,
+            &clock,
+            database.clone(),
+            exports,
+            proxies,
+        )
+        .await;
         let accounts = portal.db.demo_accounts().await.unwrap();
         // The import used the current step: the apps' next code is the next step's.
         clock.advance(Duration::from_secs(30));
@@ -68,14 +88,37 @@ impl Lab {
             clock,
             accounts,
             keys,
-            _dir: dir,
+            database,
+            dir: Arc::new(dir),
         }
     }
 
-    /// A second instance of the portal on the same files (and clock).
+    /// A second instance of the portal on the same database (and clock, and configuration
+    /// directory: the CSRF key every instance shares).
     pub async fn second_instance(&self) -> Portal {
-        let (proxies, exports) = (TrustedProxies::none(), self.portal.exports);
-        open(self._dir.path(), &self.keys, &self.clock, proxies, exports).await
+        let (database, exports) = (self.database.clone(), self.portal.exports);
+        let proxies = TrustedProxies::none();
+        open(
+            self.dir.path(),
+            &self.keys,
+            &self.clock,
+            database,
+            exports,
+            proxies,
+        )
+        .await
+    }
+
+    /// The second instance as a lab of its own, sharing everything else.
+    pub async fn twin(&self) -> Lab {
+        Lab {
+            portal: self.second_instance().await,
+            clock: self.clock.clone(),
+            accounts: self.accounts.clone(),
+            keys: self.keys.clone(),
+            database: self.database.clone(),
+            dir: self.dir.clone(),
+        }
     }
 
     pub fn app(&self) -> Router {
