@@ -23,7 +23,7 @@
 use std::process::ExitCode;
 
 use verrou::session::RevocationScope;
-use verrou::store::KeyRotation;
+use verrou::store::{AnyStore, KeyRotation};
 use verrou::{
     ClientContext, Clock, KeyId, KeyRing, OrgId, SessionId, SystemClock, Timestamp, UserId, Verrou,
     VerrouConfig, KEYS_ENV,
@@ -147,37 +147,32 @@ async fn run(command: Command, keys: Option<KeyRing>) -> Result<(), Failure> {
     };
     let url = std::env::var("VERROU_STORE")
         .map_err(|_| Failure::Usage(format!("VERROU_STORE is not set\n{USAGE}")))?;
-    if let Some(path) = url.strip_prefix("sqlite:") {
-        let store = verrou::store::SqliteStore::open(path, keys).await?;
-        let result = on_store(store.clone(), command).await;
-        store.close().await;
-        return result;
-    }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return postgres(&url, keys, command).await;
-    }
-    Err(Failure::Usage(format!(
-        "VERROU_STORE must start with sqlite: or postgres://\n{USAGE}"
-    )))
-}
-
-#[cfg(feature = "postgres")]
-async fn postgres(url: &str, keys: KeyRing, command: Command) -> Result<(), Failure> {
-    use verrou::store::PostgresStore;
-    let store = match std::env::var("VERROU_PG_SCHEMA") {
-        Ok(schema) => PostgresStore::connect_in_schema(url, &schema, keys).await?,
-        Err(_) => PostgresStore::connect(url, keys).await?,
-    };
+    let store = open(&url, keys).await?;
     let result = on_store(store.clone(), command).await;
     store.close().await;
     result
 }
 
-#[cfg(not(feature = "postgres"))]
-async fn postgres(_: &str, _: KeyRing, _: Command) -> Result<(), Failure> {
-    Err(Failure::Usage(
-        "this verrou-admin was built without the postgres feature".into(),
-    ))
+/// The store `url` names; on PostgreSQL in `VERROU_PG_SCHEMA` when that is set.
+async fn open(url: &str, keys: KeyRing) -> Result<AnyStore, Failure> {
+    let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    if !url.starts_with("sqlite:") && !postgres {
+        return Err(Failure::Usage(format!(
+            "VERROU_STORE must start with sqlite: or postgres://\n{USAGE}"
+        )));
+    }
+    #[cfg(feature = "postgres")]
+    if let (true, Ok(schema)) = (postgres, std::env::var("VERROU_PG_SCHEMA")) {
+        let store = verrou::store::PostgresStore::connect_in_schema(url, &schema, keys).await?;
+        return Ok(AnyStore::Postgres(store));
+    }
+    #[cfg(not(feature = "postgres"))]
+    if postgres {
+        return Err(Failure::Usage(
+            "this verrou-admin was built without the postgres feature".into(),
+        ));
+    }
+    Ok(AnyStore::open(url, keys).await?)
 }
 
 async fn on_store<S: KeyRotation>(store: S, command: Command) -> Result<(), Failure> {

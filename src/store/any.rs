@@ -53,6 +53,18 @@ impl AnyStore {
     }
 }
 
+impl AnyStore {
+    /// Closes the backend's connections (see [`SqliteStore::close`](super::SqlStore::close)).
+    pub async fn close(&self) {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.close().await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.close().await,
+        }
+    }
+}
+
 impl Store for AnyStore {
     async fn put_pending_totp(
         &self,
