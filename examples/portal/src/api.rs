@@ -179,14 +179,23 @@ async fn sign_in(
     Client(ctx): Client,
     ApiJson(body): ApiJson<SignInBody>,
 ) -> Result<Response, ApiError> {
+    if let Some(wait) = crate::passwords::refused(&portal, &body.login, &ctx).await? {
+        return Err(ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "throttled",
+            retry_after: Some(u64::try_from(wait).unwrap_or(1)),
+        });
+    }
     let Some(staff) = portal
         .db
         .check_password(&body.login, &body.password)
         .await?
     else {
+        crate::passwords::failed(&portal, &body.login, &ctx).await?;
         tracing::info!("API sign-in refused");
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "sign_in_refused"));
     };
+    crate::passwords::succeeded(&portal, &staff.login).await?;
     let user = UserId::new(&staff.login)?;
     let org = staff.org.as_deref().map(OrgId::new).transpose()?;
     let session = portal

@@ -115,6 +115,11 @@ CREATE TABLE IF NOT EXISTS portal_audit (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_cap_alert_a_day ON portal_audit (org, day)
     WHERE kind = 'export_cap_alert';
+CREATE TABLE IF NOT EXISTS password_failures (
+    key TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS password_failures_by_key ON password_failures (key, at);
 CREATE TABLE IF NOT EXISTS demo_accounts (
     login TEXT PRIMARY KEY,
     password TEXT NOT NULL,
@@ -164,6 +169,11 @@ CREATE TABLE IF NOT EXISTS portal_audit (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_cap_alert_a_day ON portal_audit (org, day)
     WHERE kind = 'export_cap_alert';
+CREATE TABLE IF NOT EXISTS password_failures (
+    key TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS password_failures_by_key ON password_failures (key, at);
 CREATE TABLE IF NOT EXISTS demo_accounts (
     login TEXT PRIMARY KEY,
     password TEXT NOT NULL,
@@ -208,6 +218,7 @@ impl PortalDb {
     pub async fn clear_demo(&self) -> Result<(), DataError> {
         sqlx::raw_sql(
             "DELETE FROM demo_accounts; DELETE FROM exports; DELETE FROM portal_audit; \
+             DELETE FROM password_failures; \
              DELETE FROM staff; DELETE FROM job_seekers; DELETE FROM orgs;",
         )
         .execute(&self.pool)
@@ -423,6 +434,56 @@ impl PortalDb {
         rows.iter()
             .map(|row| Ok((row.try_get("login")?, row.try_get("org")?)))
             .collect()
+    }
+}
+
+impl PortalDb {
+    /// How many failed sign-ins `key` (a login or an address) had after `since`, and the
+    /// oldest of them.
+    pub async fn password_failures(
+        &self,
+        key: &str,
+        since: i64,
+    ) -> Result<(i64, Option<i64>), DataError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM password_failures \
+             WHERE key = $1 AND at > $2",
+        )
+        .bind(key)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("oldest")?))
+    }
+
+    /// Counts a failed sign-in against each of `keys`, and forgets those older than `forget`.
+    pub async fn record_password_failure(
+        &self,
+        keys: &[&str],
+        at: i64,
+        forget: i64,
+    ) -> Result<(), DataError> {
+        for key in keys {
+            sqlx::query("INSERT INTO password_failures (key, at) VALUES ($1, $2)")
+                .bind(*key)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+        }
+        sqlx::query("DELETE FROM password_failures WHERE at < $1")
+            .bind(forget)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets `key`'s failures (after a correct password).
+    pub async fn clear_password_failures(&self, key: &str) -> Result<(), DataError> {
+        sqlx::query("DELETE FROM password_failures WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
 

@@ -12,6 +12,7 @@ pub mod app;
 pub mod data;
 pub mod demo;
 pub mod pages;
+pub mod passwords;
 pub mod security;
 pub mod time;
 pub mod tls;

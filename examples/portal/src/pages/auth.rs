@@ -131,11 +131,28 @@ pub async fn sign_in(
     Checked(form): Checked<SignInForm>,
 ) -> Result<Response, PortalError> {
     let next = next_of(form.next.as_deref());
+    if let Some(wait) = crate::passwords::refused(&portal, &form.login, &ctx).await? {
+        tracing::info!("sign-in throttled");
+        let message = format!(
+            "Too many sign-in attempts. Wait {} minutes and try again.",
+            (wait + 59) / 60
+        );
+        let page = render(&SignIn {
+            csrf: &csrf,
+            error: Some(&message),
+            next,
+        });
+        let mut page = with_status(StatusCode::TOO_MANY_REQUESTS, page);
+        page.headers_mut()
+            .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(wait));
+        return Ok(page);
+    }
     let Some(staff) = portal
         .db
         .check_password(&form.login, &form.password)
         .await?
     else {
+        crate::passwords::failed(&portal, &form.login, &ctx).await?;
         tracing::info!("sign-in refused");
         let page = render(&SignIn {
             csrf: &csrf,
@@ -144,6 +161,7 @@ pub async fn sign_in(
         });
         return Ok(with_status(StatusCode::UNAUTHORIZED, page));
     };
+    crate::passwords::succeeded(&portal, &staff.login).await?;
     let user = UserId::new(&staff.login)?;
     let org = staff.org.as_deref().map(OrgId::new).transpose()?;
     let session = portal

@@ -245,3 +245,50 @@ async fn a_locked_account_reads_like_a_wrong_code() {
     let strip = |html: &str| html.replace(&csrf_in(html).unwrap(), "");
     assert_eq!(strip(&page), strip(&wrong_page));
 }
+
+#[tokio::test]
+async fn password_guessing_is_throttled_per_login_whether_it_exists_or_not() {
+    let lab = Lab::new().await;
+    for login in ["marie", "nobody-here"] {
+        let mut statuses = Vec::new();
+        for _ in 0..verrou_portal::passwords::PER_LOGIN + 1 {
+            let mut browser = Browser::default();
+            statuses.push(browser.sign_in(&lab, login, "guess").await.status());
+        }
+        let last = *statuses.last().unwrap();
+        assert_eq!(last, StatusCode::TOO_MANY_REQUESTS, "{login}: {statuses:?}");
+        assert!(statuses[..statuses.len() - 1]
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED));
+    }
+    // Even the right password waits out the window, then works, and resets the count.
+    let password = lab.account("marie").password.clone();
+    let mut browser = Browser::default();
+    let refused = browser.sign_in(&lab, "marie", &password).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key(header::RETRY_AFTER));
+    lab.clock.advance(verrou_portal::passwords::WINDOW);
+    let signed_in = browser.sign_in(&lab, "marie", &password).await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn password_guessing_from_one_address_is_throttled_across_logins() {
+    let lab = Lab::new().await;
+    let mut last = StatusCode::OK;
+    for n in 0..verrou_portal::passwords::PER_ADDRESS + 1 {
+        let mut browser = Browser::default();
+        last = browser
+            .sign_in(&lab, &format!("user-{n}"), "guess")
+            .await
+            .status();
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    // From another address, the same logins are still only wrong.
+    let mut elsewhere = Browser {
+        peer: Some("203.0.113.50:1000".into()),
+        ..Browser::default()
+    };
+    let response = elsewhere.sign_in(&lab, "user-1", "guess").await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}

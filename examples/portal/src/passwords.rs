@@ -1,0 +1,72 @@
+//! Password guessing at sign-in, throttled: verrou throttles the second factor; the password
+//! before it needs its own limit, or the sign-in form is an argon2-speed oracle (and a way to
+//! keep the server's CPU busy). Failures are counted per login (known or not, so the limit says
+//! nothing about which logins exist) and per client address, over a sliding window, in the
+//! shared database (every instance counts together).
+
+use std::time::Duration;
+
+use verrou::{ClientContext, Clock};
+
+use crate::app::Portal;
+use crate::security::PortalError;
+
+/// The window failures are counted over.
+pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Failed passwords allowed per login in the window.
+pub const PER_LOGIN: i64 = 10;
+/// Failed passwords allowed per client address in the window (an office behind one address
+/// shares it).
+pub const PER_ADDRESS: i64 = 50;
+
+fn keys(login: &str, ctx: &ClientContext) -> (String, Option<String>) {
+    let login = format!("login:{}", login.to_lowercase());
+    (login, ctx.addr().map(|addr| format!("addr:{addr}")))
+}
+
+fn now(portal: &Portal) -> Result<i64, PortalError> {
+    Ok(i64::try_from(portal.verrou.clock().now()?.unix_seconds()).unwrap_or(i64::MAX))
+}
+
+/// `Some(seconds to wait)` when this login or address has failed too often lately.
+pub async fn refused(
+    portal: &Portal,
+    login: &str,
+    ctx: &ClientContext,
+) -> Result<Option<i64>, PortalError> {
+    let now = now(portal)?;
+    let window = i64::try_from(WINDOW.as_secs()).unwrap_or(i64::MAX);
+    let (login_key, addr_key) = keys(login, ctx);
+    let mut wait = None;
+    let limits = [(Some(login_key), PER_LOGIN), (addr_key, PER_ADDRESS)];
+    for (key, limit) in limits {
+        let Some(key) = key else { continue };
+        let (failures, oldest) = portal.db.password_failures(&key, now - window).await?;
+        if failures >= limit {
+            let until = oldest.map_or(window, |oldest| oldest + window - now).max(1);
+            wait = Some(wait.map_or(until, |wait: i64| wait.max(until)));
+        }
+    }
+    Ok(wait)
+}
+
+/// Counts a wrong password (or an unknown login).
+pub async fn failed(portal: &Portal, login: &str, ctx: &ClientContext) -> Result<(), PortalError> {
+    let now = now(portal)?;
+    let window = i64::try_from(WINDOW.as_secs()).unwrap_or(i64::MAX);
+    let (login_key, addr_key) = keys(login, ctx);
+    let mut keys = vec![login_key.as_str()];
+    keys.extend(addr_key.as_deref());
+    portal
+        .db
+        .record_password_failure(&keys, now, now - window)
+        .await?;
+    Ok(())
+}
+
+/// A correct password: the login's count starts again (the address's stays).
+pub async fn succeeded(portal: &Portal, login: &str) -> Result<(), PortalError> {
+    let (login_key, _) = keys(login, &ClientContext::unknown());
+    portal.db.clear_password_failures(&login_key).await?;
+    Ok(())
+}
