@@ -18,11 +18,12 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use verrou::session::RevocationScope;
-use verrou::{ExposeSecret, OrgId, SecondFactorProof, SessionId, UserId};
+use verrou::{ExposeSecret, SecondFactorProof, SessionId};
 use verrou_axum::{Client, LiveSession, Outcome, Refusal, Session, StepUp};
 
 use crate::app::Portal;
 use crate::pages::export::{attachment, run, Exported};
+use crate::passwords::{self, SignIn};
 use crate::security::{PortalError, BODY_LIMIT};
 
 /// The header every state-changing API request carries.
@@ -179,29 +180,20 @@ async fn sign_in(
     Client(ctx): Client,
     ApiJson(body): ApiJson<SignInBody>,
 ) -> Result<Response, ApiError> {
-    if let Some(wait) = crate::passwords::refused(&portal, &body.login, &ctx).await? {
-        return Err(ApiError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            code: "throttled",
-            retry_after: Some(u64::try_from(wait).unwrap_or(1)),
-        });
-    }
-    let Some(staff) = portal
-        .db
-        .check_password(&body.login, &body.password)
-        .await?
-    else {
-        crate::passwords::failed(&portal, &body.login, &ctx).await?;
-        tracing::info!("API sign-in refused");
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "sign_in_refused"));
-    };
-    crate::passwords::succeeded(&portal, &staff.login).await?;
-    let user = UserId::new(&staff.login)?;
-    let org = staff.org.as_deref().map(OrgId::new).transpose()?;
-    let session = portal
-        .verrou
-        .create_session(&user, org.as_ref(), &ctx)
-        .await?;
+    let (user, session) =
+        match passwords::sign_in(&portal, &body.login, &body.password, &ctx).await? {
+            SignIn::Session { user, session } => (user, session),
+            SignIn::Refused => {
+                return Err(ApiError::new(StatusCode::UNAUTHORIZED, "sign_in_refused"));
+            }
+            SignIn::Throttled { wait } => {
+                return Err(ApiError {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    code: "throttled",
+                    retry_after: Some(u64::try_from(wait).unwrap_or(1)),
+                });
+            }
+        };
     let next = if portal.verrou.has_active_totp(&user).await? {
         "second_factor"
     } else {

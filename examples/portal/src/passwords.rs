@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use verrou::{ClientContext, Clock};
+use verrou::{ClientContext, Clock, NewSession, OrgId, UserId};
 
 use crate::app::Portal;
 use crate::security::PortalError;
@@ -69,4 +69,42 @@ pub async fn succeeded(portal: &Portal, login: &str) -> Result<(), PortalError> 
     let (login_key, _) = keys(login, &ClientContext::unknown());
     portal.db.clear_password_failures(&login_key).await?;
     Ok(())
+}
+
+/// What a password sign-in comes to.
+#[derive(Debug)]
+pub enum SignIn {
+    /// Too many failures for this login or address lately: retry after this many seconds.
+    Throttled { wait: i64 },
+    /// Unknown login or wrong password (one answer for both), counted.
+    Refused,
+    /// A password-only session for `user`.
+    Session { user: UserId, session: NewSession },
+}
+
+/// The password step, for the sign-in page and the API alike: the throttle first, then the
+/// password (a failure counted, a success clearing the login's count), then the session.
+pub async fn sign_in(
+    portal: &Portal,
+    login: &str,
+    password: &str,
+    ctx: &ClientContext,
+) -> Result<SignIn, PortalError> {
+    if let Some(wait) = refused(portal, login, ctx).await? {
+        tracing::info!("sign-in throttled");
+        return Ok(SignIn::Throttled { wait });
+    }
+    let Some(staff) = portal.db.check_password(login, password).await? else {
+        failed(portal, login, ctx).await?;
+        tracing::info!("sign-in refused");
+        return Ok(SignIn::Refused);
+    };
+    succeeded(portal, &staff.login).await?;
+    let user = UserId::new(&staff.login)?;
+    let org = staff.org.as_deref().map(OrgId::new).transpose()?;
+    let session = portal
+        .verrou
+        .create_session(&user, org.as_ref(), ctx)
+        .await?;
+    Ok(SignIn::Session { user, session })
 }

@@ -12,7 +12,7 @@ use verrou::{AuditKind, ExposeSecret, SecondFactorMethod, SessionId};
 use verrou_axum::{Outcome, Refusal, Session, StepUp};
 
 use super::auth::{CodeForm, Empty, Enrol};
-use super::{render, see_other, with_status, Nav};
+use super::{render, see_other, url_encode, with_status, Nav};
 use crate::app::Portal;
 use crate::security::{Checked, Csrf, PortalError};
 
@@ -103,9 +103,7 @@ pub async fn new_recovery_codes(
     let text = format!("Partner portal recovery codes\n\n{}\n", codes.join("\n"));
     let download = format!(
         "data:text/plain;charset=utf-8,{}",
-        serde_urlencoded::to_string([("", text.as_str())])
-            .map(|pair| pair.trim_start_matches('=').replace('+', "%20"))
-            .unwrap_or_default()
+        url_encode(&text).replace('+', "%20")
     );
     Ok(render(&Codes {
         nav: portal.nav(&session.user, &csrf).await?,

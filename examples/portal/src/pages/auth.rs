@@ -2,16 +2,17 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse, Response};
 use serde::Deserialize;
 use verrou::session::cookie::{clear_cookie, BOUND_COOKIE, SESSION_COOKIE};
-use verrou::{ExposeSecret, OrgId, SecondFactorProof, UserId};
+use verrou::{ExposeSecret, SecondFactorProof};
 use verrou_axum::{local_next, Client, LiveSession, Outcome, Refusal, Session};
 
-use super::{render, see_other, with_status};
+use super::{render, see_other, url_encode, with_status};
 use crate::app::Portal;
 use crate::data::Role;
+use crate::passwords::{sign_in as sign_in_with_password, SignIn};
 use crate::security::{Checked, Csrf, PortalError};
 
 /// One message for a wrong password and an unknown login.
@@ -21,7 +22,7 @@ pub const CODE_REFUSED: &str = "That code was not accepted.";
 
 #[derive(Template)]
 #[template(path = "sign_in.html")]
-struct SignIn<'a> {
+struct SignInPage<'a> {
     csrf: &'a str,
     error: Option<&'a str>,
     next: &'a str,
@@ -101,12 +102,6 @@ fn next_of(next: Option<&str>) -> &str {
     next.and_then(local_next).unwrap_or("/")
 }
 
-fn encode(text: &str) -> String {
-    serde_urlencoded::to_string([("", text)])
-        .map(|pair| pair.trim_start_matches('=').to_owned())
-        .unwrap_or_default()
-}
-
 pub async fn home(State(portal): State<Portal>, session: Session) -> Result<Response, PortalError> {
     let staff = portal.db.staff(session.user.as_str()).await?;
     Ok(match staff.map(|staff| staff.role) {
@@ -117,7 +112,7 @@ pub async fn home(State(portal): State<Portal>, session: Session) -> Result<Resp
 
 pub async fn sign_in_page(Csrf(csrf): Csrf, Query(query): Query<NextQuery>) -> Response {
     let next = next_of(query.next.as_deref());
-    render(&SignIn {
+    render(&SignInPage {
         csrf: &csrf,
         error: None,
         next,
@@ -131,46 +126,33 @@ pub async fn sign_in(
     Checked(form): Checked<SignInForm>,
 ) -> Result<Response, PortalError> {
     let next = next_of(form.next.as_deref());
-    if let Some(wait) = crate::passwords::refused(&portal, &form.login, &ctx).await? {
-        tracing::info!("sign-in throttled");
-        let message = format!(
-            "Too many sign-in attempts. Wait {} minutes and try again.",
-            (wait + 59) / 60
-        );
-        let page = render(&SignIn {
+    let page = |error: &str| {
+        render(&SignInPage {
             csrf: &csrf,
-            error: Some(&message),
+            error: Some(error),
             next,
-        });
-        let mut page = with_status(StatusCode::TOO_MANY_REQUESTS, page);
-        page.headers_mut()
-            .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(wait));
-        return Ok(page);
-    }
-    let Some(staff) = portal
-        .db
-        .check_password(&form.login, &form.password)
-        .await?
-    else {
-        crate::passwords::failed(&portal, &form.login, &ctx).await?;
-        tracing::info!("sign-in refused");
-        let page = render(&SignIn {
-            csrf: &csrf,
-            error: Some(SIGN_IN_REFUSED),
-            next,
-        });
-        return Ok(with_status(StatusCode::UNAUTHORIZED, page));
+        })
     };
-    crate::passwords::succeeded(&portal, &staff.login).await?;
-    let user = UserId::new(&staff.login)?;
-    let org = staff.org.as_deref().map(OrgId::new).transpose()?;
-    let session = portal
-        .verrou
-        .create_session(&user, org.as_ref(), &ctx)
-        .await?;
-    let location = format!("/second-factor?next={}", encode(next));
-    let cookie = [(header::SET_COOKIE, session.set_cookie_header())];
-    Ok((cookie, see_other(&location)).into_response())
+    Ok(
+        match sign_in_with_password(&portal, &form.login, &form.password, &ctx).await? {
+            SignIn::Session { session, .. } => {
+                let location = format!("/second-factor?next={}", url_encode(next));
+                let cookie = [(header::SET_COOKIE, session.set_cookie_header())];
+                (cookie, see_other(&location)).into_response()
+            }
+            SignIn::Refused => with_status(StatusCode::UNAUTHORIZED, page(SIGN_IN_REFUSED)),
+            SignIn::Throttled { wait } => {
+                let minutes = (wait + 59) / 60;
+                let message =
+                    format!("Too many sign-in attempts. Wait {minutes} minutes and try again.");
+                let mut refused = with_status(StatusCode::TOO_MANY_REQUESTS, page(&message));
+                refused
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+                refused
+            }
+        },
+    )
 }
 
 pub async fn second_factor_page(
@@ -187,7 +169,7 @@ pub async fn second_factor_page(
         csrf: &csrf,
         error: None,
         next,
-        next_encoded: encode(next),
+        next_encoded: url_encode(next),
         recovery: query.method.as_deref() == Some("recovery"),
     }))
 }
@@ -230,7 +212,7 @@ pub async fn second_factor(
                 csrf: &csrf,
                 error: Some(&message),
                 next,
-                next_encoded: encode(next),
+                next_encoded: url_encode(next),
                 recovery,
             });
             let status = match refusal {

@@ -83,6 +83,13 @@ impl Portal {
     }
 }
 
+/// `text` percent-encoded as a URL query value (`+` for a space).
+pub fn url_encode(text: &str) -> String {
+    serde_urlencoded::to_string([("", text)])
+        .map(|pair| pair.trim_start_matches('=').to_owned())
+        .unwrap_or_default()
+}
+
 /// `303 See Other` to a local path.
 pub fn see_other(path: &str) -> Response {
     Redirect::to(path).into_response()

@@ -6,7 +6,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use verrou_axum::Session;
 
-use super::{render, Nav};
+use super::{render, url_encode, Nav};
 use crate::app::Portal;
 use crate::data::Seeker;
 use crate::security::{Csrf, PortalError};
@@ -68,9 +68,7 @@ pub async fn list(
         csrf: &csrf,
         org: &org_name,
         query,
-        query_encoded: serde_urlencoded::to_string([("", query)])
-            .map(|pair| pair.trim_start_matches('=').to_owned())
-            .unwrap_or_default(),
+        query_encoded: url_encode(query),
         total,
         page,
         pages,
