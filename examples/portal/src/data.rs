@@ -73,8 +73,8 @@ pub struct DemoAccount {
     pub totp_secret: Option<String>,
 }
 
-/// The tables, on SQLite.
-const SQLITE_SCHEMA: &str = "
+/// The tables (written for SQLite; [`postgres_schema`] derives PostgreSQL's).
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orgs (id TEXT PRIMARY KEY, name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS staff (
     login TEXT PRIMARY KEY,
@@ -127,60 +127,6 @@ CREATE TABLE IF NOT EXISTS demo_accounts (
 );
 ";
 
-/// The same tables on PostgreSQL (identity keys, 64-bit integers).
-const POSTGRES_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS orgs (id TEXT PRIMARY KEY, name TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS staff (
-    login TEXT PRIMARY KEY,
-    org TEXT REFERENCES orgs(id),
-    name TEXT NOT NULL,
-    role TEXT NOT NULL CHECK (role IN ('staff', 'operator')),
-    password TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS job_seekers (
-    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    org TEXT NOT NULL REFERENCES orgs(id),
-    name TEXT NOT NULL,
-    email TEXT NOT NULL,
-    phone TEXT NOT NULL,
-    town TEXT NOT NULL,
-    status TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS job_seekers_by_org ON job_seekers (org, name);
-CREATE TABLE IF NOT EXISTS exports (
-    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    org TEXT NOT NULL,
-    login TEXT NOT NULL,
-    session TEXT NOT NULL,
-    at BIGINT NOT NULL,
-    day BIGINT NOT NULL,
-    records BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS exports_by_org_day ON exports (org, day);
-CREATE INDEX IF NOT EXISTS exports_by_session ON exports (session, at);
-CREATE TABLE IF NOT EXISTS portal_audit (
-    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    at BIGINT NOT NULL,
-    login TEXT NOT NULL,
-    org TEXT,
-    kind TEXT NOT NULL,
-    day BIGINT NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS one_cap_alert_a_day ON portal_audit (org, day)
-    WHERE kind = 'export_cap_alert';
-CREATE TABLE IF NOT EXISTS password_failures (
-    key TEXT NOT NULL,
-    at BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS password_failures_by_key ON password_failures (key, at);
-CREATE TABLE IF NOT EXISTS demo_accounts (
-    login TEXT PRIMARY KEY,
-    password TEXT NOT NULL,
-    totp_secret TEXT
-);
-";
-
 /// The portal's database.
 #[derive(Clone, Debug)]
 pub struct PortalDb {
@@ -199,11 +145,13 @@ impl PortalDb {
             .connect(url)
             .await?;
         let schema = if url.starts_with("postgres") {
-            POSTGRES_SCHEMA
+            postgres_schema()
         } else {
-            SQLITE_SCHEMA
+            SCHEMA.to_owned()
         };
-        sqlx::raw_sql(schema).execute(&pool).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(schema))
+            .execute(&pool)
+            .await?;
         let dummy_hash = hash_password("a password nobody has")?;
         Ok(Self { pool, dummy_hash })
     }
@@ -617,6 +565,17 @@ impl PortalDb {
     }
 }
 
+/// [`SCHEMA`] for PostgreSQL: identity keys and 64-bit integers where SQLite's `INTEGER`
+/// already is one.
+fn postgres_schema() -> String {
+    SCHEMA
+        .replace(
+            "id INTEGER PRIMARY KEY",
+            "id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        )
+        .replace(" INTEGER NOT NULL", " BIGINT NOT NULL")
+}
+
 fn staff_from(row: &AnyRow) -> Result<Staff, sqlx::Error> {
     let role: String = row.try_get("role")?;
     Ok(Staff {
@@ -661,4 +620,14 @@ fn verify_password(password: &str, stored: &str) -> bool {
             .verify_password(password.as_bytes(), &hash)
             .is_ok()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_postgres_schema_has_no_sqlite_integer_left() {
+        let schema = super::postgres_schema();
+        assert!(!schema.contains("INTEGER"), "{schema}");
+        assert_eq!(schema.matches("GENERATED ALWAYS AS IDENTITY").count(), 3);
+    }
 }
