@@ -123,20 +123,7 @@ async fn a_reset_factor_sends_the_user_to_enrolment_and_a_lifted_lock_lets_them_
 
     // Lea locks herself out; the operator lifts it.
     let lea = UserId::new("lea").unwrap();
-    for _ in 0..10 {
-        lab.clock.advance(Duration::from_secs(3600));
-        let mut browser = Browser::default();
-        let password = lab.account("lea").password.clone();
-        browser.sign_in(&lab, "lea", &password).await;
-        browser
-            .submit(
-                &lab,
-                "/second-factor",
-                "/second-factor",
-                &[("code", "000000")],
-            )
-            .await;
-    }
+    lab.fail_codes("lea", 10).await;
     let locked = lab.portal.verrou.account_throttle(&lea).await.unwrap();
     assert!(format!("{locked:?}").contains("Locked"), "{locked:?}");
     let mut operator = lab.signed_in("operateur").await;

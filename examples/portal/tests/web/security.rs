@@ -216,31 +216,17 @@ async fn errors_name_no_internal_cause() {
 #[tokio::test]
 async fn a_locked_account_reads_like_a_wrong_code() {
     let lab = Lab::new().await;
-    let password = lab.account("lea").password.clone();
-    let attempt = |code: String| {
-        let password = password.clone();
-        let lab = &lab;
-        async move {
-            let mut browser = Browser::default();
-            browser.sign_in(lab, "lea", &password).await;
-            let response = browser
-                .submit(lab, "/second-factor", "/second-factor", &[("code", &code)])
-                .await;
-            (response.status(), text(response).await)
-        }
-    };
-    let (wrong_status, wrong_page) = attempt("000000".to_owned()).await;
+    let wrong = lab.try_code("lea", "000000").await;
+    let (wrong_status, wrong_page) = (wrong.status(), text(wrong).await);
     assert_eq!(wrong_status, StatusCode::UNAUTHORIZED);
     // Ten failures, an hour apart (past every backoff): the account is locked.
-    for _ in 0..9 {
-        lab.clock.advance(std::time::Duration::from_secs(3600));
-        attempt("000000".to_owned()).await;
-    }
+    lab.fail_codes("lea", 9).await;
     let user = verrou::UserId::new("lea").unwrap();
     let throttle = lab.portal.verrou.account_throttle(&user).await.unwrap();
     assert!(format!("{throttle:?}").contains("Locked"), "{throttle:?}");
     // The right code now: refused, and the page says what a wrong code's says.
-    let (status, page) = attempt(lab.code("lea")).await;
+    let right = lab.try_code("lea", &lab.code("lea")).await;
+    let (status, page) = (right.status(), text(right).await);
     assert_eq!(status, wrong_status);
     let strip = |html: &str| html.replace(&csrf_in(html).unwrap(), "");
     assert_eq!(strip(&page), strip(&wrong_page));

@@ -158,6 +158,26 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// A fresh browser signs in as `login` and sends `code` as the second factor: the answer.
+    pub async fn try_code(&self, login: &str, code: &str) -> Response<Body> {
+        let mut browser = Browser::default();
+        let password = self.account(login).password.clone();
+        browser.sign_in(self, login, &password).await;
+        browser
+            .submit(self, "/second-factor", "/second-factor", &[("code", code)])
+            .await
+    }
+
+    /// `count` wrong codes for `login`, each an hour after the last (past every backoff).
+    pub async fn fail_codes(&self, login: &str, count: usize) {
+        for _ in 0..count {
+            self.clock.advance(Duration::from_secs(3600));
+            self.try_code(login, "000000").await;
+        }
+    }
+}
+
 pub fn code_for(secret: &str, clock: &InsecureManualClock) -> String {
     let secret = TotpSecret::from_base32(secret).unwrap();
     insecure_code_at(&secret, TotpParams::DEFAULT, clock.now().unwrap())
@@ -183,13 +203,18 @@ impl Browser {
         method: &str,
         uri: &str,
     ) -> axum::http::request::Builder {
+        self.own_request(method, uri)
+            .header("sec-fetch-mode", "navigate")
+            .header("sec-fetch-site", site)
+            .header(header::ACCEPT, "text/html")
+    }
+
+    /// A request from this browser's address with its cookies.
+    fn own_request(&self, method: &str, uri: &str) -> axum::http::request::Builder {
         let peer: SocketAddr = self.peer.as_deref().unwrap_or(PEER).parse().unwrap();
         let mut builder = Request::builder()
             .method(method)
             .uri(uri)
-            .header("sec-fetch-mode", "navigate")
-            .header("sec-fetch-site", site)
-            .header(header::ACCEPT, "text/html")
             .extension(ConnectInfo(peer));
         if !self.cookies.is_empty() {
             let jar: Vec<String> = self
@@ -204,20 +229,7 @@ impl Browser {
 
     /// A script's request to the JSON API: marked with `X-Portal-Api`, JSON if `body`.
     pub fn api(&self, method: &str, uri: &str, body: Option<&str>) -> Request<Body> {
-        let peer: SocketAddr = self.peer.as_deref().unwrap_or(PEER).parse().unwrap();
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("x-portal-api", "1")
-            .extension(ConnectInfo(peer));
-        if !self.cookies.is_empty() {
-            let jar: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(n, v)| format!("{n}={v}"))
-                .collect();
-            builder = builder.header(header::COOKIE, jar.join("; "));
-        }
+        let builder = self.own_request(method, uri).header("x-portal-api", "1");
         match body {
             Some(body) => builder
                 .header(header::CONTENT_TYPE, "application/json")
