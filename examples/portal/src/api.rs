@@ -17,7 +17,6 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use verrou::session::RevocationScope;
 use verrou::{ExposeSecret, SecondFactorProof, SessionId};
 use verrou_axum::{Client, LiveSession, Outcome, Refusal, Session, StepUp};
 
@@ -303,8 +302,7 @@ async fn second_factor(
 
 async fn sessions(State(portal): State<Portal>, session: Session) -> Result<Response, ApiError> {
     let mut listed = Vec::new();
-    for active in portal.verrou.user_sessions(&session.user).await? {
-        let binding = portal.verrou.session_binding(active.id).await?;
+    for (active, binding) in portal.bound_sessions(&session.user).await? {
         listed.push(serde_json::json!({
             "id": active.id.to_string(),
             "created_at": active.created_at.unix_seconds(),
@@ -328,15 +326,12 @@ async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     let id =
         SessionId::parse(&id).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found"))?;
-    let own = portal.verrou.user_sessions(&session.user).await?;
-    if !own.iter().any(|active| active.id == id) {
+    if !portal
+        .revoke_own_session(session.active(), id, session.client())
+        .await?
+    {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found"));
     }
-    let scope = RevocationScope::Session(id);
-    portal
-        .verrou
-        .revoke_sessions(&scope, session.client())
-        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

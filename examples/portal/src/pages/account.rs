@@ -203,7 +203,7 @@ pub async fn sessions(
     Query(query): Query<Notice>,
 ) -> Result<Response, PortalError> {
     let verrou = &portal.verrou;
-    let live = verrou.user_sessions(&session.user).await?;
+    let live = portal.bound_sessions(&session.user).await?;
     // Where each session started: the address verrou's audit trail recorded at sign-in.
     let mut address = HashMap::new();
     for event in verrou.audit_trail(Some(&session.user), 2_000).await? {
@@ -211,13 +211,9 @@ pub async fn sessions(
             address.entry(session).or_insert(event.client);
         }
     }
-    let mut binding = HashMap::new();
-    for active in &live {
-        binding.insert(active.id, verrou.session_binding(active.id).await?);
-    }
     let rows = live
         .iter()
-        .map(|active| SessionRow {
+        .map(|(active, binding)| SessionRow {
             id: active.id.to_string(),
             created: portal.ago(active.created_at),
             last_seen: portal.ago(active.last_seen),
@@ -226,7 +222,7 @@ pub async fn sessions(
                 .copied()
                 .flatten()
                 .map_or_else(|| "unknown".to_owned(), |addr| addr.to_string()),
-            binding: match binding.get(&active.id).copied().flatten() {
+            binding: match binding {
                 Some(BindingKind::Dbsc) => "the browser's DBSC key",
                 Some(BindingKind::WebCrypto) => "a WebCrypto key",
                 _ => "none",
@@ -269,15 +265,12 @@ pub async fn revoke(
 ) -> Result<Response, PortalError> {
     let id = SessionId::parse(&form.session).map_err(|_| PortalError::BadForm)?;
     // Only one of the user's own sessions.
-    let own = portal.verrou.user_sessions(&session.user).await?;
-    if !own.iter().any(|active| active.id == id) {
+    if !portal
+        .revoke_own_session(session.active(), id, session.client())
+        .await?
+    {
         return Err(PortalError::NotFound);
     }
-    let scope = RevocationScope::Session(id);
-    portal
-        .verrou
-        .revoke_sessions(&scope, session.client())
-        .await?;
     Ok(see_other("/sessions?notice=revoked"))
 }
 

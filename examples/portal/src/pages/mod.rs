@@ -9,7 +9,8 @@ pub mod seekers;
 use askama::Template;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use verrou::{Timestamp, UserId};
+use verrou::session::{BindingKind, RevocationScope};
+use verrou::{ActiveSession, ClientContext, SessionId, Timestamp, UserId};
 
 use crate::app::Portal;
 use crate::data::Role;
@@ -67,6 +68,36 @@ impl Portal {
             csrf: csrf.to_owned(),
             script: self.guard.script_tag(),
         }))
+    }
+
+    /// The user's live sessions, each with how it is bound to its device.
+    pub async fn bound_sessions(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<(ActiveSession, Option<BindingKind>)>, PortalError> {
+        let mut sessions = Vec::new();
+        for active in self.verrou.user_sessions(user).await? {
+            let binding = self.verrou.session_binding(active.id).await?;
+            sessions.push((active, binding));
+        }
+        Ok(sessions)
+    }
+
+    /// Ends `id` if it is one of `acting`'s user's own sessions; `false` (and nothing done)
+    /// for any other.
+    pub async fn revoke_own_session(
+        &self,
+        acting: &ActiveSession,
+        id: SessionId,
+        ctx: &ClientContext,
+    ) -> Result<bool, PortalError> {
+        let own = self.verrou.user_sessions(&acting.user).await?;
+        if !own.iter().any(|active| active.id == id) {
+            return Ok(false);
+        }
+        let scope = RevocationScope::Session(id);
+        self.verrou.revoke_sessions(&scope, ctx).await?;
+        Ok(true)
     }
 
     /// How long ago `then` was, for people.
