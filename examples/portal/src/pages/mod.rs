@@ -13,7 +13,7 @@ use verrou::session::{BindingKind, RevocationScope};
 use verrou::{ActiveSession, ClientContext, SessionId, Timestamp, UserId};
 
 use crate::app::Portal;
-use crate::data::Role;
+use crate::data::{Role, Staff};
 use crate::security::PortalError;
 
 /// A template as a response; a template that fails to render is a 500 that says nothing.
@@ -61,13 +61,18 @@ impl Portal {
             .staff(user.as_str())
             .await?
             .ok_or(PortalError::Forbidden)?;
-        Ok(Some(Nav {
+        Ok(self.nav_for(staff, csrf))
+    }
+
+    /// The navigation for `staff`, already read by the page.
+    pub fn nav_for(&self, staff: Staff, csrf: &str) -> Option<Nav> {
+        Some(Nav {
             name: staff.name,
             org: staff.org_name,
             staff: staff.role == Role::Staff,
             csrf: csrf.to_owned(),
             script: self.guard.script_tag(),
-        }))
+        })
     }
 
     /// The user's live sessions, each with how it is bound to its device.

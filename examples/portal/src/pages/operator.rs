@@ -15,7 +15,7 @@ use verrou_axum::{Need, Session, StepUp};
 
 use super::{render, see_other, Nav};
 use crate::app::Portal;
-use crate::data::Role;
+use crate::data::{Role, Staff};
 use crate::security::{Checked, Csrf, PortalError};
 use crate::time::{format_utc, parse_utc};
 
@@ -57,9 +57,10 @@ pub struct Filter {
 }
 
 /// Refuses anyone but an operator.
-async fn operator<N: Need>(portal: &Portal, session: &Session<N>) -> Result<(), PortalError> {
+/// The operator's account; anyone else is refused.
+async fn operator<N: Need>(portal: &Portal, session: &Session<N>) -> Result<Staff, PortalError> {
     match portal.db.staff(session.user.as_str()).await? {
-        Some(staff) if staff.role == Role::Operator => Ok(()),
+        Some(staff) if staff.role == Role::Operator => Ok(staff),
         _ => Err(PortalError::Forbidden),
     }
 }
@@ -70,7 +71,7 @@ pub async fn console(
     Csrf(csrf): Csrf,
     Query(filter): Query<Filter>,
 ) -> Result<Response, PortalError> {
-    operator(&portal, &session).await?;
+    let staff = operator(&portal, &session).await?;
     let orgs = portal.db.orgs().await?;
     let org_of: HashMap<String, String> = portal.db.staff_orgs().await?.into_iter().collect();
     let mut events: Vec<Row> = Vec::new();
@@ -114,7 +115,7 @@ pub async fn console(
         _ => None,
     };
     Ok(render(&Console {
-        nav: portal.nav(&session.user, &csrf).await?,
+        nav: portal.nav_for(staff, &csrf),
         csrf: &csrf,
         notice,
         orgs,

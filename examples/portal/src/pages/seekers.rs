@@ -8,7 +8,7 @@ use verrou_axum::Session;
 
 use super::{render, url_encode, Nav};
 use crate::app::Portal;
-use crate::data::Seeker;
+use crate::data::{Seeker, Staff};
 use crate::security::{Csrf, PortalError};
 
 const PER_PAGE: u32 = 50;
@@ -40,12 +40,16 @@ pub struct Search {
     page: Option<u32>,
 }
 
-/// The account's organisation, id and name; operators have none and see no job-seeker.
-async fn org_of(portal: &Portal, session: &Session) -> Result<(String, String), PortalError> {
+/// The account and its organisation's id and name; operators have none and see no job-seeker.
+async fn staff_of(
+    portal: &Portal,
+    session: &Session,
+) -> Result<(Staff, String, String), PortalError> {
     let staff = portal.db.staff(session.user.as_str()).await?;
-    match staff.and_then(|staff| staff.org.zip(staff.org_name)) {
-        Some(org) => Ok(org),
-        None => Err(PortalError::Forbidden),
+    let staff = staff.ok_or(PortalError::Forbidden)?;
+    match (staff.org.clone(), staff.org_name.clone()) {
+        (Some(org), Some(name)) => Ok((staff, org, name)),
+        _ => Err(PortalError::Forbidden),
     }
 }
 
@@ -55,7 +59,7 @@ pub async fn list(
     Csrf(csrf): Csrf,
     Query(search): Query<Search>,
 ) -> Result<Response, PortalError> {
-    let (org, org_name) = org_of(&portal, &session).await?;
+    let (staff, org, org_name) = staff_of(&portal, &session).await?;
     let query = search.q.unwrap_or_default();
     let query = query.trim();
     let page = search.page.unwrap_or(1).max(1);
@@ -64,7 +68,7 @@ pub async fn list(
         .unwrap_or(u32::MAX)
         .max(1);
     Ok(render(&List {
-        nav: portal.nav(&session.user, &csrf).await?,
+        nav: portal.nav_for(staff, &csrf),
         csrf: &csrf,
         org: &org_name,
         query,
@@ -82,14 +86,14 @@ pub async fn record(
     Csrf(csrf): Csrf,
     Path(id): Path<i64>,
 ) -> Result<Response, PortalError> {
-    let (org, _) = org_of(&portal, &session).await?;
+    let (staff, org, _) = staff_of(&portal, &session).await?;
     let seeker = portal
         .db
         .seeker(&org, id)
         .await?
         .ok_or(PortalError::NotFound)?;
     Ok(render(&Record {
-        nav: portal.nav(&session.user, &csrf).await?,
+        nav: portal.nav_for(staff, &csrf),
         seeker,
     }))
 }
