@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::clock::Timestamp;
 use crate::ids::{FactorId, SessionId, UserId};
 use crate::session::proof::ProofError;
-use crate::session::{BindingKind, RevocationReason, SecondFactorMethod};
+use crate::session::{BindingKind, BoundCookieProblem, RevocationReason, SecondFactorMethod};
 
 /// One audit event.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -162,6 +162,16 @@ pub enum AuditKind {
         /// The session.
         session: SessionId,
     },
+    /// A request of a bound session came without its current bound cookie and was told to
+    /// refresh it with a device proof. Followed by `binding_refreshed` when the browser that
+    /// holds the key was merely late; alone (or with `binding_proof_failed`), it is the trace
+    /// of a copied session cookie replayed from another machine.
+    BoundCookieRefused {
+        /// The session.
+        session: SessionId,
+        /// What was wrong with the bound cookie.
+        problem: BoundCookieProblem,
+    },
     /// A device-binding proof was refused.
     BindingProofFailed {
         /// The session.
@@ -198,6 +208,7 @@ impl AuditKind {
             Self::SessionRevoked { .. } => "session_revoked",
             Self::BindingRegistered { .. } => "binding_registered",
             Self::BindingRefreshed { .. } => "binding_refreshed",
+            Self::BoundCookieRefused { .. } => "bound_cookie_refused",
             Self::BindingProofFailed { .. } => "binding_proof_failed",
         }
     }
@@ -254,6 +265,7 @@ pub(crate) fn trace(at: Timestamp, user: &UserId, client: Option<IpAddr>, kind: 
         | AuditKind::LockEngaged { .. }
         | AuditKind::Throttled { .. }
         | AuditKind::SessionSignalsChanged { .. }
+        | AuditKind::BoundCookieRefused { .. }
         | AuditKind::BindingProofFailed { .. } => {
             tracing::warn!(target: "verrou::audit", kind = name, at, user, client, detail = ?kind);
         }

@@ -12,8 +12,8 @@ use crate::ids::{OrgId, SessionId, UserId};
 use crate::session::cookie::{cookie_value, set_cookie, BOUND_COOKIE, SESSION_COOKIE};
 use crate::session::token::TokenKind;
 use crate::session::{
-    Assurance, BindingMode, Challenge, ExpiryReason, Requirement, RevocationReason,
-    RevocationScope, SessionToken, StepUpReason,
+    Assurance, BindingMode, BoundCookieProblem, Challenge, ExpiryReason, Requirement,
+    RevocationReason, RevocationScope, SessionToken, StepUpReason,
 };
 use crate::store::{BindingRecord, IssuedChallenge, SessionRecord};
 use crate::store::{Elevation, RevocationContext, Store};
@@ -277,8 +277,19 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         let policy = &self.config.sessions;
         if record.assurance == Assurance::SecondFactor && policy.binding != BindingMode::Off {
             let binding = self.store.binding(record.id).await?;
-            if let Some(status) = self.binding_status(&record, binding.as_ref(), cookies, now) {
-                return Ok(status);
+            match self.binding_status(&record, binding.as_ref(), cookies, now) {
+                BindingStatus::Current => {}
+                BindingStatus::Refused(problem) => {
+                    let session = record.id;
+                    let kind = AuditKind::BoundCookieRefused { session, problem };
+                    self.emit(&record.user, ctx, now, kind).await?;
+                    let session = self.active(&record);
+                    return Ok(SessionStatus::RefreshRequired { session });
+                }
+                BindingStatus::Missing => {
+                    let session = self.active(&record);
+                    return Ok(SessionStatus::BindingMissing { session });
+                }
             }
         }
         if now.duration_since(record.last_seen) >= policy.touch_interval {
@@ -346,31 +357,37 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         }
     }
 
-    /// For a second-factor session: `None` if its binding state lets the request through.
+    /// For a second-factor session: whether its binding state lets the request through.
     fn binding_status(
         &self,
         record: &SessionRecord,
         binding: Option<&BindingRecord>,
         cookies: &SessionCookies<'_>,
         now: Timestamp,
-    ) -> Option<SessionStatus> {
+    ) -> BindingStatus {
         if let Some(binding) = binding.filter(|binding| binding.key.is_some()) {
-            let presented = cookies
+            let Some(presented) = cookies
                 .bound
                 .and_then(|value| SessionToken::parse(value).ok())
-                .map(|token| token.hash(TokenKind::Bound));
-            let current = [binding.cookie, binding.previous_cookie]
+                .map(|token| token.hash(TokenKind::Bound))
+            else {
+                return BindingStatus::Refused(BoundCookieProblem::Missing);
+            };
+            let issued = [&binding.cookie, &binding.previous_cookie]
                 .into_iter()
                 .flatten()
-                .any(|issued| Some(issued.hash) == presented && now < issued.expires_at);
-            return (!current).then(|| SessionStatus::RefreshRequired {
-                session: self.active(record),
-            });
+                .find(|issued| issued.hash == presented);
+            return match issued {
+                Some(issued) if now < issued.expires_at => BindingStatus::Current,
+                Some(_) => BindingStatus::Refused(BoundCookieProblem::Expired),
+                None => BindingStatus::Refused(BoundCookieProblem::Unknown),
+            };
         }
-        self.registration_overdue(record, binding, now)
-            .then(|| SessionStatus::BindingMissing {
-                session: self.active(record),
-            })
+        if self.registration_overdue(record, binding, now) {
+            BindingStatus::Missing
+        } else {
+            BindingStatus::Current
+        }
     }
 
     /// Whether an unbound session is past its registration grace (counted from the binding
@@ -586,4 +603,14 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         let idle_before = now.saturating_sub(self.config.sessions.idle_timeout);
         Ok(self.store.purge_expired_sessions(now, idle_before).await?)
     }
+}
+
+/// What a second-factor session's binding state says of a request.
+enum BindingStatus {
+    /// Bound, with a current bound cookie; or unbound within the registration grace.
+    Current,
+    /// Bound, and the request lacks a current bound cookie: refresh it with a device proof.
+    Refused(BoundCookieProblem),
+    /// Unbound past the registration grace.
+    Missing,
 }

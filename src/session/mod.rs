@@ -282,6 +282,26 @@ impl BindingKind {
     pub const ALL: [Self; 2] = [Self::Dbsc, Self::WebCrypto];
 }
 
+/// Why a bound session's request was refused for its bound cookie
+/// ([`AuditKind::BoundCookieRefused`](crate::AuditKind::BoundCookieRefused)). A browser that
+/// holds the device key answers with a refresh; a copied session cookie replayed from
+/// another machine ends here once the bound cookie copied with it expires.
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+#[non_exhaustive]
+pub enum BoundCookieProblem {
+    /// The request carried no bound cookie, or one that is not a token.
+    Missing,
+    /// The bound cookie was issued to this session but has expired.
+    Expired,
+    /// The bound cookie is a token this session never had, or one older than its previous.
+    Unknown,
+}
+
+impl BoundCookieProblem {
+    /// Every reason, for stores that keep them as codes.
+    pub const ALL: [Self; 3] = [Self::Missing, Self::Expired, Self::Unknown];
+}
+
 /// Which sessions to revoke.
 #[derive(Clone, Debug, Eq, PartialEq)]
 #[non_exhaustive]

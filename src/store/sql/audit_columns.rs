@@ -8,7 +8,7 @@ use crate::audit::AuditKind;
 use crate::clock::Timestamp;
 use crate::ids::{FactorId, SessionId};
 use crate::session::proof::ProofError;
-use crate::session::{BindingKind, RevocationReason, SecondFactorMethod};
+use crate::session::{BindingKind, BoundCookieProblem, RevocationReason, SecondFactorMethod};
 
 /// An event's kind as flat columns, for SQL stores: the kind's [`AuditKind::name`], an
 /// optional factor id, and up to two integers whose meaning depends on the kind.
@@ -41,6 +41,10 @@ impl AuditKind {
             Self::BindingProofFailed { session, reason } => {
                 (Some(session), Some(code_of(&ProofError::ALL, &reason)))
             }
+            Self::BoundCookieRefused { session, problem } => (
+                Some(session),
+                Some(code_of(&BoundCookieProblem::ALL, &problem)),
+            ),
             _ => (None, None),
         };
         if session.is_some() {
@@ -157,6 +161,10 @@ impl AuditKind {
             "binding_refreshed" => Self::BindingRefreshed {
                 session: session()?,
             },
+            "bound_cookie_refused" => Self::BoundCookieRefused {
+                session: session()?,
+                problem: from_code(&BoundCookieProblem::ALL, value())?,
+            },
             "binding_proof_failed" => Self::BindingProofFailed {
                 session: session()?,
                 reason: from_code(&ProofError::ALL, value())?,
@@ -244,6 +252,9 @@ mod tests {
         }
         for reason in ProofError::ALL {
             kinds.push(AuditKind::BindingProofFailed { session, reason });
+        }
+        for problem in BoundCookieProblem::ALL {
+            kinds.push(AuditKind::BoundCookieRefused { session, problem });
         }
         for kind in kinds {
             let back = AuditKind::from_columns(kind.name(), &kind.to_columns());

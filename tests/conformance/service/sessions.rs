@@ -5,8 +5,8 @@ use std::time::Duration;
 use verrou::audit::AuditKind;
 use verrou::session::proof::ProofError;
 use verrou::session::{
-    Assurance, BindingKind, BindingMode, ExpiryReason, Requirement, RevocationReason,
-    RevocationScope, SessionPolicy, StepUpReason,
+    Assurance, BindingKind, BindingMode, BoundCookieProblem, ExpiryReason, Requirement,
+    RevocationReason, RevocationScope, SessionPolicy, StepUpReason,
 };
 use verrou::store::Store;
 use verrou::testing::InsecureDevice;
@@ -263,6 +263,35 @@ pub async fn service_stolen_cookies_stop_working_without_the_device<S: Store>(st
     assert_eq!(
         status_for(e.status(&stolen, Requirement::SecondFactor).await),
         ("RefreshRequired", Some(victim.id))
+    );
+    // A bound cookie the session never had (here a well-formed token of another kind) is
+    // refused too.
+    let forged = Browser {
+        session: stolen.session.clone(),
+        bound: Some(stolen.session.clone()),
+        id: stolen.id,
+    };
+    assert_eq!(
+        status_for(e.status(&forged, Requirement::SecondFactor).await),
+        ("RefreshRequired", Some(victim.id))
+    );
+    // Each refusal left a record saying what was wrong with the bound cookie.
+    let trail = e.verrou.audit_trail(Some(&e.user), 50).await.unwrap();
+    let refused: Vec<_> = trail
+        .iter()
+        .filter_map(|event| match event.kind {
+            AuditKind::BoundCookieRefused { session, problem } => Some((session, problem)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (victim.id, BoundCookieProblem::Unknown),
+            (victim.id, BoundCookieProblem::Expired),
+            (victim.id, BoundCookieProblem::Missing),
+        ],
+        "newest first: the forged bound cookie, the expired copy, the cookie alone"
     );
     // The victim's browser signs a refresh and carries on.
     assert!(matches!(
