@@ -109,7 +109,7 @@ pub enum KeyRingError {
 }
 
 /// The name of a key in the ring, stored in every blob it seals.
-#[derive(Clone, Eq, Hash, PartialEq)]
+#[derive(Clone, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct KeyId(Arc<str>);
 
 impl KeyId {

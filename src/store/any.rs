@@ -7,7 +7,7 @@ use super::backend::*;
 use super::PostgresStore;
 #[cfg(feature = "sqlite")]
 use super::SqliteStore;
-use super::{KeyRotation, ResealReport};
+use super::{KeyRotation, ResealReport, SealedSecrets};
 use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
 use crate::error::{StoreError, StoreErrorKind};
@@ -371,6 +371,24 @@ impl KeyRotation for AnyStore {
             Self::Sqlite(store) => store.reseal_stale(limit).await,
             #[cfg(feature = "postgres")]
             Self::Postgres(store) => store.reseal_stale(limit).await,
+        }
+    }
+
+    async fn sealed_secrets(&self) -> Result<SealedSecrets, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.sealed_secrets().await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.sealed_secrets().await,
+        }
+    }
+
+    async fn replace_key_ring(&self, keys: KeyRing) -> Result<(), StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.replace_key_ring(keys).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.replace_key_ring(keys).await,
         }
     }
 }

@@ -29,7 +29,7 @@ mod throttle;
 pub use self::any::AnyStore;
 pub use self::factors::Store;
 pub use self::memory::{MemoryStore, MEMORY_AUDIT_CAPACITY};
-pub use self::rotation::{KeyRotation, ResealReport, UnreadableSecret};
+pub use self::rotation::{KeyRotation, ResealReport, SealedSecrets, UnreadableSecret};
 #[cfg(feature = "postgres")]
 pub use self::sql::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
@@ -57,7 +57,7 @@ pub mod backend {
         BindingRecord, IssuedChallenge, IssuedCookie, PendingTotp, RecoveryCodeRecord,
         SessionRecord, TotpFactor,
     };
-    pub use super::rotation::{KeyRotation, ResealReport, UnreadableSecret};
+    pub use super::rotation::{KeyRotation, ResealReport, SealedSecrets, UnreadableSecret};
     pub use super::sessions::{Elevation, RevocationContext, SessionStore};
     pub use super::throttle::{Reservation, ThrottleKey};
     pub use crate::lockout::{Gate, ThrottleState};

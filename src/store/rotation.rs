@@ -2,8 +2,11 @@
 
 use std::future::Future;
 
+use std::collections::BTreeMap;
+
 use super::Store;
 use crate::error::StoreError;
+use crate::keyring::{KeyId, KeyRing};
 
 /// What one pass of [`KeyRotation::reseal_stale`] did.
 #[derive(Clone, Debug, Default, Eq, PartialEq)]
@@ -36,6 +39,29 @@ pub struct UnreadableSecret {
     pub reason: crate::keyring::KeyRingError,
 }
 
+/// How many stored secrets (pending and active factors) each key seals: the progress of a
+/// rotation, and what a ring must still be able to open.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct SealedSecrets {
+    /// Secrets by the key id their blob names (not authenticated until opened).
+    pub by_key: BTreeMap<KeyId, usize>,
+    /// Blobs too malformed to name a key.
+    pub malformed: usize,
+}
+
+impl SealedSecrets {
+    /// How many secrets are sealed under keys `keys` does not hold (malformed blobs not
+    /// counted): what a ring without those keys could no longer open.
+    pub fn beyond(&self, keys: &KeyRing) -> usize {
+        self.by_key
+            .iter()
+            .filter(|(id, _)| !keys.key_ids().any(|held| held == *id))
+            .map(|(_, count)| count)
+            .sum()
+    }
+}
+
 /// Stores that keep TOTP secrets sealed under a [`KeyRing`](crate::keyring::KeyRing): re-sealing them
 /// under the ring's active key after a rotation.
 ///
@@ -51,6 +77,28 @@ pub trait KeyRotation: Store {
         &self,
         limit: usize,
     ) -> impl Future<Output = Result<ResealReport, StoreError>> + Send;
+
+    /// Counts the stored secrets by the key that seals them (one read of every sealed row, in
+    /// pages).
+    ///
+    /// # Errors
+    /// Store failures.
+    fn sealed_secrets(&self) -> impl Future<Output = Result<SealedSecrets, StoreError>> + Send;
+
+    /// Replaces the key ring this store seals and opens with, for this handle and every
+    /// clone of it, without closing the store or ending a session: how a running portal takes
+    /// the new configuration in each step of a rotation (see the README's "Rotating a key").
+    /// Operations already running finish with the ring they started with.
+    ///
+    /// # Errors
+    /// [`StoreErrorKind::KeyMismatch`](crate::error::StoreErrorKind::KeyMismatch) if `keys` cannot open the store's key check (the same
+    /// check as when the store opens), or if it lacks a key that still seals a stored
+    /// secret (a ring whose old key was removed before the rotation finished: those users
+    /// could no longer sign in); the ring in use is kept. Store failures.
+    fn replace_key_ring(
+        &self,
+        keys: KeyRing,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Re-seals every stored secret under the active key: passes of
     /// [`KeyRotation::reseal_stale`] until one finds nothing stale (at most five passes; a

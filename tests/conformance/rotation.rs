@@ -55,15 +55,14 @@ fn new_only() -> KeyRing {
 
 /// Enrols `n` users (`user-0` …) on `store`, and leaves `pending` more users with a started,
 /// unconfirmed enrolment. Returns the confirmed users and their secrets.
-async fn populate<S: Store>(store: S, n: usize, pending: usize) -> Vec<(UserId, TotpSecret)> {
+async fn populate<S: Store + Clone>(
+    store: S,
+    n: usize,
+    pending: usize,
+) -> Vec<(UserId, TotpSecret)> {
     let clock = InsecureManualClock::new(at(START));
-    let verrou = Verrou::new(store, config()).with_clock(clock);
-    let mut users = Vec::new();
-    for i in 0..n {
-        let who = user(&format!("user-{i}"));
-        let secret = enrol(&verrou, &who).await;
-        users.push((who, secret));
-    }
+    let verrou = Verrou::new(store.clone(), config()).with_clock(clock);
+    let users = populate_more(store, "user", n).await;
     for i in 0..pending {
         start_enrollment(&verrou, &user(&format!("pending-{i}")), "p@example.org").await;
     }
@@ -216,6 +215,67 @@ pub async fn a_foreign_key_ring_is_refused_when_the_store_opens<D: Database>(db:
     assert!(db.try_open(old()).await.is_err());
 }
 
+/// A running store takes each step's key ring without being reopened, for every clone of
+/// it, while users keep verifying: the new key is added (first), the secrets are re-sealed,
+/// the old key is removed. A ring that would leave secrets it cannot open is refused, and the
+/// ring in use is kept.
+pub async fn a_running_store_takes_each_new_key_ring_without_reopening<D: Database>(db: D) {
+    let running = db.open(old()).await;
+    let instance = running.clone(); // another part of the same process, sharing the handle
+    let mut users = populate(running.clone(), 4, 0).await;
+    let counts = running.sealed_secrets().await.unwrap();
+    assert_eq!(counts.by_key.get(&KeyId::new("k1").unwrap()), Some(&4));
+
+    // Step 1: the new key goes first; new enrolments are sealed with it.
+    running.replace_key_ring(rotating()).await.unwrap();
+    users.extend(populate_more(instance.clone(), "late", 2).await);
+    let counts = instance.sealed_secrets().await.unwrap();
+    assert_eq!(
+        (
+            counts.by_key.get(&KeyId::new("k1").unwrap()),
+            counts.by_key.get(&KeyId::new("k2").unwrap()),
+            counts.malformed
+        ),
+        (Some(&4), Some(&2), 0)
+    );
+    all_verify(instance.clone(), &users, START + 600).await;
+
+    // Removing the old key now would strand four users: refused, and nothing changes.
+    let err = running.replace_key_ring(new_only()).await.unwrap_err();
+    assert_eq!(err.kind(), verrou::error::StoreErrorKind::KeyMismatch);
+    assert!(err.to_string().contains("finish the rotation"), "{err}");
+    all_verify(instance.clone(), &users, START + 1_200).await;
+    // So is a ring that does not open the store at all.
+    let err = running
+        .replace_key_ring(ring(&[("k9", 9)]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), verrou::error::StoreErrorKind::KeyMismatch);
+
+    // Step 2: the rotation; step 3: the old key goes.
+    let report = running.rotate_keys().await.unwrap();
+    assert_eq!((report.resealed, report.stale), (4, 0), "{report:?}");
+    running.replace_key_ring(new_only()).await.unwrap();
+    let counts = instance.sealed_secrets().await.unwrap();
+    assert_eq!(counts.by_key.len(), 1);
+    assert_eq!(counts.beyond(&new_only()), 0);
+    all_verify(instance, &users, START + 1_800).await;
+    // The old ring cannot come back: it opens nothing any more.
+    assert!(running.replace_key_ring(old()).await.is_err());
+}
+
+/// Enrols `n` more users named `<prefix>-0` … on `store`.
+async fn populate_more<S: Store>(store: S, prefix: &str, n: usize) -> Vec<(UserId, TotpSecret)> {
+    let verrou = Verrou::new(store, config()).with_clock(InsecureManualClock::new(at(START)));
+    let mut users = Vec::new();
+    for i in 0..n {
+        let who = user(&format!("{prefix}-{i}"));
+        let secret = enrol(&verrou, &who).await;
+        users.push((who, secret));
+    }
+    users
+}
+
 /// Expands to one `#[tokio::test]` per rotation case, each on a fresh database from `$make`.
 macro_rules! rotation_cases {
     ($make:path) => {
@@ -225,6 +285,7 @@ macro_rules! rotation_cases {
             rotation_is_safe_while_verifications_run,
             an_unreadable_secret_is_reported_and_the_rotation_goes_on,
             a_foreign_key_ring_is_refused_when_the_store_opens,
+            a_running_store_takes_each_new_key_ring_without_reopening,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {

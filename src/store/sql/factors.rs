@@ -26,7 +26,7 @@ impl<D: Driver> Store for SqlStore<D> {
         pending: PendingTotp,
     ) -> Result<(), StoreError> {
         let sealed = self
-            .keys
+            .keys()
             .seal(&pending.secret, user, &pending.id)
             .map_err(sealing("seal a TOTP secret"))?;
         Sql::<D>::new(
@@ -420,7 +420,7 @@ impl<D: Driver> SqlStore<D> {
         user: &UserId,
         factor: &FactorId,
     ) -> Result<TotpSecret, StoreError> {
-        self.keys
+        self.keys()
             .open(sealed, user, factor)
             .map_err(sealing("open a stored TOTP secret"))
     }

@@ -30,6 +30,7 @@ pub(crate) mod sqlite;
 mod values;
 
 use std::marker::PhantomData;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Pool, Transaction};
@@ -56,7 +57,11 @@ pub struct SqlStore<D: sqlx::Database> {
     /// queue here, in order, instead of sleeping in SQLite's busy handler while another holds
     /// the database's write lock; on PostgreSQL, which locks rows, the same pool as `pool`.
     writer: Pool<D>,
-    keys: KeyRing,
+    /// Shared by every clone, so a replaced ring ([`KeyRotation::replace_key_ring`]) takes
+    /// effect for all of them.
+    ///
+    /// [`KeyRotation::replace_key_ring`]: crate::store::KeyRotation::replace_key_ring
+    keys: Arc<RwLock<KeyRing>>,
 }
 
 impl<D: sqlx::Database> Clone for SqlStore<D> {
@@ -73,12 +78,22 @@ impl<D: sqlx::Database> std::fmt::Debug for SqlStore<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqlStore")
             .field("database", &D::NAME)
-            .field("keys", &self.keys)
+            .field("keys", &self.keys())
             .finish_non_exhaustive()
     }
 }
 
 impl<D: sqlx::Database> SqlStore<D> {
+    /// The key ring in use now (a cheap clone: the keys are shared).
+    fn keys(&self) -> KeyRing {
+        // A writer never panics while holding the lock (it only swaps a value in), so a
+        // poisoned lock still holds a whole ring.
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Closes every connection; later operations fail.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -92,9 +107,13 @@ impl<D: Driver> SqlStore<D> {
     /// date and the key ring checked against what it holds; the pools are closed if either
     /// fails.
     async fn from_pools(pool: Pool<D>, writer: Pool<D>, keys: KeyRing) -> Result<Self, StoreError> {
-        let store = Self { pool, writer, keys };
+        let store = Self {
+            pool,
+            writer,
+            keys: Arc::new(RwLock::new(keys.clone())),
+        };
         let ready = match store.migrate().await {
-            Ok(()) => store.check_key_ring().await,
+            Ok(()) => store.check_key_ring(&keys).await,
             Err(error) => Err(error),
         };
         if let Err(error) = ready {

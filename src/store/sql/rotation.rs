@@ -3,10 +3,12 @@
 
 use super::driver::{Driver, Fields, Sql};
 use super::values::{factor_id, key_check_value, sealing, user_id};
+use std::sync::PoisonError;
+
 use super::SqlStore;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::keyring::{KeyRing, KeyRingError};
-use crate::store::{KeyRotation, ResealReport, UnreadableSecret};
+use crate::store::{KeyRotation, ResealReport, SealedSecrets, UnreadableSecret};
 
 /// The tables that hold sealed secrets: how to read them in pages in user-id order, and how
 /// to swap one row's sealed blob (compare-and-set on the old blob).
@@ -47,24 +49,20 @@ impl SealedRow {
 
 impl<D: Driver> KeyRotation for SqlStore<D> {
     async fn reseal_stale(&self, limit: usize) -> Result<ResealReport, StoreError> {
-        self.reseal_key_check().await?;
-        let active = self.keys.active_id().clone();
+        let keys = self.keys();
+        self.reseal_key_check(&keys).await?;
+        let active = keys.active_id().clone();
         let mut report = ResealReport::default();
-        for (select, update) in SEALED_TABLES {
+        for (table, (_, update)) in SEALED_TABLES.iter().enumerate() {
             let mut after = String::new();
             loop {
-                let rows = Sql::<D>::new(select, "read sealed secrets")
-                    .text(after.clone())
-                    .int(i64::try_from(PAGE).unwrap_or(i64::MAX))
-                    .fetch_all(&mut *self.connection("read sealed secrets").await?)
-                    .await?;
+                let rows = self.sealed_page(table, &after).await?;
                 for row in &rows {
-                    let row = SealedRow::read(row)?;
                     report.scanned += 1;
                     let resealed = match KeyRing::sealed_with(&row.sealed) {
                         Ok(id) if id == active => None,
                         Ok(_) if report.resealed >= limit => Some(Ok(false)),
-                        Ok(_) => Some(self.reseal_row(update, &row).await?),
+                        Ok(_) => Some(self.reseal_row(&keys, update, row).await?),
                         Err(reason) => Some(Err(reason)),
                     };
                     match resealed {
@@ -86,23 +84,70 @@ impl<D: Driver> KeyRotation for SqlStore<D> {
                             });
                         }
                     }
-                    after = row.user;
                 }
-                if rows.len() < PAGE {
-                    break;
+                match rows.last() {
+                    Some(last) if rows.len() == PAGE => after.clone_from(&last.user),
+                    _ => break,
                 }
             }
         }
         Ok(report)
     }
+
+    async fn sealed_secrets(&self) -> Result<SealedSecrets, StoreError> {
+        let mut counts = SealedSecrets::default();
+        for table in 0..SEALED_TABLES.len() {
+            let mut after = String::new();
+            loop {
+                let rows = self.sealed_page(table, &after).await?;
+                for row in &rows {
+                    match KeyRing::sealed_with(&row.sealed) {
+                        Ok(id) => *counts.by_key.entry(id).or_default() += 1,
+                        Err(_) => counts.malformed += 1,
+                    }
+                }
+                match rows.last() {
+                    Some(last) if rows.len() == PAGE => after.clone_from(&last.user),
+                    _ => break,
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn replace_key_ring(&self, keys: KeyRing) -> Result<(), StoreError> {
+        if self.sealed_secrets().await?.beyond(&keys) > 0 {
+            return Err(StoreError::new(
+                StoreErrorKind::KeyMismatch,
+                "the new key ring lacks a key that still seals stored secrets: finish the \
+                 rotation (rotate-keys) before removing the old key",
+            ));
+        }
+        self.check_key_ring(&keys).await?;
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+        Ok(())
+    }
 }
 
 #[allow(private_bounds, reason = "crate-private helpers; Driver is sealed")]
 impl<D: Driver> SqlStore<D> {
+    /// The page of sealed rows of `SEALED_TABLES[table]` after user id `after`.
+    async fn sealed_page(&self, table: usize, after: &str) -> Result<Vec<SealedRow>, StoreError> {
+        let Some((select, _)) = SEALED_TABLES.get(table) else {
+            return Ok(Vec::new());
+        };
+        let rows = Sql::<D>::new(select, "read sealed secrets")
+            .text(after.to_owned())
+            .int(i64::try_from(PAGE).unwrap_or(i64::MAX))
+            .fetch_all(&mut *self.connection("read sealed secrets").await?)
+            .await?;
+        rows.iter().map(SealedRow::read).collect()
+    }
+
     /// Refuses a key ring that cannot open what the store holds: the key check sealed when
     /// the store was first opened or, in a store from before the check, any active factor's
     /// secret. Writes the key check when there is none yet.
-    pub(super) async fn check_key_ring(&self) -> Result<(), StoreError> {
+    pub(super) async fn check_key_ring(&self, keys: &KeyRing) -> Result<(), StoreError> {
         let mut conn = self.connection("read the key check").await?;
         let conn = &mut *conn;
         // The key check if there is one; in a store from before it, up to 16 active factors,
@@ -130,7 +175,7 @@ impl<D: Driver> SqlStore<D> {
         for row in &rows {
             let row = SealedRow::read(row)?;
             let (user, factor) = (user_id(&row.user)?, factor_id(&row.factor)?);
-            match self.keys.open(&row.sealed, &user, &factor) {
+            match keys.open(&row.sealed, &user, &factor) {
                 Ok(_) => {
                     opened = true;
                     break;
@@ -152,8 +197,7 @@ impl<D: Driver> SqlStore<D> {
         }
         if !checked {
             let (user, factor, secret) = key_check_value()?;
-            let sealed = self
-                .keys
+            let sealed = keys
                 .seal(&secret, &user, &factor)
                 .map_err(sealing("seal the key check"))?;
             Sql::<D>::new(
@@ -172,7 +216,7 @@ impl<D: Driver> SqlStore<D> {
 
     /// Re-seals the key check under the active key (part of a rotation, not counted in its
     /// report). Left as it is if it cannot be opened or changed meanwhile.
-    async fn reseal_key_check(&self) -> Result<(), StoreError> {
+    async fn reseal_key_check(&self, keys: &KeyRing) -> Result<(), StoreError> {
         let row = Sql::<D>::new(
             "SELECT user_id, factor_id, sealed FROM verrou_key_check",
             "read the key check",
@@ -181,13 +225,13 @@ impl<D: Driver> SqlStore<D> {
         .await?;
         let Some(row) = row else { return Ok(()) };
         let row = SealedRow::read(&row)?;
-        if KeyRing::sealed_with(&row.sealed).ok().as_ref() == Some(self.keys.active_id()) {
+        if KeyRing::sealed_with(&row.sealed).ok().as_ref() == Some(keys.active_id()) {
             return Ok(());
         }
         let update = "UPDATE verrou_key_check SET sealed = $4 \
                       WHERE user_id = $1 AND factor_id = $2 AND sealed = $3";
         // A check that does not open is reported when a store opens, not here.
-        let _ = self.reseal_row(update, &row).await?;
+        let _ = self.reseal_row(keys, update, &row).await?;
         Ok(())
     }
 
@@ -196,6 +240,7 @@ impl<D: Driver> SqlStore<D> {
     /// `Ok(Err(reason))` if the blob cannot be opened.
     async fn reseal_row(
         &self,
+        keys: &KeyRing,
         update: &'static str,
         row: &SealedRow,
     ) -> Result<Result<bool, KeyRingError>, StoreError> {
@@ -203,10 +248,9 @@ impl<D: Driver> SqlStore<D> {
         let (Ok(user), Ok(factor)) = (user_id(&row.user), factor_id(&row.factor)) else {
             return Ok(Err(KeyRingError::Authentication));
         };
-        let resealed = self
-            .keys
+        let resealed = keys
             .open(&row.sealed, &user, &factor)
-            .and_then(|secret| self.keys.seal(&secret, &user, &factor));
+            .and_then(|secret| keys.seal(&secret, &user, &factor));
         let resealed = match resealed {
             Ok(resealed) => resealed,
             Err(reason) => return Ok(Err(reason)),
