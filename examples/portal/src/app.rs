@@ -11,10 +11,11 @@ use axum::{middleware, Router};
 use verrou::clock::ClockError;
 use verrou::session::{BindingMode, SessionPolicy};
 use verrou::store::AnyStore;
-use verrou::{Clock, KeyRing, SystemClock, Timestamp, Verrou, VerrouConfig};
+use verrou::{Clock, SystemClock, Timestamp, Verrou, VerrouConfig};
 use verrou_axum::{keep_forms, Guard, Settings, TrustedProxies};
 
 use crate::data::PortalDb;
+use crate::keys::KeySource;
 use crate::pages::{account, auth, export, operator, seekers};
 use crate::security::{self, CsrfKey, BODY_LIMIT};
 
@@ -45,6 +46,8 @@ pub struct Portal {
     pub db: PortalDb,
     pub csrf_key: CsrfKey,
     pub exports: ExportLimits,
+    /// Where the key ring comes from ([`Portal::reload_keys`]).
+    pub keys: KeySource,
 }
 
 impl FromRef<Portal> for Guard {
@@ -98,7 +101,7 @@ impl Portal {
     /// Opens (or creates) the two databases in `dir` and, on first start, the demo data.
     pub async fn open(
         dir: &Path,
-        keys: KeyRing,
+        keys: impl Into<KeySource>,
         clock: PortalClock,
         options: Options,
     ) -> Result<Self, Box<dyn std::error::Error>> {
@@ -109,7 +112,8 @@ impl Portal {
                 PortalDb::sqlite_url(&dir.join("portal.db")),
             ),
         };
-        let store = AnyStore::open(&store_url, keys).await?;
+        let keys = keys.into();
+        let store = AnyStore::open(&store_url, keys.load()?).await?;
         let policy = SessionPolicy::new().with_binding(
             BindingMode::Required {
                 grace: std::time::Duration::from_secs(120),
@@ -132,6 +136,7 @@ impl Portal {
             db,
             csrf_key: CsrfKey::load_or_create(dir)?,
             exports: options.exports,
+            keys,
         })
     }
 

@@ -11,6 +11,7 @@ pub mod api;
 pub mod app;
 pub mod data;
 pub mod demo;
+pub mod keys;
 pub mod pages;
 pub mod passwords;
 pub mod security;

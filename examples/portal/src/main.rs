@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use verrou::{KeyId, KeyRing};
+use verrou::KeyRing;
 use verrou_axum::TrustedProxies;
 use verrou_portal::app::{system_clock, ExportLimits, Options, Portal};
+use verrou_portal::keys::KeySource;
 
 /// A training-provider portal on verrou: passwords, TOTP, recovery codes, device-bound sessions.
 #[derive(Debug, Parser)]
@@ -29,20 +30,48 @@ struct Cli {
     /// DBSC needs); prints the pin to start Chromium with.
     #[arg(long)]
     tls: bool,
+    /// The key file (also `VERROU_KEYS_FILE`; default `verrou-keys` in the data directory).
+    /// `SIGHUP` makes a running portal read it again: the live steps of a key rotation.
+    /// `VERROU_KEYS`, if set, is used instead (and cannot be reloaded).
+    #[arg(long, env = "VERROU_KEYS_FILE")]
+    keys_file: Option<PathBuf>,
 }
 
-/// The key ring sealing TOTP secrets: `VERROU_KEYS` if set, else a key file in the data
-/// directory, created on first start with owner-only permissions.
-fn key_ring(dir: &std::path::Path) -> Result<KeyRing, Box<dyn std::error::Error>> {
+/// The key ring sealing TOTP secrets: `VERROU_KEYS` if set (read once), else the key file
+/// (`--keys-file`, default `verrou-keys` in the data directory, created on first start with
+/// owner-only permissions), which `SIGHUP` re-reads.
+fn key_source(cli: &Cli) -> Result<KeySource, Box<dyn std::error::Error>> {
     if std::env::var_os(verrou::KEYS_ENV).is_some() {
-        return Ok(KeyRing::from_env(verrou::KEYS_ENV)?);
+        return Ok(KeySource::Fixed(KeyRing::from_env(verrou::KEYS_ENV)?));
     }
-    let path = dir.join("verrou-keys");
-    if !path.exists() {
-        let entry = KeyRing::generate_entry(&KeyId::new("demo-1")?)?;
-        verrou_portal::write_private(&path, entry.as_bytes())?;
-    }
-    Ok(KeyRing::from_file(&path)?)
+    let path = cli
+        .keys_file
+        .clone()
+        .unwrap_or_else(|| cli.data.join("verrou-keys"));
+    KeySource::file_created_if_missing(&path)
+}
+
+/// Takes a new key ring in on every `SIGHUP`, printing what happened (key ids only).
+fn reload_keys_on_sighup(portal: Portal) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                eprintln!("SIGHUP will not reload the key ring: {error}");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            match portal.reload_keys().await {
+                Ok(active) => println!("Key ring reloaded: the active key is {active}."),
+                Err(error) => eprintln!("Key ring kept: {error}."),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(portal);
 }
 
 #[tokio::main]
@@ -56,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
     std::fs::create_dir_all(&cli.data)?;
     let proxies = TrustedProxies::new(cli.trusted_proxies.iter().map(String::as_str))?;
-    let keys = key_ring(&cli.data)?;
+    let keys = key_source(&cli)?;
     let options = Options {
         proxies,
         database: cli.database.clone(),
@@ -80,6 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             account.login, account.org, account.password
         );
     }
+    reload_keys_on_sighup(portal.clone());
     let service = portal
         .router()
         .into_make_service_with_connect_info::<SocketAddr>();

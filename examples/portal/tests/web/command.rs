@@ -68,6 +68,32 @@ async fn the_portal_starts_with_its_demo_data_and_prints_the_accounts() {
     stream.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("<h1>Sign in</h1>"));
+
+    // SIGHUP re-reads the key file: a new key first, the old one kept (a rotation's step 1).
+    #[cfg(unix)]
+    {
+        let path = dir.path().join("verrou-keys");
+        let old = std::fs::read_to_string(&path).unwrap();
+        let new = verrou::KeyRing::generate_entry(&verrou::KeyId::new("demo-2").unwrap()).unwrap();
+        std::fs::write(&path, format!("{}\n{}", &*new, old.trim())).unwrap();
+        let pid = portal.id().unwrap().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let reloaded = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.starts_with("Key ring") {
+                    return line;
+                }
+            }
+            panic!("the portal ended after SIGHUP");
+        })
+        .await
+        .expect("nothing printed after SIGHUP");
+        assert_eq!(reloaded, "Key ring reloaded: the active key is demo-2.");
+    }
     portal.kill().await.unwrap();
 
     // 50,000 fictitious job-seekers over the three organisations.

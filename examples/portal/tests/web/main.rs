@@ -13,6 +13,7 @@ mod command;
 mod exports;
 mod flows;
 mod instances;
+mod keys;
 mod operator;
 mod security;
 mod support;

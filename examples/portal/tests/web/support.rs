@@ -11,11 +11,12 @@ use axum::http::{header, Request, Response, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use verrou::testing::{insecure_code_at, insecure_key_ring, InsecureManualClock};
+use verrou::testing::{insecure_code_at, InsecureManualClock};
 use verrou::{Clock, Timestamp, TotpParams, TotpSecret};
 use verrou_axum::TrustedProxies;
 use verrou_portal::app::{ExportLimits, Options, Portal, PortalClock};
 use verrou_portal::data::DemoAccount;
+use verrou_portal::keys::KeySource;
 
 pub const PEER: &str = "198.51.100.20:50000";
 
@@ -23,14 +24,14 @@ pub struct Lab {
     pub portal: Portal,
     pub clock: InsecureManualClock,
     pub accounts: Vec<DemoAccount>,
-    keys: verrou::KeyRing,
+    keys: KeySource,
     database: Option<String>,
     dir: Arc<tempfile::TempDir>,
 }
 
 async fn open(
     dir: &std::path::Path,
-    keys: &verrou::KeyRing,
+    keys: &KeySource,
     clock: &InsecureManualClock,
     database: Option<String>,
     exports: ExportLimits,
@@ -70,7 +71,9 @@ impl Lab {
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = InsecureManualClock::new(Timestamp::from_unix_seconds(1_800_000_000).unwrap());
-        let keys = insecure_key_ring().unwrap();
+        // A key file, as the binary keeps it: every instance reads it, and re-reads it on
+        // `reload_keys`.
+        let keys = KeySource::file_created_if_missing(&dir.path().join("verrou-keys")).unwrap();
         let portal = open(
             dir.path(),
             &keys,
@@ -119,6 +122,11 @@ impl Lab {
             database: self.database.clone(),
             dir: self.dir.clone(),
         }
+    }
+
+    /// The instances' key file (owner-only), which `Portal::reload_keys` reads.
+    pub fn key_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("verrou-keys")
     }
 
     pub fn app(&self) -> Router {
