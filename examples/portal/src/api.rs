@@ -9,7 +9,7 @@
 //! which the portal never grants (and `Sec-Fetch-Site`, when present, must be same-origin).
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +22,7 @@ use verrou_axum::{Client, LiveSession, Outcome, Refusal, Session, StepUp};
 
 use crate::app::Portal;
 use crate::pages::export::{attachment, run, Exported};
+use crate::pages::operator::{audit_rows, operator, Action, Done, Filter};
 use crate::passwords::{self, SignIn};
 use crate::security::{PortalError, BODY_LIMIT};
 
@@ -36,6 +37,15 @@ pub fn routes() -> Router<Portal> {
         .route("/sessions", get(sessions))
         .route("/sessions/{id}", delete(revoke))
         .route("/export", post(export))
+        .route("/enrolment", post(start_enrolment))
+        .route("/enrolment/confirm", post(confirm_enrolment))
+        .route("/recovery-codes", post(recovery_codes))
+        .route("/operator/revoke-org", post(operator_revoke_org))
+        .route("/operator/revoke-user", post(operator_revoke_user))
+        .route("/operator/revoke-before", post(operator_revoke_before))
+        .route("/operator/reset-factor", post(operator_reset_factor))
+        .route("/operator/lift-lock", post(operator_lift_lock))
+        .route("/operator/audit", get(operator_audit))
 }
 
 /// An API refusal: a status, a stable code and, for throttling, `Retry-After`.
@@ -266,10 +276,20 @@ async fn second_factor(
             .into_result()
             .map(|accepted| accepted.proof),
     };
-    let proof = proof.map_err(code_refused)?;
+    elevate(&portal, &session, proof.map_err(code_refused)?).await
+}
+
+/// Raises the session with `proof`: the new session cookie, the binding offer (the DBSC header,
+/// and for the fallback script its challenge and endpoints), and the session's id.
+async fn elevate(
+    portal: &Portal,
+    session: &LiveSession,
+    proof: SecondFactorProof,
+) -> Result<Response, ApiError> {
+    let verrou = &portal.verrou;
     let token = session.token().expose_secret();
     let elevated = verrou
-        .record_second_factor(token, proof, ctx)
+        .record_second_factor(token, proof, session.client())
         .await?
         .into_result()
         .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "no_session"))?;
@@ -298,6 +318,89 @@ async fn second_factor(
         }
     }
     Ok(response)
+}
+
+/// A JSON answer.
+fn json(value: &serde_json::Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+/// Starts enrolment for a signed-in user without a factor: the key, as an `otpauth://` URI
+/// for the app, as text to type, and as an SVG QR code. Each call replaces the pending key.
+async fn start_enrolment(
+    State(portal): State<Portal>,
+    session: LiveSession,
+    _: Intent,
+) -> Result<Response, ApiError> {
+    if portal.verrou.has_active_totp(&session.user).await? {
+        return Err(ApiError::new(StatusCode::CONFLICT, "already_enrolled"));
+    }
+    let offer = portal
+        .verrou
+        .start_totp_enrollment(&session.user, session.user.as_str(), session.client())
+        .await?;
+    let qr = offer.qr_svg_inline()?;
+    Ok(json(&serde_json::json!({
+        "otpauth_uri": offer.otpauth_uri().expose_secret(),
+        "secret": offer.secret_base32().expose_secret(),
+        "qr_svg": qr.expose_secret(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolmentBody {
+    code: String,
+}
+
+impl std::fmt::Debug for EnrolmentBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrolmentBody")
+            .field("code", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// Confirms the pending key with a first code from the app: the factor is active and the
+/// session passes the second factor (the same answer as `/api/second-factor`).
+async fn confirm_enrolment(
+    State(portal): State<Portal>,
+    session: LiveSession,
+    ApiJson(body): ApiJson<EnrolmentBody>,
+) -> Result<Response, ApiError> {
+    let outcome = portal
+        .verrou
+        .finish_totp_enrollment(&session.user, &body.code, session.client())
+        .await?;
+    let (_, proof) = outcome.into_result().map_err(code_refused)?;
+    elevate(&portal, &session, proof).await
+}
+
+/// A new set of recovery codes (the previous set stops working), shown once.
+async fn recovery_codes(
+    State(portal): State<Portal>,
+    session: Session<StepUp>,
+    _: Intent,
+) -> Result<Response, ApiError> {
+    let proof = session
+        .step_up_proof()
+        .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "step_up_required"))?;
+    let set = portal
+        .verrou
+        .generate_recovery_codes(proof, session.client())
+        .await?
+        .into_result()
+        .map_err(|refusal| ApiError::new(refusal.status(), refusal.code()))?;
+    let codes: Vec<&str> = set
+        .codes()
+        .iter()
+        .map(|code| code.expose_secret())
+        .collect();
+    Ok(json(&serde_json::json!({ "codes": codes })))
 }
 
 async fn sessions(State(portal): State<Portal>, session: Session) -> Result<Response, ApiError> {
@@ -357,4 +460,94 @@ async fn export(
         Exported::RateLimited { wait } => Err(throttled(wait, "export_rate_limited")),
         Exported::OverCap { wait } => Err(throttled(wait, "export_cap_reached")),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgBody {
+    org: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    login: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeforeBody {
+    /// Unix seconds: sessions created before it end.
+    before: i64,
+}
+
+/// Runs an operator's action and answers with what it did.
+async fn operate(
+    portal: &Portal,
+    session: &Session<StepUp>,
+    action: Result<Action, PortalError>,
+) -> Result<Response, ApiError> {
+    Ok(json(&match action?.run(portal, session).await? {
+        Done::Revoked(ended) => serde_json::json!({ "ended": ended }),
+        Done::Reset(had_factor) => serde_json::json!({ "had_factor": had_factor }),
+        Done::Lifted => serde_json::json!({ "lifted": true }),
+    }))
+}
+
+async fn operator_revoke_org(
+    State(portal): State<Portal>,
+    session: Session<StepUp>,
+    ApiJson(body): ApiJson<OrgBody>,
+) -> Result<Response, ApiError> {
+    operate(&portal, &session, Action::revoke_org(&body.org)).await
+}
+
+async fn operator_revoke_user(
+    State(portal): State<Portal>,
+    session: Session<StepUp>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Response, ApiError> {
+    operate(&portal, &session, Action::revoke_user(&body.login)).await
+}
+
+async fn operator_revoke_before(
+    State(portal): State<Portal>,
+    session: Session<StepUp>,
+    ApiJson(body): ApiJson<BeforeBody>,
+) -> Result<Response, ApiError> {
+    operate(&portal, &session, Action::revoke_before(body.before)).await
+}
+
+async fn operator_reset_factor(
+    State(portal): State<Portal>,
+    session: Session<StepUp>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Response, ApiError> {
+    let action = Action::user(&body.login).map(Action::ResetFactor);
+    operate(&portal, &session, action).await
+}
+
+async fn operator_lift_lock(
+    State(portal): State<Portal>,
+    session: Session<StepUp>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Response, ApiError> {
+    let action = Action::user(&body.login).map(Action::LiftLock);
+    operate(&portal, &session, action).await
+}
+
+/// Both audit trails, filtered as the console filters them (`user`, `org`, `kind`, `from`,
+/// `to` as UTC `YYYY-MM-DDTHH:MM`), newest first, at most 500.
+async fn operator_audit(
+    State(portal): State<Portal>,
+    session: Session,
+    query: Result<Query<Filter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(filter) = query.map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_query"))?;
+    operator(&portal, &session).await?;
+    if !filter.times_parse() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_query"));
+    }
+    let rows = audit_rows(&portal, &filter).await?;
+    Ok(json(&serde_json::json!(rows)))
 }

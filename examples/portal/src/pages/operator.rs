@@ -30,15 +30,6 @@ struct Console<'a> {
     events: Vec<Row>,
 }
 
-struct Row {
-    at: String,
-    user: String,
-    org: String,
-    kind: String,
-    detail: String,
-    unix: i64,
-}
-
 /// The audit filter (every field optional; times are UTC `datetime-local` values).
 #[derive(Debug, Default, Deserialize)]
 pub struct Filter {
@@ -56,23 +47,42 @@ pub struct Filter {
     n: Option<u64>,
 }
 
-/// Refuses anyone but an operator.
+impl Filter {
+    /// Whether each time bound given is a time (the console ignores one that is not; the API
+    /// refuses it).
+    pub(crate) fn times_parse(&self) -> bool {
+        [&self.from, &self.to]
+            .into_iter()
+            .all(|time| time.is_empty() || parse_utc(time).is_some())
+    }
+}
+
 /// The operator's account; anyone else is refused.
-async fn operator<N: Need>(portal: &Portal, session: &Session<N>) -> Result<Staff, PortalError> {
+pub(crate) async fn operator<N: Need>(
+    portal: &Portal,
+    session: &Session<N>,
+) -> Result<Staff, PortalError> {
     match portal.db.staff(session.user.as_str()).await? {
         Some(staff) if staff.role == Role::Operator => Ok(staff),
         _ => Err(PortalError::Forbidden),
     }
 }
 
-pub async fn console(
-    State(portal): State<Portal>,
-    session: Session,
-    Csrf(csrf): Csrf,
-    Query(filter): Query<Filter>,
-) -> Result<Response, PortalError> {
-    let staff = operator(&portal, &session).await?;
-    let orgs = portal.db.orgs().await?;
+/// One audit record as the console and the API show it: verrou's and the portal's trails
+/// together.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Row {
+    pub(crate) at: String,
+    pub(crate) user: String,
+    pub(crate) org: String,
+    pub(crate) kind: String,
+    pub(crate) detail: String,
+    #[serde(rename = "unix")]
+    pub(crate) unix: i64,
+}
+
+/// The newest 500 records of both trails that pass `filter`, newest first.
+pub(crate) async fn audit_rows(portal: &Portal, filter: &Filter) -> Result<Vec<Row>, PortalError> {
     let org_of: HashMap<String, String> = portal.db.staff_orgs().await?.into_iter().collect();
     let mut events: Vec<Row> = Vec::new();
     for event in portal.verrou.audit_trail(None, 5_000).await? {
@@ -107,6 +117,18 @@ pub async fn console(
     });
     events.sort_by_key(|row| std::cmp::Reverse(row.unix));
     events.truncate(500);
+    Ok(events)
+}
+
+pub async fn console(
+    State(portal): State<Portal>,
+    session: Session,
+    Csrf(csrf): Csrf,
+    Query(filter): Query<Filter>,
+) -> Result<Response, PortalError> {
+    let staff = operator(&portal, &session).await?;
+    let orgs = portal.db.orgs().await?;
+    let events = audit_rows(&portal, &filter).await?;
     let notice = match (filter.notice.as_deref(), filter.n) {
         (Some("revoked"), Some(n)) => Some(format!("{n} sessions ended.")),
         (Some("reset"), _) => Some("The factor is reset; the user enrols at next sign-in.".into()),
@@ -124,6 +146,79 @@ pub async fn console(
     }))
 }
 
+/// An operator's action, from the console or the API.
+#[derive(Debug)]
+pub(crate) enum Action {
+    Revoke(RevocationScope),
+    ResetFactor(UserId),
+    LiftLock(UserId),
+}
+
+/// What an action did.
+#[derive(Debug)]
+pub(crate) enum Done {
+    /// Sessions ended.
+    Revoked(usize),
+    /// The factor is reset (`false`: the user had none).
+    Reset(bool),
+    Lifted,
+}
+
+impl Action {
+    pub(crate) fn revoke_org(org: &str) -> Result<Self, PortalError> {
+        let org = OrgId::new(org).map_err(|_| PortalError::BadForm)?;
+        Ok(Self::Revoke(RevocationScope::Org(org)))
+    }
+
+    pub(crate) fn revoke_user(login: &str) -> Result<Self, PortalError> {
+        let user = UserId::new(login).map_err(|_| PortalError::BadForm)?;
+        Ok(Self::Revoke(RevocationScope::User { user, except: None }))
+    }
+
+    pub(crate) fn revoke_before(unix: i64) -> Result<Self, PortalError> {
+        let before = u64::try_from(unix)
+            .ok()
+            .and_then(|unix| Timestamp::from_unix_seconds(unix).ok())
+            .ok_or(PortalError::BadForm)?;
+        Ok(Self::Revoke(RevocationScope::IssuedBefore(before)))
+    }
+
+    pub(crate) fn user(login: &str) -> Result<UserId, PortalError> {
+        UserId::new(login).map_err(|_| PortalError::BadForm)
+    }
+
+    /// Runs the action for the operator signed in on `session` (refused to anyone else; the
+    /// second factor must be fresh, which `Session<StepUp>` has checked).
+    pub(crate) async fn run(
+        self,
+        portal: &Portal,
+        session: &Session<StepUp>,
+    ) -> Result<Done, PortalError> {
+        operator(portal, session).await?;
+        let verrou = &portal.verrou;
+        Ok(match self {
+            Self::Revoke(scope) => {
+                Done::Revoked(verrou.revoke_sessions(&scope, session.client()).await?)
+            }
+            Self::ResetFactor(user) => Done::Reset(verrou.remove_totp_factor(&user).await?),
+            Self::LiftLock(user) => {
+                verrou.lift_lock(&user).await?;
+                Done::Lifted
+            }
+        })
+    }
+}
+
+/// The console after an action: what it did, as a notice.
+fn done_page(done: Done) -> Response {
+    see_other(&match done {
+        Done::Revoked(n) => format!("/operator?notice=revoked&n={n}"),
+        Done::Reset(true) => "/operator?notice=reset".to_owned(),
+        Done::Reset(false) => "/operator?notice=no-factor".to_owned(),
+        Done::Lifted => "/operator?notice=lifted".to_owned(),
+    })
+}
+
 #[derive(Debug, Deserialize)]
 pub struct OrgForm {
     org: String,
@@ -139,26 +234,15 @@ pub struct BeforeForm {
     before: String,
 }
 
-async fn revoke(
-    portal: &Portal,
-    session: &Session<StepUp>,
-    scope: RevocationScope,
-) -> Result<Response, PortalError> {
-    let ended = portal
-        .verrou
-        .revoke_sessions(&scope, session.client())
-        .await?;
-    Ok(see_other(&format!("/operator?notice=revoked&n={ended}")))
-}
-
 pub async fn revoke_org(
     State(portal): State<Portal>,
     session: Session<StepUp>,
     Checked(form): Checked<OrgForm>,
 ) -> Result<Response, PortalError> {
-    operator(&portal, &session).await?;
-    let org = OrgId::new(&form.org).map_err(|_| PortalError::BadForm)?;
-    revoke(&portal, &session, RevocationScope::Org(org)).await
+    let done = Action::revoke_org(&form.org)?
+        .run(&portal, &session)
+        .await?;
+    Ok(done_page(done))
 }
 
 pub async fn revoke_user(
@@ -166,14 +250,10 @@ pub async fn revoke_user(
     session: Session<StepUp>,
     Checked(form): Checked<LoginForm>,
 ) -> Result<Response, PortalError> {
-    operator(&portal, &session).await?;
-    let user = UserId::new(&form.login).map_err(|_| PortalError::BadForm)?;
-    revoke(
-        &portal,
-        &session,
-        RevocationScope::User { user, except: None },
-    )
-    .await
+    let done = Action::revoke_user(&form.login)?
+        .run(&portal, &session)
+        .await?;
+    Ok(done_page(done))
 }
 
 pub async fn revoke_before(
@@ -181,12 +261,11 @@ pub async fn revoke_before(
     session: Session<StepUp>,
     Checked(form): Checked<BeforeForm>,
 ) -> Result<Response, PortalError> {
-    operator(&portal, &session).await?;
-    let before = parse_utc(&form.before)
-        .and_then(|unix| u64::try_from(unix).ok())
-        .and_then(|unix| Timestamp::from_unix_seconds(unix).ok())
-        .ok_or(PortalError::BadForm)?;
-    revoke(&portal, &session, RevocationScope::IssuedBefore(before)).await
+    let before = parse_utc(&form.before).ok_or(PortalError::BadForm)?;
+    let done = Action::revoke_before(before)?
+        .run(&portal, &session)
+        .await?;
+    Ok(done_page(done))
 }
 
 pub async fn reset_factor(
@@ -194,14 +273,8 @@ pub async fn reset_factor(
     session: Session<StepUp>,
     Checked(form): Checked<LoginForm>,
 ) -> Result<Response, PortalError> {
-    operator(&portal, &session).await?;
-    let user = UserId::new(&form.login).map_err(|_| PortalError::BadForm)?;
-    let had = portal.verrou.remove_totp_factor(&user).await?;
-    Ok(see_other(if had {
-        "/operator?notice=reset"
-    } else {
-        "/operator?notice=no-factor"
-    }))
+    let action = Action::ResetFactor(Action::user(&form.login)?);
+    Ok(done_page(action.run(&portal, &session).await?))
 }
 
 pub async fn lift_lock(
@@ -209,8 +282,6 @@ pub async fn lift_lock(
     session: Session<StepUp>,
     Checked(form): Checked<LoginForm>,
 ) -> Result<Response, PortalError> {
-    operator(&portal, &session).await?;
-    let user = UserId::new(&form.login).map_err(|_| PortalError::BadForm)?;
-    portal.verrou.lift_lock(&user).await?;
-    Ok(see_other("/operator?notice=lifted"))
+    let action = Action::LiftLock(Action::user(&form.login)?);
+    Ok(done_page(action.run(&portal, &session).await?))
 }

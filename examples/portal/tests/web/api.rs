@@ -248,3 +248,219 @@ async fn an_api_export_needs_step_up_and_is_throttled_like_the_page() {
     assert_eq!(stale.status(), StatusCode::FORBIDDEN);
     assert_eq!(body(stale).await["error"], "step_up_required");
 }
+
+/// `POST` to the API as `browser`, with a JSON body.
+async fn post_json(lab: &Lab, browser: &mut Browser, uri: &str, sent: &str) -> (StatusCode, Value) {
+    let response = browser
+        .send(lab, browser.api("POST", uri, Some(sent)))
+        .await;
+    let status = response.status();
+    let answer = text(response).await;
+    (status, serde_json::from_str(&answer).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn enrolment_recovery_codes_and_a_recovery_sign_in_over_the_api() {
+    let lab = Lab::new().await;
+    let mut app = Browser::default();
+    let password = lab.account("paul").password.clone();
+    let credentials = json!({ "login": "paul", "password": password }).to_string();
+    let (status, answer) = post_json(&lab, &mut app, "/api/sign-in", &credentials).await;
+    assert_eq!(
+        (status, answer),
+        (StatusCode::OK, json!({ "next": "enrolment" }))
+    );
+
+    let started = app
+        .send(&lab, app.api("POST", "/api/enrolment", None))
+        .await;
+    assert_eq!(started.status(), StatusCode::OK);
+    let offer = body(started).await;
+    let uri = offer["otpauth_uri"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    assert!(offer["qr_svg"].as_str().unwrap().starts_with("<svg"));
+    let secret = offer["secret"].as_str().unwrap().to_owned();
+    assert!(uri.contains(&secret));
+
+    // A wrong first code is refused; the key still stands, and the right code activates it.
+    let wrong = json!({ "code": "000000" }).to_string();
+    let (status, answer) = post_json(&lab, &mut app, "/api/enrolment/confirm", &wrong).await;
+    assert_eq!(
+        (status, answer),
+        (StatusCode::UNAUTHORIZED, json!({ "error": "code_refused" }))
+    );
+    let (status, _) = post_json(&lab, &mut app, "/api/enrolment/confirm", r#"{"code":7}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let code = json!({ "code": crate::support::code_for(&secret, &lab.clock) }).to_string();
+    let confirmed = app
+        .send(&lab, app.api("POST", "/api/enrolment/confirm", Some(&code)))
+        .await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    app.bind(&lab, &confirmed).await;
+    assert!(body(confirmed).await["session"].is_string());
+
+    // Enrolled: a second enrolment is refused; recovery codes come once, ten of them.
+    let again = app
+        .send(&lab, app.api("POST", "/api/enrolment", None))
+        .await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let (status, codes) = post_json(&lab, &mut app, "/api/recovery-codes", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let codes: Vec<String> = codes["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|code| code.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+
+    // A recovery code signs Paul in from a new client, once.
+    for expected in [StatusCode::OK, StatusCode::UNAUTHORIZED] {
+        lab.clock.advance(Duration::from_secs(60));
+        let mut client = Browser::default();
+        post_json(&lab, &mut client, "/api/sign-in", &credentials).await;
+        let recovery = json!({ "code": codes[0], "method": "recovery" }).to_string();
+        let (status, _) = post_json(&lab, &mut client, "/api/second-factor", &recovery).await;
+        assert_eq!(status, expected);
+    }
+    // The recovery codes need a fresh second factor.
+    lab.clock.advance(Duration::from_secs(4 * 60));
+    app.renew(&lab).await;
+    lab.clock.advance(Duration::from_secs(2 * 60));
+    let (status, answer) = post_json(&lab, &mut app, "/api/recovery-codes", "").await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("step_up_required"))
+    );
+}
+
+#[tokio::test]
+async fn operator_actions_over_the_api() {
+    let lab = Lab::new().await;
+    // Léa locked herself out (hours of wrong codes: before the sessions below start).
+    lab.fail_codes("lea", 10).await;
+    let mut marie = lab.signed_in("marie").await;
+    let (mut operator, _) = api_signed_in(&lab, "operateur").await;
+
+    // Staff are refused every operator route.
+    let (mut staff, _) = api_signed_in(&lab, "ines").await;
+    let (status, _) = post_json(
+        &lab,
+        &mut staff,
+        "/api/operator/revoke-org",
+        r#"{"org":"formation-nord"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let audit = staff
+        .send(&lab, staff.api("GET", "/api/operator/audit", None))
+        .await;
+    assert_eq!(audit.status(), StatusCode::FORBIDDEN);
+
+    // Malformed bodies: 400, and nothing happens.
+    for (uri, sent) in [
+        ("/api/operator/revoke-org", r#"{"org":5}"#),
+        ("/api/operator/revoke-org", r#"{"org":"a\u202eb"}"#),
+        ("/api/operator/revoke-user", r#"{"login":null}"#),
+        ("/api/operator/revoke-before", r#"{"before":"yesterday"}"#),
+        ("/api/operator/revoke-before", r#"{"before":-1}"#),
+        ("/api/operator/reset-factor", r#"{}"#),
+        ("/api/operator/lift-lock", r#"{"login":["marie"]}"#),
+    ] {
+        let (status, answer) = post_json(&lab, &mut operator, uri, sent).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri} {sent}");
+        assert!(answer["error"].is_string());
+    }
+    assert_eq!(marie.get(&lab, "/seekers").await.status(), StatusCode::OK);
+
+    // Formation Nord's sessions end; Marie's next request is refused.
+    let (status, answer) = post_json(
+        &lab,
+        &mut operator,
+        "/api/operator/revoke-org",
+        r#"{"org":"formation-nord"}"#,
+    )
+    .await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({ "ended": 1 })));
+    assert_eq!(
+        marie.get(&lab, "/seekers").await.status(),
+        StatusCode::SEE_OTHER
+    );
+
+    // Ines: a user's sessions, her factor reset, a lock lifted.
+    let (status, answer) = post_json(
+        &lab,
+        &mut operator,
+        "/api/operator/revoke-user",
+        r#"{"login":"ines"}"#,
+    )
+    .await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({ "ended": 1 })));
+    let (_, answer) = post_json(
+        &lab,
+        &mut operator,
+        "/api/operator/reset-factor",
+        r#"{"login":"ines"}"#,
+    )
+    .await;
+    assert_eq!(answer, json!({ "had_factor": true }));
+    let (_, answer) = post_json(
+        &lab,
+        &mut operator,
+        "/api/operator/reset-factor",
+        r#"{"login":"ines"}"#,
+    )
+    .await;
+    assert_eq!(answer, json!({ "had_factor": false }));
+    assert_eq!(
+        lab.try_code("lea", &lab.code("lea")).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "locked"
+    );
+    let (status, answer) = post_json(
+        &lab,
+        &mut operator,
+        "/api/operator/lift-lock",
+        r#"{"login":"lea"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, answer),
+        (StatusCode::OK, json!({ "lifted": true }))
+    );
+    assert_eq!(
+        lab.try_code("lea", &lab.code("lea")).await.status(),
+        StatusCode::OK
+    );
+
+    // Everything issued before now, the operator's own session included.
+    let now = verrou::Clock::now(&lab.clock).unwrap().unix_seconds() + 1;
+    let sent = json!({ "before": now }).to_string();
+    let (status, answer) =
+        post_json(&lab, &mut operator, "/api/operator/revoke-before", &sent).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(answer["ended"].as_u64().unwrap() >= 2, "{answer}");
+    let gone = operator
+        .send(&lab, operator.api("GET", "/api/operator/audit", None))
+        .await;
+    assert_eq!(gone.status(), StatusCode::UNAUTHORIZED);
+
+    // A new operator session reads the trail, filtered; a time that is not one is a 400.
+    let (mut operator, _) = api_signed_in(&lab, "operateur").await;
+    let uri = "/api/operator/audit?kind=session_revoked&user=marie";
+    let rows = body(operator.send(&lab, operator.api("GET", uri, None)).await).await;
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0]["user"].as_str(), rows[0]["org"].as_str()),
+        (Some("marie"), Some("formation-nord"))
+    );
+    for bad in [
+        "/api/operator/audit?from=yesterday",
+        "/api/operator/audit?to=2026-13-45T99:99",
+        "/api/operator/audit?user=a&user=b",
+    ] {
+        let response = operator.send(&lab, operator.api("GET", bad, None)).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
