@@ -17,6 +17,9 @@
     clippy::indexing_slicing
 )]
 
+mod breach;
 mod dbsc;
 mod journey;
+#[path = "../common/postgres.rs"]
+mod postgres;
 mod support;

@@ -9,62 +9,20 @@ use axum::http::StatusCode;
 use verrou_axum::TrustedProxies;
 use verrou_portal::app::ExportLimits;
 
+use crate::postgres::Schema;
 use crate::support::{csrf_in, location, text, Browser, Lab};
-
-/// A fresh schema, dropped when the test ends.
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                use sqlx::Connection as _;
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
-                    let drop = format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE");
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// Two instances on one database, in a schema of their own.
 async fn pair(exports: ExportLimits) -> (Lab, Lab, Schema) {
-    let url = std::env::var("VERROU_TEST_POSTGRES_URL").unwrap_or_else(|_| {
-        panic!(
-            "VERROU_TEST_POSTGRES_URL is not set: point it at a PostgreSQL server (see the README)"
-        )
-    });
-    let name = format!("portal_test_{}", verrou::FactorId::generate().unwrap());
-    {
-        use sqlx::Connection as _;
-        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-        let create = format!("CREATE SCHEMA \"{name}\"");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(create))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-    // Dropped at the end, however the test ends.
-    let guard = Schema {
-        url: url.clone(),
-        name: name.clone(),
-    };
-    let database = format!("{url}?options=-c%20search_path%3D{name}");
-    let a = Lab::on(Some(database), TrustedProxies::none(), exports).await;
+    let schema = Schema::create().await;
+    let a = Lab::on(
+        Some(schema.database.clone()),
+        TrustedProxies::none(),
+        exports,
+    )
+    .await;
     let b = a.twin().await;
-    (a, b, guard)
+    (a, b, schema)
 }
 
 #[tokio::test]

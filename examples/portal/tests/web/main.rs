@@ -15,5 +15,7 @@ mod flows;
 mod instances;
 mod keys;
 mod operator;
+#[path = "../common/postgres.rs"]
+mod postgres;
 mod security;
 mod support;
