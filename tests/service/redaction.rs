@@ -232,6 +232,14 @@ const CREDENTIAL_WORDS: [&str; 9] = [
 const HOLDS_NO_CREDENTIAL: &[(&str, &str)] = &[
     ("AuditKind", "ids, counts, reasons and times only"),
     (
+        "BoundCookieProblem",
+        "which of three reasons a bound cookie was refused; never the cookie",
+    ),
+    (
+        "SealedSecrets",
+        "key ids and counts of sealed secrets; never a blob",
+    ),
+    (
         "InputError",
         "an error: limits and positions, never the input",
     ),

@@ -464,3 +464,99 @@ async fn operator_actions_over_the_api() {
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
 }
+
+/// Every route that takes a JSON body, with each kind of bad body: a 4xx that says what was
+/// wrong, never a 500, and nothing done (the operator's session, which every route accepts as
+/// live, is still there at the end and the organisation's sessions are not ended).
+#[tokio::test]
+async fn every_json_route_refuses_each_malformed_body() {
+    let lab = Lab::new().await;
+    let mut marie = lab.signed_in("marie").await;
+    let (mut operator, _) = api_signed_in(&lab, "operateur").await;
+    let routes = [
+        ("/api/sign-in", "login"),
+        ("/api/second-factor", "code"),
+        ("/api/enrolment/confirm", "code"),
+        ("/api/export", "q"),
+        ("/api/operator/revoke-org", "org"),
+        ("/api/operator/revoke-user", "login"),
+        ("/api/operator/revoke-before", "before"),
+        ("/api/operator/reset-factor", "login"),
+        ("/api/operator/lift-lock", "login"),
+    ];
+    let huge = "7".repeat(1 << 20);
+    for (route, field) in routes {
+        let mut cases: Vec<(&str, String, StatusCode)> = vec![
+            (
+                "a number",
+                json!({ field: 123_456 }).to_string(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "null",
+                json!({ field: null }).to_string(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "an array",
+                json!({ field: ["1", "2"] }).to_string(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "an object",
+                json!({ field: { "$gt": "" } }).to_string(),
+                StatusCode::BAD_REQUEST,
+            ),
+            ("not JSON", format!("{field}=1"), StatusCode::BAD_REQUEST),
+            (
+                "1 MB",
+                json!({ field: huge }).to_string(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+        ];
+        if field == "before" {
+            // A number is this field's type: a string is the wrong one.
+            cases[0] = (
+                "a string",
+                json!({ field: "now" }).to_string(),
+                StatusCode::BAD_REQUEST,
+            );
+        }
+        if field != "q" {
+            cases.push(("missing", "{}".to_owned(), StatusCode::BAD_REQUEST));
+        }
+        for (case, sent, expected) in cases {
+            let response = operator
+                .send(&lab, operator.api("POST", route, Some(&sent)))
+                .await;
+            let status = response.status();
+            assert_eq!(status, expected, "{route} with {case}");
+            assert!(
+                body(response).await["error"].is_string(),
+                "{route} with {case}"
+            );
+        }
+        // Another media type: 415; no API header: 403.
+        let mut form = operator.api("POST", route, Some(&json!({ field: "x" }).to_string()));
+        form.headers_mut().insert(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        let status = operator.send(&lab, form).await.status();
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{route}");
+        let mut unmarked = operator.api("POST", route, Some(&json!({ field: "x" }).to_string()));
+        unmarked.headers_mut().remove("x-portal-api");
+        let status = operator.send(&lab, unmarked).await.status();
+        assert_eq!(status, StatusCode::FORBIDDEN, "{route}");
+    }
+    // Nothing happened: both sessions live, no session revoked.
+    assert_eq!(marie.get(&lab, "/seekers").await.status(), StatusCode::OK);
+    let live = operator
+        .send(&lab, operator.api("GET", "/api/sessions", None))
+        .await;
+    assert_eq!(live.status(), StatusCode::OK);
+    let trail = lab.portal.verrou.audit_trail(None, 500).await.unwrap();
+    assert!(!trail
+        .iter()
+        .any(|event| matches!(event.kind, verrou::AuditKind::SessionRevoked { .. })));
+}
