@@ -1,9 +1,11 @@
-//! RFC 6238 TOTP: parameters, code computation (via totp-rs), the constant-time window
+//! RFC 6238 TOTP: parameters, code computation (HMAC keyed once per secret; totp-rs is the
+//! reference the tests and benchmarks hold it to), the constant-time window
 //! match, strict code input, `otpauth://` URIs and QR codes.
 //!
 //! Everything here is pure and synchronous: the time is an argument.
 
 mod code;
+mod keyed_mac;
 mod qr;
 mod uri;
 
@@ -12,6 +14,7 @@ use std::fmt;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 pub use self::code::{CodeInput, MalformedCode};
+use self::keyed_mac::KeyedHmac;
 pub use self::qr::{qr_png, qr_svg, qr_svg_inline, qr_terminal, QrError};
 pub(crate) use self::uri::validate_label;
 pub use self::uri::{OtpAuthUri, UriError, MAX_URI_LEN};
@@ -47,14 +50,6 @@ impl Algorithm {
         [Self::Sha1, Self::Sha256, Self::Sha512]
             .into_iter()
             .find(|alg| alg.as_str().eq_ignore_ascii_case(name))
-    }
-
-    fn to_totp_rs(self) -> totp_rs::Algorithm {
-        match self {
-            Self::Sha1 => totp_rs::Algorithm::SHA1,
-            Self::Sha256 => totp_rs::Algorithm::SHA256,
-            Self::Sha512 => totp_rs::Algorithm::SHA512,
-        }
     }
 }
 
@@ -181,75 +176,48 @@ impl fmt::Debug for Code {
     }
 }
 
-/// Computes codes for one secret. Holds a totp-rs instance that wipes its copy on drop.
+/// Computes codes for one secret: the HMAC keyed once, each step's code from it.
 pub(crate) struct CodeGenerator {
-    totp: totp_rs::Totp,
+    mac: KeyedHmac,
     params: TotpParams,
     modulus: u32,
 }
 
 impl CodeGenerator {
     pub(crate) fn new(secret: &TotpSecret, params: TotpParams) -> Result<Self, CryptoError> {
-        let bytes = secret.expose_bytes();
-        // The default 160-bit secret lives on the stack: no heap copy to wipe.
-        let secret = match <[u8; 20]>::try_from(bytes) {
-            Ok(array) => {
-                let mut array = zeroize::Zeroizing::new(array);
-                totp_rs::Secret::new_stack(std::mem::take(&mut *array))
-            }
-            Err(_) => totp_rs::Secret::from(bytes),
-        };
-        let totp = totp_rs::Builder::new()
-            .with_algorithm(params.algorithm.to_totp_rs())
-            .with_digits(params.digits)
-            .with_step_duration(params.period)
-            .with_skew(0)
-            .with_secret(secret)
-            .build()
-            .map_err(|_| CryptoError::UnusableSecret)?;
+        let mac = KeyedHmac::new(params.algorithm, secret.expose_bytes())?;
         let modulus = 10u32
             .checked_pow(u32::from(params.digits))
             .ok_or(CryptoError::UnusableSecret)?;
         Ok(Self {
-            totp,
+            mac,
             params,
             modulus,
         })
     }
 
-    fn time_of(&self, step: u64) -> Result<u64, CryptoError> {
-        step.checked_mul(self.params.period)
-            .ok_or(CryptoError::UnusableSecret)
-    }
-
-    /// The code of time step `step`, as the digits an app shows (totp-rs's `Token`).
+    /// The code of time step `step`, as the digits an app shows (leading zeros kept).
     #[cfg(any(test, feature = "insecure-test-utils"))]
     pub(crate) fn code_at_step(&self, step: u64) -> Result<Code, CryptoError> {
-        let token = self.totp.generate(self.time_of(step)?);
+        let value = self.value_at_step(step)?;
+        let digits = usize::from(self.params.digits);
         let mut code = Code {
             bytes: [0; 8],
             len: 0,
         };
-        fmt::Write::write_fmt(&mut code, format_args!("{token}"))
+        fmt::Write::write_fmt(&mut code, format_args!("{value:0digits$}"))
             .map_err(|_| CryptoError::UnusableSecret)?;
-        if code.len != usize::from(self.params.digits) {
+        if code.len != digits {
             return Err(CryptoError::UnusableSecret);
         }
         Ok(code)
     }
 
-    /// The code of time step `step` as a number: totp-rs computes the HMAC
-    /// (`Totp::sign`), then RFC 4226 §5.3 dynamic truncation. Cheaper than formatting the
-    /// digits; a property test pins it to totp-rs's own `Token` for every algorithm.
+    /// The code of time step `step` as a number: HMAC of the step, RFC 4226 §5.3 dynamic
+    /// truncation, modulo 10^digits. A property test pins it to totp-rs's own `Token` for
+    /// every algorithm and digit count.
     pub(crate) fn value_at_step(&self, step: u64) -> Result<u32, CryptoError> {
-        let signature = self.totp.sign(self.time_of(step)?);
-        let mac = signature.as_ref();
-        let offset = usize::from(mac.last().ok_or(CryptoError::UnusableSecret)? & 0x0f);
-        let window: [u8; 4] = mac
-            .get(offset..offset + 4)
-            .and_then(|bytes| bytes.try_into().ok())
-            .ok_or(CryptoError::UnusableSecret)?;
-        Ok((u32::from_be_bytes(window) & 0x7fff_ffff) % self.modulus)
+        Ok(self.mac.truncated(step)? % self.modulus)
     }
 }
 
@@ -502,9 +470,11 @@ mod tests {
                 prop_assert_ne!(matches!(used, WindowMatch::Fresh { .. }), true);
             }
 
-            /// The numeric comparison path agrees with totp-rs's formatted `Token`.
+            /// verrou's codes (its own keyed HMAC, truncation and formatting) are totp-rs's,
+            /// an independent implementation, for every algorithm, digit count and period;
+            /// and the numeric path the window compares agrees with the formatted digits.
             #[test]
-            fn numeric_codes_match_totp_rs_tokens(
+            fn codes_match_totp_rs_tokens(
                 bytes in proptest::collection::vec(any::<u8>(), 16..=64),
                 params in params(),
                 step in 0u64..=(Timestamp::MAX.unix_seconds() / 300),
@@ -512,6 +482,20 @@ mod tests {
                 let secret = TotpSecret::from_bytes(&bytes).unwrap();
                 let generator = CodeGenerator::new(&secret, params).unwrap();
                 let text = generator.code_at_step(step).unwrap();
+                let reference = totp_rs::Builder::new()
+                    .with_algorithm(match params.algorithm() {
+                        Algorithm::Sha1 => totp_rs::Algorithm::SHA1,
+                        Algorithm::Sha256 => totp_rs::Algorithm::SHA256,
+                        Algorithm::Sha512 => totp_rs::Algorithm::SHA512,
+                    })
+                    .with_digits(params.digits())
+                    .with_step_duration(params.period())
+                    .with_skew(0)
+                    .with_secret(totp_rs::Secret::from(bytes.as_slice()))
+                    .build()
+                    .unwrap();
+                let token = reference.generate(step * params.period());
+                prop_assert_eq!(text.expose_secret(), token.to_string());
                 let parsed = CodeInput::parse(text.expose_secret(), params.digits()).unwrap();
                 prop_assert_eq!(generator.value_at_step(step).unwrap(), parsed.value());
             }
