@@ -270,13 +270,19 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         ctx: &ClientContext,
     ) -> Result<SessionStatus, Error> {
         let now = self.clock.now()?;
-        let record = match self.live_session(cookies.session, now).await? {
-            Ok(record) => record,
-            Err(status) => return Ok(status),
+        // The session and its binding in one read.
+        let Ok(token) = SessionToken::parse(cookies.session) else {
+            return Ok(SessionStatus::Malformed);
         };
+        let hash = token.hash(TokenKind::Session);
+        let Some((record, binding)) = self.store.session_and_binding_by_token(&hash).await? else {
+            return Ok(SessionStatus::NotFound);
+        };
+        if let Some(reason) = self.expiry(&record, now) {
+            return Ok(SessionStatus::Expired(reason));
+        }
         let policy = &self.config.sessions;
         if record.assurance == Assurance::SecondFactor && policy.binding != BindingMode::Off {
-            let binding = self.store.binding(record.id).await?;
             match self.binding_status(&record, binding.as_ref(), cookies, now) {
                 BindingStatus::Current => {}
                 BindingStatus::Refused(problem) => {

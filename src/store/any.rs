@@ -282,6 +282,18 @@ impl SessionStore for AnyStore {
         }
     }
 
+    async fn session_and_binding_by_token(
+        &self,
+        token: &TokenHash,
+    ) -> Result<Option<(SessionRecord, Option<BindingRecord>)>, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => store.session_and_binding_by_token(token).await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => store.session_and_binding_by_token(token).await,
+        }
+    }
+
     async fn touch_session(&self, session: SessionId, at: Timestamp) -> Result<(), StoreError> {
         match self {
             #[cfg(feature = "sqlite")]

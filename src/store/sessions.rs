@@ -67,6 +67,23 @@ pub trait SessionStore: Send + Sync {
         token: &TokenHash,
     ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
 
+    /// The session whose current token hashes to `token`, with its binding record: what each
+    /// request's check reads. SQL stores answer it with one statement; the default reads
+    /// them one after the other.
+    fn session_and_binding_by_token(
+        &self,
+        token: &TokenHash,
+    ) -> impl Future<Output = Result<Option<(SessionRecord, Option<BindingRecord>)>, StoreError>> + Send
+    {
+        async move {
+            let Some(session) = self.session_by_token(token).await? else {
+                return Ok(None);
+            };
+            let binding = self.binding(session.id).await?;
+            Ok(Some((session, binding)))
+        }
+    }
+
     /// Sets the session's `last_seen` to `at` if it is earlier (idle tracking).
     fn touch_session(
         &self,

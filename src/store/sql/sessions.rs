@@ -32,6 +32,16 @@ const SESSION_BY_TOKEN: &str = "SELECT session_id, token_hash, user_id, org_id, 
      created_at, last_seen, expires_at, second_factor_at, second_factor_method, signals \
      FROM verrou_sessions WHERE token_hash = $1";
 
+/// The session a token names and its binding, if any, in one read (what every request's
+/// check needs): the columns of [`SESSION_BY_TOKEN`], then those of [`BINDING`].
+const SESSION_AND_BINDING_BY_TOKEN: &str = "SELECT s.session_id, s.token_hash, s.user_id, \
+     s.org_id, s.assurance, s.created_at, s.last_seen, s.expires_at, s.second_factor_at, \
+     s.second_factor_method, s.signals, b.version, b.offered_at, b.device_key, \
+     b.binding_kind, b.challenge, b.challenge_expires, b.prev_challenge, \
+     b.prev_challenge_expires, b.cookie_hash, b.cookie_expires, b.prev_cookie_hash, \
+     b.prev_cookie_expires FROM verrou_sessions s LEFT JOIN verrou_session_bindings b \
+     ON b.session_id = s.session_id WHERE s.token_hash = $1";
+
 const USER_SESSIONS: &str = "SELECT session_id, token_hash, user_id, org_id, assurance, \
      created_at, last_seen, expires_at, second_factor_at, second_factor_method, signals \
      FROM verrou_sessions WHERE user_id = $1 ORDER BY created_at DESC, session_id DESC";
@@ -120,6 +130,24 @@ impl<D: Driver> SessionStore for SqlStore<D> {
             .fetch_optional(&mut *self.connection("read a session").await?)
             .await?;
         row.as_ref().map(session_row).transpose()
+    }
+
+    async fn session_and_binding_by_token(
+        &self,
+        token: &TokenHash,
+    ) -> Result<Option<(SessionRecord, Option<BindingRecord>)>, StoreError> {
+        let row = Sql::<D>::new(SESSION_AND_BINDING_BY_TOKEN, "read a session")
+            .text(token.to_hex())
+            .fetch_optional(&mut *self.connection("read a session").await?)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let session = session_row(&row)?;
+        // No binding row: its version (never null in a stored binding) is null.
+        let binding = match row.opt_int(11)? {
+            Some(_) => Some(binding_columns(&row, 11)?),
+            None => None,
+        };
+        Ok(Some((session, binding)))
     }
 
     async fn touch_session(&self, session: SessionId, now: Timestamp) -> Result<(), StoreError> {
@@ -367,8 +395,13 @@ fn session_row<D: Driver>(row: &Fields<D>) -> Result<SessionRecord, StoreError> 
 }
 
 fn binding_row<D: Driver>(row: &Fields<D>) -> Result<BindingRecord, StoreError> {
+    binding_columns(row, 0)
+}
+
+/// A binding record from the row's columns `base` to `base + 11` (the order of [`BINDING`]).
+fn binding_columns<D: Driver>(row: &Fields<D>, base: usize) -> Result<BindingRecord, StoreError> {
     let corrupt = |what| StoreError::new(StoreErrorKind::Corrupt, what);
-    let key = match (row.opt_bytes(2)?, row.opt_int(3)?) {
+    let key = match (row.opt_bytes(base + 2)?, row.opt_int(base + 3)?) {
         (Some(key), Some(kind)) => Some((
             DeviceKey::from_sec1(&key)
                 .map_err(|_| corrupt("stored device key is not a P-256 point"))?,
@@ -396,13 +429,13 @@ fn binding_row<D: Driver>(row: &Fields<D>) -> Result<BindingRecord, StoreError> 
         })
     };
     Ok(BindingRecord {
-        version: from_db(row.int(0)?)?,
-        offered_at: timestamp(row.int(1)?)?,
+        version: from_db(row.int(base)?)?,
+        offered_at: timestamp(row.int(base + 1)?)?,
         key,
-        challenge: challenge(4)?,
-        previous_challenge: challenge(6)?,
-        cookie: cookie(8)?,
-        previous_cookie: cookie(10)?,
+        challenge: challenge(base + 4)?,
+        previous_challenge: challenge(base + 6)?,
+        cookie: cookie(base + 8)?,
+        previous_cookie: cookie(base + 10)?,
     })
 }
 
