@@ -14,7 +14,13 @@
 //! the median ratio is reported beside every round.
 //! Run: `cargo bench --bench stores --features sqlite,postgres`.
 
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
