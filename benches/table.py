@@ -22,6 +22,8 @@ MEASURES = {
     "authenticate": "`authenticate` (cookie → session, bound cookie checked), SQLite / one primary-key read",
     "proof": "DBSC/WebCrypto proof verification / one bare P-256 ECDSA verification",
     "recovery": "Recovery-code attempt, 10 codes stored / one argon2id verification (19 MiB, t=2)",
+    "portal_flows_sqlite": "Example portal, sign-in flows/s (password + TOTP over the JSON API, 64 clients), SQLite / argon2id verifications/s of the machine",
+    "portal_flows_postgres": "Example portal, the same on two instances sharing PostgreSQL / argon2id verifications/s",
     "recovery_lookup": "Wrong recovery code, unknown lookup / known lookup (64 MiB, t=3): no timing tells which exist",
 }
 BEGIN = "<!-- benches/run: begin -->"
