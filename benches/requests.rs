@@ -118,7 +118,17 @@ impl Sessions {
                 panic!("not bound")
             };
             let bound = credential.cookie.expose_secret().to_owned();
-            let raw = sqlx::SqlitePool::connect(&format!("sqlite:{}", path.display()))
+            // The baseline's pool is set up as the store's own (four connections, WAL, no
+            // ping before each statement), so both sides run on the same machinery.
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+                .foreign_keys(true);
+            let raw = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(4)
+                .test_before_acquire(false)
+                .connect_with(options)
                 .await
                 .unwrap();
             let id = elevated.session.to_string();

@@ -180,7 +180,10 @@ async fn sqlite_round() -> (f64, f64) {
     // One connection: SQLite commits one writer at a time, and queueing writers in the
     // process (as the store does) is the fastest way to commit; a larger pool only adds
     // sleeps in SQLite's busy handler.
-    let raw = SqlitePoolOptions::new().max_connections(1);
+    // No ping before each statement (sqlx's default): the floor is the statement alone.
+    let raw = SqlitePoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false);
     let commits = floor(raw.connect_with(options).await.unwrap(), true).await;
     let verifications = throughput(std::slice::from_ref(&sqlite)).await;
     sqlite.close().await;
@@ -196,7 +199,9 @@ async fn postgres_round(url: &str) -> (f64, f64) {
     let options: PgConnectOptions = url.parse().unwrap();
     let options = options.options([("search_path", schema.as_str())]);
     // As many connections as the two stores' pools together.
-    let raw = PgPoolOptions::new().max_connections(20);
+    let raw = PgPoolOptions::new()
+        .max_connections(20)
+        .test_before_acquire(false);
     let commits = floor(raw.connect_with(options).await.unwrap(), false).await;
     let verifications = throughput(&[store.clone(), second.clone()]).await;
     store.close().await;

@@ -73,8 +73,12 @@ impl SqlStore<Postgres> {
     }
 
     async fn connect_options(options: PgConnectOptions, keys: KeyRing) -> Result<Self, StoreError> {
+        // No ping before each use (sqlx's default): it is a round trip of its own on every
+        // statement. A connection the server dropped fails its next statement instead, which
+        // the caller sees as a store error (the request fails closed) and the pool replaces.
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(backend("connect to PostgreSQL"))?;

@@ -45,8 +45,11 @@ impl SqlStore<Sqlite> {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        // No ping before each use (sqlx's default): a file has no server to drop the
+        // connection, and the ping is a trip to the connection's thread on every statement.
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(backend("open the SQLite database"))?;
@@ -54,6 +57,7 @@ impl SqlStore<Sqlite> {
         // one connection (other processes still wait for the lock with the busy timeout).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options)
             .await;
         let writer = match writer {
