@@ -2,9 +2,11 @@
 //! the stored parameters before spending memory or time on them.
 
 use argon2::password_hash::phc::PasswordHash;
-use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
 use rand::rngs::SysRng;
 use rand::TryRng;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 use crate::leaf_errors::CryptoError;
 pub use crate::leaf_errors::StoredHashError;
@@ -119,10 +121,46 @@ fn parse_stored(stored: &str) -> Result<(PasswordHash, HashParams), StoredHashEr
 }
 
 /// Checks the stored hash (see [`validate_stored_hash`]), then whether `code` matches it:
-/// one argon2 run, with a constant-time comparison of the outputs.
-pub(crate) fn verify_code(code: &[u8], stored: &str) -> Result<bool, StoredHashError> {
+/// one argon2 run in `memory` (grown to the hash's size if needed, kept for the next run),
+/// with a constant-time comparison of the outputs.
+pub(crate) fn verify_code(
+    code: &[u8],
+    stored: &str,
+    memory: &mut ArgonMemory,
+) -> Result<bool, StoredHashError> {
     let (hash, params) = parse_stored(stored)?;
-    Ok(params.argon2()?.verify_password(code, &hash).is_ok())
+    let argon2 = params.argon2()?;
+    let salt = hash.salt.as_ref().ok_or(StoredHashError::Parameters)?;
+    let expected = hash.hash.as_ref().ok_or(StoredHashError::Parameters)?;
+    let mut output = Zeroizing::new([0u8; OUTPUT_LEN]);
+    let blocks = memory.blocks(argon2.params().block_count());
+    argon2
+        .hash_password_into_with_memory(code, salt.as_ref(), output.as_mut_slice(), blocks)
+        .map_err(|_| StoredHashError::Parameters)?;
+    Ok(bool::from(output.as_slice().ct_eq(expected.as_ref())))
+}
+
+/// argon2's working memory, owned by a hashing slot and reused from one verification to the
+/// next: a verification allocates nothing, and no 19 MiB buffer is ever handed back to the
+/// allocator, which keeps freed memory per thread arena (a burst on many blocking threads
+/// would otherwise leave the process holding 19 MiB per thread).
+#[derive(Default)]
+pub(crate) struct ArgonMemory(Vec<argon2::Block>);
+
+impl ArgonMemory {
+    /// The first `count` blocks, the buffer grown to hold them if it must.
+    fn blocks(&mut self, count: usize) -> &mut [argon2::Block] {
+        if self.0.len() < count {
+            self.0.resize(count, argon2::Block::default());
+        }
+        self.0.get_mut(..count).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for ArgonMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ArgonMemory({} blocks)", self.0.len())
+    }
 }
 
 /// A stand-in hash with `params`, verified when a lookup matches no stored code so that an
@@ -143,6 +181,31 @@ mod tests {
 
     const CODE: &[u8] = b"7K3MQ9XD2HJWR4T0";
 
+    /// One buffer reused across hashes of different sizes (smaller after larger, larger after
+    /// smaller) gives argon2's own verifier's answer every time.
+    #[test]
+    fn a_reused_memory_buffer_verifies_like_argon2_itself() {
+        use argon2::PasswordVerifier;
+        let large = HashParams {
+            memory_kib: 24 * 1024,
+            ..HashParams::OWASP
+        };
+        let mut memory = ArgonMemory::default();
+        for params in [HashParams::OWASP, large, HashParams::OWASP] {
+            let stored = hash_code(CODE, params).unwrap();
+            let (hash, _) = parse_stored(&stored).unwrap();
+            for code in [CODE, b"7K3MQ9XD2HJWR4T1".as_slice()] {
+                let reference = params
+                    .argon2()
+                    .unwrap()
+                    .verify_password(code, &hash)
+                    .is_ok();
+                assert_eq!(verify_code(code, &stored, &mut memory), Ok(reference));
+            }
+        }
+        assert_eq!(memory.0.len(), 24 * 1024, "grown to the largest, then kept");
+    }
+
     #[test]
     fn hash_then_verify() {
         let stored = hash_code(CODE, HashParams::OWASP).unwrap();
@@ -150,8 +213,14 @@ mod tests {
             stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{stored}"
         );
-        assert_eq!(verify_code(CODE, &stored), Ok(true));
-        assert_eq!(verify_code(b"7K3MQ9XD2HJWR4T1", &stored), Ok(false));
+        assert_eq!(
+            verify_code(CODE, &stored, &mut ArgonMemory::default()),
+            Ok(true)
+        );
+        assert_eq!(
+            verify_code(b"7K3MQ9XD2HJWR4T1", &stored, &mut ArgonMemory::default()),
+            Ok(false)
+        );
         assert_ne!(
             hash_code(CODE, HashParams::OWASP).unwrap(),
             stored,
@@ -162,8 +231,14 @@ mod tests {
     #[test]
     fn dummy_hash_is_usable_and_matches_nothing_typeable() {
         let dummy = dummy_hash(HashParams::OWASP);
-        assert_eq!(verify_code(CODE, &dummy), Ok(false));
-        assert_eq!(verify_code(b"", &dummy), Ok(false));
+        assert_eq!(
+            verify_code(CODE, &dummy, &mut ArgonMemory::default()),
+            Ok(false)
+        );
+        assert_eq!(
+            verify_code(b"", &dummy, &mut ArgonMemory::default()),
+            Ok(false)
+        );
     }
 
     #[test]
@@ -192,17 +267,25 @@ mod tests {
         ];
         for bad in &tampered {
             assert_eq!(
-                verify_code(CODE, bad),
+                verify_code(CODE, bad, &mut ArgonMemory::default()),
                 Err(StoredHashError::Parameters),
                 "{bad}"
             );
         }
         assert_eq!(
-            verify_code(CODE, &stored.replace("argon2id", "argon2i")),
+            verify_code(
+                CODE,
+                &stored.replace("argon2id", "argon2i"),
+                &mut ArgonMemory::default()
+            ),
             Err(StoredHashError::Algorithm)
         );
         assert_eq!(
-            verify_code(CODE, &stored.replace("v=19", "v=16")),
+            verify_code(
+                CODE,
+                &stored.replace("v=19", "v=16"),
+                &mut ArgonMemory::default()
+            ),
             Err(StoredHashError::Algorithm)
         );
         for junk in [
@@ -211,7 +294,10 @@ mod tests {
             "$argon2id$",
             "$argon2id$v=19$m=19456,t=2,p=1$$",
         ] {
-            assert!(verify_code(CODE, junk).is_err(), "{junk}");
+            assert!(
+                verify_code(CODE, junk, &mut ArgonMemory::default()).is_err(),
+                "{junk}"
+            );
         }
     }
 }

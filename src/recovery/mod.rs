@@ -23,7 +23,7 @@ use rand::TryRng;
 use secrecy::SecretString;
 use zeroize::{Zeroize, Zeroizing};
 
-pub(crate) use self::hash::{dummy_hash, hash_code, verify_code};
+pub(crate) use self::hash::{dummy_hash, hash_code, verify_code, ArgonMemory};
 pub use self::hash::{validate_stored_hash, HashParams, StoredHashError};
 use crate::leaf_errors::CryptoError;
 

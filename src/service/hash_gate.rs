@@ -7,16 +7,20 @@
 //! a caller that gives up (a client that disconnects) frees nothing until the work is done.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Semaphore;
 
 use crate::error::{CryptoError, Error};
+use crate::recovery::ArgonMemory;
 
 /// The argon2 limiter shared by one service.
 #[derive(Debug)]
 pub(super) struct HashGate {
     permits: Arc<Semaphore>,
+    /// argon2 memory, one buffer per hashing that ran at once so far (at most `permits`):
+    /// a hashing takes one, or makes one, and puts it back.
+    memory: Arc<Mutex<Vec<ArgonMemory>>>,
     in_flight: Arc<AtomicUsize>,
     max_in_flight: usize,
     running: Arc<Running>,
@@ -46,6 +50,7 @@ impl HashGate {
     pub(crate) fn new(concurrent: usize, max_in_flight: usize) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(concurrent.max(1))),
+            memory: Arc::default(),
             in_flight: Arc::new(AtomicUsize::new(0)),
             max_in_flight: max_in_flight.max(concurrent).max(1),
             running: Arc::default(),
@@ -75,7 +80,7 @@ impl HashGate {
     /// (for hashing a new set of codes, which a second factor already guards).
     pub(crate) async fn run<T, F>(&self, work: F) -> Result<T, Error>
     where
-        F: FnOnce() -> T + Send + 'static,
+        F: FnOnce(&mut ArgonMemory) -> T + Send + 'static,
         T: Send + 'static,
     {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -86,7 +91,7 @@ impl HashGate {
     /// Runs `work` in the slot `admission` holds, once a hashing permit is free.
     pub(crate) async fn run_admitted<T, F>(&self, admission: Admission, work: F) -> Result<T, Error>
     where
-        F: FnOnce() -> T + Send + 'static,
+        F: FnOnce(&mut ArgonMemory) -> T + Send + 'static,
         T: Send + 'static,
     {
         let Admission(admitted) = admission;
@@ -95,12 +100,20 @@ impl HashGate {
             .await
             .map_err(|_| CryptoError::Hashing)?;
         let running = Arc::clone(&self.running);
+        let pool = Arc::clone(&self.memory);
         let work = move || {
             // Held until the hashing is over, even if nobody awaits the result any more.
             let _slot = (admitted, permit);
             let now = running.now.fetch_add(1, Ordering::AcqRel) + 1;
             running.peak.fetch_max(now, Ordering::AcqRel);
-            let result = work();
+            // A permit holder takes a buffer; there are never more buffers than permits. A
+            // poisoned lock (a hashing that panicked) still holds whole buffers.
+            let taken = pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let mut memory = taken.unwrap_or_default();
+            let result = work(&mut memory);
+            pool.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(memory);
             running.now.fetch_sub(1, Ordering::AcqRel);
             running.completed.fetch_add(1, Ordering::AcqRel);
             result

@@ -111,7 +111,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             let params = self.config.recovery_hash;
             let phc = self
                 .hash_gate
-                .run(move || recovery::hash_code(&bytes, params))
+                .run(move |_| recovery::hash_code(&bytes, params))
                 .await??;
             records.push(RecoveryCodeRecord {
                 lookup,
@@ -186,7 +186,9 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         let bytes = Zeroizing::new(code.as_bytes().to_vec());
         let verified = self
             .hash_gate
-            .run_admitted(admission, move || recovery::verify_code(&bytes, &stored))
+            .run_admitted(admission, move |memory| {
+                recovery::verify_code(&bytes, &stored, memory)
+            })
             .await?;
         let matched = verified.map_err(CryptoError::StoredHash)?;
         let Some(record) = record.filter(|_| matched) else {
