@@ -24,6 +24,7 @@ MEASURES = {
     "recovery": "Recovery-code attempt, 10 codes stored / one argon2id verification (19 MiB, t=2)",
     "portal_flows_sqlite": "Example portal, sign-in flows/s (password + TOTP over the JSON API, 64 clients), SQLite / argon2id verifications/s of the machine",
     "portal_flows_postgres": "Example portal, the same on two instances sharing PostgreSQL / argon2id verifications/s",
+    "portal_views": "Example portal, job-seeker page views/s with a second-factor session (64 clients) / the same page served without verrou",
     "portal_memory": "Example portal process, peak RSS under 500 concurrent recovery-code attempts / idle RSS + cores × 19 MiB (the argon2 gate's bound)",
     "recovery_lookup": "Wrong recovery code, unknown lookup / known lookup (64 MiB, t=3): no timing tells which exist",
 }

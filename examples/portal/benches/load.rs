@@ -6,7 +6,9 @@
 //! one PostgreSQL schema (the clients alternate between them).
 //!
 //! Each flow is a distinct user (a TOTP step is accepted once per user), created before the
-//! timing. Prints `PERF` lines for `benches/run`; exits non-zero if a target is missed.
+//! timing. Then, on SQLite, authenticated views of the job-seeker page (64 clients with a
+//! session that passed the second factor) against the same page served without verrou (the
+//! same handler, rows and security headers, no session check): target at least 0.8. Prints `PERF` lines for `benches/run`; exits non-zero if a target is missed.
 //! Run: `cargo bench -p verrou-portal --bench load`.
 
 #![allow(
@@ -40,6 +42,8 @@ const CLIENTS: usize = 64;
 const FLOWS_PER_CLIENT: usize = 4;
 const PASSWORD: &str = "correct horse battery staple";
 const TARGET: f64 = 0.9;
+/// Authenticated page views against the same page without verrou.
+const VIEWS_TARGET: f64 = 0.8;
 
 type Http = Client<HttpConnector, Full<Bytes>>;
 
@@ -59,7 +63,23 @@ async fn serve(dir: &std::path::Path, database: Option<String>) -> (Portal, Sock
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let app = portal.clone().router();
+    // The baseline of a page view: the same job-seeker page, the same security headers, the
+    // same account's rows, with no session check.
+    let open = portal.clone();
+    let unchecked = axum::Router::new()
+        .route(
+            "/unchecked/seekers",
+            axum::routing::get(move || {
+                let portal = open.clone();
+                async move {
+                    let search = verrou_portal::pages::seekers::Search::default();
+                    verrou_portal::pages::seekers::list_page(&portal, "load-0", "token", search)
+                        .await
+                }
+            }),
+        )
+        .layer(axum::middleware::from_fn(verrou_portal::security::headers));
+    let app = portal.clone().router().merge(unchecked);
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -125,8 +145,83 @@ async fn post(
     (status, cookie)
 }
 
+async fn get(http: &Http, address: SocketAddr, path: &str, cookie: Option<&str>) -> StatusCode {
+    let mut request = Request::builder()
+        .uri(format!("http://{address}{path}"))
+        .header(header::ACCEPT, "text/html");
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let response = http
+        .request(request.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    status
+}
+
+/// Page views per second of `path`, `CLIENTS` clients with a cookie each, `views` each.
+async fn views(
+    http: &Http,
+    address: SocketAddr,
+    path: &str,
+    cookies: &[Option<String>],
+    views: usize,
+) -> f64 {
+    let started = Instant::now();
+    let tasks: Vec<_> = cookies
+        .iter()
+        .cloned()
+        .map(|cookie| {
+            let (http, path) = (http.clone(), path.to_owned());
+            tokio::spawn(async move {
+                for _ in 0..views {
+                    let status = get(&http, address, &path, cookie.as_deref()).await;
+                    assert_eq!(status, StatusCode::OK, "{path}");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (cookies.len() * views) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Authenticated job-seeker page views against the same page served without verrou (the
+/// clients' sessions passed the second factor: cookie → session → the page).
+async fn page_views(address: SocketAddr, users: &[(String, TotpSecret)]) -> f64 {
+    let http: Http = Client::builder(TokioExecutor::new()).build_http();
+    let mut cookies = Vec::new();
+    for (login, secret) in users.iter().take(CLIENTS) {
+        cookies.push(Some(elevated(&http, address, login, secret).await));
+    }
+    let unchecked = vec![None; cookies.len()];
+    let mut ratios = Vec::new();
+    for _ in 0..5 {
+        let with = views(&http, address, "/seekers", &cookies, 20).await;
+        let without = views(&http, address, "/unchecked/seekers", &unchecked, 20).await;
+        ratios.push(with / without);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let ratio = ratios[ratios.len() / 2];
+    println!(
+        "page views: /seekers with a session / the same page without verrou = {ratio:.2} \
+         (median of 5 interleaved rounds of {} views; target >= {VIEWS_TARGET})",
+        cookies.len() * 20
+    );
+    println!("PERF\tportal_views\t{ratio:.2}\t>= {VIEWS_TARGET}");
+    ratio
+}
+
 /// One sign-in flow: the password, then the app's current code.
 async fn flow(http: &Http, address: SocketAddr, login: &str, secret: &TotpSecret) {
+    elevated(http, address, login, secret).await;
+}
+
+/// Signs `login` in with the password and the app's next code; the elevated session cookie.
+async fn elevated(http: &Http, address: SocketAddr, login: &str, secret: &TotpSecret) -> String {
     let credentials = serde_json::json!({ "login": login, "password": PASSWORD }).to_string();
     let (status, cookie) = post(http, address, "/api/sign-in", None, credentials).await;
     assert_eq!(status, StatusCode::OK, "sign-in");
@@ -137,8 +232,10 @@ async fn flow(http: &Http, address: SocketAddr, login: &str, secret: &TotpSecret
         .saturating_add(Duration::from_secs(30));
     let code = insecure_code_at(secret, TotpParams::DEFAULT, next);
     let code = serde_json::json!({ "code": code }).to_string();
-    let (status, _) = post(http, address, "/api/second-factor", cookie.as_deref(), code).await;
+    let (status, elevated) =
+        post(http, address, "/api/second-factor", cookie.as_deref(), code).await;
     assert_eq!(status, StatusCode::OK, "second factor");
+    elevated.unwrap()
 }
 
 /// Flows per second and every flow's latency, `CLIENTS` at a time over `addresses` in turn.
@@ -230,8 +327,10 @@ fn main() {
         let mut missed = false;
         let dir = tempfile::tempdir().unwrap();
         let (portal, address) = serve(dir.path(), None).await;
-        let users = create_users(&portal, CLIENTS * FLOWS_PER_CLIENT).await;
-        missed |= measure("sqlite", &[address], users).await < TARGET;
+        let users = create_users(&portal, CLIENTS * FLOWS_PER_CLIENT + CLIENTS).await;
+        let (flows, viewers) = users.split_at(CLIENTS * FLOWS_PER_CLIENT);
+        missed |= measure("sqlite", &[address], flows.to_vec()).await < TARGET;
+        missed |= page_views(address, viewers).await < VIEWS_TARGET;
         if let Ok(url) = std::env::var("VERROU_TEST_POSTGRES_URL") {
             let schema = format!("portal_load_{}", verrou::FactorId::generate().unwrap());
             run_sql(&url, &format!("CREATE SCHEMA \"{schema}\"")).await;

@@ -34,18 +34,16 @@ struct Record {
     seeker: Seeker,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct Search {
     q: Option<String>,
     page: Option<u32>,
 }
 
-/// The account and its organisation's id and name; operators have none and see no job-seeker.
-async fn staff_of(
-    portal: &Portal,
-    session: &Session,
-) -> Result<(Staff, String, String), PortalError> {
-    let staff = portal.db.staff(session.user.as_str()).await?;
+/// The account `login` and its organisation's id and name; operators have none and see no
+/// job-seeker.
+async fn staff_of(portal: &Portal, login: &str) -> Result<(Staff, String, String), PortalError> {
+    let staff = portal.db.staff(login).await?;
     let staff = staff.ok_or(PortalError::Forbidden)?;
     match (staff.org.clone(), staff.org_name.clone()) {
         (Some(org), Some(name)) => Ok((staff, org, name)),
@@ -59,7 +57,19 @@ pub async fn list(
     Csrf(csrf): Csrf,
     Query(search): Query<Search>,
 ) -> Result<Response, PortalError> {
-    let (staff, org, org_name) = staff_of(&portal, &session).await?;
+    list_page(&portal, session.user.as_str(), &csrf, search).await
+}
+
+/// The job-seeker list as `login` sees it: what `/seekers` serves once verrou has checked the
+/// session (public so that the load bench can serve the same page without verrou, as the
+/// baseline of an authenticated page view).
+pub async fn list_page(
+    portal: &Portal,
+    login: &str,
+    csrf: &str,
+    search: Search,
+) -> Result<Response, PortalError> {
+    let (staff, org, org_name) = staff_of(portal, login).await?;
     let query = search.q.unwrap_or_default();
     let query = query.trim();
     let page = search.page.unwrap_or(1).max(1);
@@ -68,8 +78,8 @@ pub async fn list(
         .unwrap_or(u32::MAX)
         .max(1);
     Ok(render(&List {
-        nav: portal.nav_for(staff, &csrf),
-        csrf: &csrf,
+        nav: portal.nav_for(staff, csrf),
+        csrf,
         org: &org_name,
         query,
         query_encoded: url_encode(query),
@@ -86,7 +96,7 @@ pub async fn record(
     Csrf(csrf): Csrf,
     Path(id): Path<i64>,
 ) -> Result<Response, PortalError> {
-    let (staff, org, _) = staff_of(&portal, &session).await?;
+    let (staff, org, _) = staff_of(&portal, session.user.as_str()).await?;
     let seeker = portal
         .db
         .seeker(&org, id)
