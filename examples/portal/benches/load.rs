@@ -19,6 +19,11 @@
     clippy::indexing_slicing
 )]
 
+#[path = "common/http.rs"]
+mod http;
+
+use self::http::{post, Http, PASSWORD};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,9 +33,6 @@ use argon2::{Argon2, PasswordVerifier};
 use axum::body::Bytes;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use verrou::testing::insecure_code_at;
 use verrou::totp::OtpAuthUri;
 use verrou::{ClientContext, Clock, TotpParams, TotpSecret, UserId};
@@ -40,12 +42,9 @@ use verrou_portal::data::Role;
 
 const CLIENTS: usize = 64;
 const FLOWS_PER_CLIENT: usize = 4;
-const PASSWORD: &str = "correct horse battery staple";
 const TARGET: f64 = 0.9;
 /// Authenticated page views against the same page without verrou.
 const VIEWS_TARGET: f64 = 0.8;
-
-type Http = Client<HttpConnector, Full<Bytes>>;
 
 /// One instance on `database` (SQLite files in `dir` when `None`), served on a free port.
 async fn serve(dir: &std::path::Path, database: Option<String>) -> (Portal, SocketAddr) {
@@ -115,36 +114,6 @@ async fn create_users(portal: &Portal, count: usize) -> Vec<(String, TotpSecret)
     users
 }
 
-async fn post(
-    http: &Http,
-    address: SocketAddr,
-    path: &str,
-    cookie: Option<&str>,
-    body: String,
-) -> (StatusCode, Option<String>) {
-    let mut request = Request::builder()
-        .method("POST")
-        .uri(format!("http://{address}{path}"))
-        .header("x-portal-api", "1")
-        .header(header::CONTENT_TYPE, "application/json");
-    if let Some(cookie) = cookie {
-        request = request.header(header::COOKIE, cookie);
-    }
-    let response = http
-        .request(request.body(Full::new(Bytes::from(body))).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let cookie = response
-        .headers()
-        .get(header::SET_COOKIE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .map(str::to_owned);
-    let _ = response.into_body().collect().await;
-    (status, cookie)
-}
-
 async fn get(http: &Http, address: SocketAddr, path: &str, cookie: Option<&str>) -> StatusCode {
     let mut request = Request::builder()
         .uri(format!("http://{address}{path}"))
@@ -192,7 +161,7 @@ async fn views(
 /// Authenticated job-seeker page views against the same page served without verrou (the
 /// clients' sessions passed the second factor: cookie → session → the page).
 async fn page_views(address: SocketAddr, users: &[(String, TotpSecret)]) -> f64 {
-    let http: Http = Client::builder(TokioExecutor::new()).build_http();
+    let http: Http = http::client();
     let mut cookies = Vec::new();
     for (login, secret) in users.iter().take(CLIENTS) {
         cookies.push(Some(elevated(&http, address, login, secret).await));
@@ -240,7 +209,7 @@ async fn elevated(http: &Http, address: SocketAddr, login: &str, secret: &TotpSe
 
 /// Flows per second and every flow's latency, `CLIENTS` at a time over `addresses` in turn.
 async fn flows(addresses: &[SocketAddr], users: Vec<(String, TotpSecret)>) -> (f64, Vec<Duration>) {
-    let http: Http = Client::builder(TokioExecutor::new()).build_http();
+    let http: Http = http::client();
     let users = Arc::new(users);
     let started = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)

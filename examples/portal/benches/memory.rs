@@ -18,16 +18,16 @@
     clippy::indexing_slicing
 )]
 
+#[path = "common/http.rs"]
+mod http;
+
+use self::http::{post, Http, PASSWORD};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{header, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use axum::http::StatusCode;
 use tokio::io::AsyncBufReadExt;
 use verrou::testing::{insecure_fresh_proof, insecure_recovery_codes, InsecureManualClock};
 use verrou::totp::OtpAuthUri;
@@ -38,11 +38,8 @@ use verrou_portal::data::Role;
 
 const USERS: usize = 50;
 const ATTEMPTS: usize = 500;
-const PASSWORD: &str = "correct horse battery staple";
 /// argon2id's memory with the recovery codes' parameters (OWASP: 19 MiB).
 const ARGON2_MIB: u64 = 19;
-
-type Http = Client<HttpConnector, Full<Bytes>>;
 
 /// Users with a factor and a set of recovery codes, in the portal's files in `dir`.
 async fn prepare(dir: &std::path::Path) -> Vec<(String, Vec<String>)> {
@@ -105,36 +102,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-async fn post(
-    http: &Http,
-    address: SocketAddr,
-    path: &str,
-    cookie: Option<&str>,
-    body: String,
-) -> (StatusCode, Option<String>) {
-    let mut request = Request::builder()
-        .method("POST")
-        .uri(format!("http://{address}{path}"))
-        .header("x-portal-api", "1")
-        .header(header::CONTENT_TYPE, "application/json");
-    if let Some(cookie) = cookie {
-        request = request.header(header::COOKIE, cookie);
-    }
-    let response = http
-        .request(request.body(Full::new(Bytes::from(body))).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let cookie = response
-        .headers()
-        .get(header::SET_COOKIE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .map(str::to_owned);
-    let _ = response.into_body().collect().await;
-    (status, cookie)
-}
-
 fn main() {
     if std::env::args().any(|arg| arg == "--list" || arg == "--test") {
         return;
@@ -166,7 +133,7 @@ fn main() {
         };
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let address: SocketAddr = ([127, 0, 0, 1], port).into();
-        let http: Http = Client::builder(TokioExecutor::new()).build_http();
+        let http: Http = http::client();
 
         // A password-only session per attempt (the password gate: two at a time).
         let mut attempts = Vec::new();

@@ -17,39 +17,16 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use verrou::clock::ClockError;
 use verrou::session::BindingKind;
 use verrou::store::KeyRotation;
-use verrou::{AuditKind, Clock, KeyId, KeyRing, SystemClock, Timestamp};
+use verrou::{AuditKind, KeyId, KeyRing};
 use verrou_axum::TrustedProxies;
 use verrou_portal::app::{ExportLimits, Options, Portal, PortalClock};
 use verrou_portal::data::DemoAccount;
 use verrou_portal::keys::KeySource;
 
 use crate::postgres::Schema;
-use crate::support::{chromedriver, oathtool_at, Browser};
-
-/// The system's time plus an offset the test moves (Chromium lives in real time; the
-/// instances' view of the bound cookie's age, and the TOTP steps, can be pushed on).
-#[derive(Clone)]
-struct Skewed(Arc<AtomicU64>);
-
-impl Clock for Skewed {
-    fn now(&self) -> Result<Timestamp, ClockError> {
-        let offset = Duration::from_secs(self.0.load(Ordering::SeqCst));
-        Ok(SystemClock.now()?.saturating_add(offset))
-    }
-}
-
-impl Skewed {
-    fn advance(&self, seconds: u64) {
-        self.0.fetch_add(seconds, Ordering::SeqCst);
-    }
-
-    fn unix(&self) -> u64 {
-        self.now().unwrap().unix_seconds()
-    }
-}
+use crate::support::{bindings, chromedriver, oathtool_at, Browser, Skewed};
 
 const BOUND_COOKIE_LIFE: Duration = Duration::from_secs(30);
 /// The thief's machine.
@@ -201,22 +178,6 @@ async fn instance(dir: &std::path::Path, database: &str, clock: &Skewed) -> Port
         .unwrap()
 }
 
-async fn registered(portal: &Portal) -> (Vec<BindingKind>, usize) {
-    let trail = portal.verrou.audit_trail(None, 1_000).await.unwrap();
-    let kinds = trail
-        .iter()
-        .filter_map(|event| match event.kind {
-            AuditKind::BindingRegistered { kind, .. } => Some(kind),
-            _ => None,
-        })
-        .collect();
-    let refreshes = trail
-        .iter()
-        .filter(|event| matches!(event.kind, AuditKind::BindingRefreshed { .. }))
-        .count();
-    (kinds, refreshes)
-}
-
 /// Loads `path` in the browser until the page shows `text` (DBSC may hold a request while it
 /// refreshes the bound cookie).
 async fn shows(browser: &Browser, path: &str, text: &str) -> bool {
@@ -277,7 +238,7 @@ async fn the_breach_replayed_against_two_instances_fails_at_every_step() {
     browser.fill("code", &oathtool_at(&key, clock.unix())).await;
     browser.click("main form button").await;
     browser.wait_for("/seekers").await;
-    let (kinds, _) = registered(&a).await;
+    let (kinds, _) = bindings(&a).await;
     assert_eq!(
         kinds,
         [BindingKind::Dbsc],
@@ -285,12 +246,12 @@ async fn the_breach_replayed_against_two_instances_fails_at_every_step() {
     );
     for _ in 0..50 {
         browser.goto("/seekers").await;
-        if registered(&a).await.1 > 0 {
+        if bindings(&a).await.1 > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(registered(&a).await.1 > 0, "Chromium signs its refreshes");
+    assert!(bindings(&a).await.1 > 0, "Chromium signs its refreshes");
     timeline.note(
         "A",
         "marie signs in (password + TOTP) in Chromium; DBSC binds the session; refreshes are signed",
@@ -382,7 +343,7 @@ async fn the_breach_replayed_against_two_instances_fails_at_every_step() {
         ),
     );
     // The partner's browser carries on: it signs a refresh with its device key.
-    let refreshed = registered(&a).await.1;
+    let refreshed = bindings(&a).await.1;
     assert!(
         shows(
             &browser,
@@ -391,7 +352,7 @@ async fn the_breach_replayed_against_two_instances_fails_at_every_step() {
         )
         .await
     );
-    assert!(registered(&a).await.1 > refreshed, "a new signed refresh");
+    assert!(bindings(&a).await.1 > refreshed, "a new signed refresh");
     timeline.note(
         "A",
         "marie's Chromium keeps working: DBSC refreshes with the device key",

@@ -13,43 +13,15 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, Request, StatusCode};
 use tower::ServiceExt;
-use verrou::clock::ClockError;
 use verrou::session::BindingKind;
 use verrou::testing::insecure_key_ring;
-use verrou::{AuditKind, Clock, SystemClock, Timestamp};
+use verrou::Clock;
 use verrou_axum::TrustedProxies;
 use verrou_portal::app::{Options, Portal, PortalClock};
 
-use crate::support::{chromedriver, oathtool_at, Browser};
-
-/// The system's time plus an offset the test moves: Chromium lives in real time, the server's
-/// view of the bound cookie's age can be pushed on.
-struct Skewed(Arc<AtomicU64>);
-
-impl Clock for Skewed {
-    fn now(&self) -> Result<Timestamp, ClockError> {
-        let offset = Duration::from_secs(self.0.load(Ordering::SeqCst));
-        Ok(SystemClock.now()?.saturating_add(offset))
-    }
-}
+use crate::support::{bindings, chromedriver, oathtool_at, Browser, Skewed};
 
 const BOUND_COOKIE_LIFE: Duration = Duration::from_secs(30);
-
-async fn bindings(portal: &Portal) -> (Vec<BindingKind>, usize) {
-    let trail = portal.verrou.audit_trail(None, 500).await.unwrap();
-    let kinds = trail
-        .iter()
-        .filter_map(|event| match event.kind {
-            AuditKind::BindingRegistered { kind, .. } => Some(kind),
-            _ => None,
-        })
-        .collect();
-    let refreshes = trail
-        .iter()
-        .filter(|event| matches!(event.kind, AuditKind::BindingRefreshed { .. }))
-        .count();
-    (kinds, refreshes)
-}
 
 /// A request from the thief's machine with the stolen cookies (a script's request: no page).
 fn replay(cookies: &[(String, String)], method: &str, path: &str) -> Request<Body> {

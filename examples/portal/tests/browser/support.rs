@@ -2,13 +2,15 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
+use verrou::clock::ClockError;
 use verrou::testing::InsecureManualClock;
-use verrou::Clock;
+use verrou::{Clock, SystemClock, Timestamp};
 
 /// Everything the portal logs, kept for the scan.
 #[derive(Clone, Default)]
@@ -225,4 +227,47 @@ impl Browser {
             .map(|c| (c.name().to_owned(), c.value().to_owned()))
             .collect()
     }
+}
+
+/// The system's time plus an offset the test moves (Chromium lives in real time; the
+/// instances' view of the bound cookie's age, and the TOTP steps, can be pushed on).
+#[derive(Clone)]
+pub struct Skewed(pub Arc<AtomicU64>);
+
+impl Clock for Skewed {
+    fn now(&self) -> Result<Timestamp, ClockError> {
+        let offset = Duration::from_secs(self.0.load(Ordering::SeqCst));
+        Ok(SystemClock.now()?.saturating_add(offset))
+    }
+}
+
+impl Skewed {
+    pub fn advance(&self, seconds: u64) {
+        self.0.fetch_add(seconds, Ordering::SeqCst);
+    }
+
+    pub fn unix(&self) -> u64 {
+        self.now().unwrap().unix_seconds()
+    }
+}
+
+/// The device bindings registered in `portal`'s audit trail (by kind), and how many signed
+/// refreshes it recorded.
+pub async fn bindings(
+    portal: &verrou_portal::app::Portal,
+) -> (Vec<verrou::session::BindingKind>, usize) {
+    use verrou::AuditKind;
+    let trail = portal.verrou.audit_trail(None, 1_000).await.unwrap();
+    let kinds = trail
+        .iter()
+        .filter_map(|event| match event.kind {
+            AuditKind::BindingRegistered { kind, .. } => Some(kind),
+            _ => None,
+        })
+        .collect();
+    let refreshes = trail
+        .iter()
+        .filter(|event| matches!(event.kind, AuditKind::BindingRefreshed { .. }))
+        .count();
+    (kinds, refreshes)
 }
