@@ -17,6 +17,19 @@ use crate::lockout::ThrottlePolicy;
 use crate::recovery::Lookup;
 use crate::session::{RevocationScope, TokenHash};
 
+/// Runs `$body` on the backend `self` holds, bound as `$store` (the one place the
+/// backends' `cfg`s are written out).
+macro_rules! each {
+    ($self:expr, $store:ident => $body:expr) => {
+        match $self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite($store) => $body,
+            #[cfg(feature = "postgres")]
+            Self::Postgres($store) => $body,
+        }
+    };
+}
+
 /// SQLite or PostgreSQL, chosen at run time ([`AnyStore::open`]).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -56,12 +69,7 @@ impl AnyStore {
 impl AnyStore {
     /// Closes the backend's connections (see [`SqliteStore::close`](super::SqlStore::close)).
     pub async fn close(&self) {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.close().await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.close().await,
-        }
+        each!(self, store => store.close().await)
     }
 }
 
@@ -71,21 +79,11 @@ impl Store for AnyStore {
         user: &UserId,
         pending: PendingTotp,
     ) -> Result<(), StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.put_pending_totp(user, pending).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.put_pending_totp(user, pending).await,
-        }
+        each!(self, store => store.put_pending_totp(user, pending).await)
     }
 
     async fn pending_totp(&self, user: &UserId) -> Result<Option<PendingTotp>, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.pending_totp(user).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.pending_totp(user).await,
-        }
+        each!(self, store => store.pending_totp(user).await)
     }
 
     async fn activate_pending_totp(
@@ -95,29 +93,15 @@ impl Store for AnyStore {
         confirmed_step: u64,
         now: Timestamp,
     ) -> Result<Activation, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => {
-                store
-                    .activate_pending_totp(user, factor, confirmed_step, now)
-                    .await
-            }
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => {
-                store
-                    .activate_pending_totp(user, factor, confirmed_step, now)
-                    .await
-            }
-        }
+        each!(self, store => {
+            store
+                .activate_pending_totp(user, factor, confirmed_step, now)
+                .await
+        })
     }
 
     async fn active_totp(&self, user: &UserId) -> Result<Option<TotpFactor>, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.active_totp(user).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.active_totp(user).await,
-        }
+        each!(self, store => store.active_totp(user).await)
     }
 
     async fn accept_totp_step(
@@ -127,12 +111,7 @@ impl Store for AnyStore {
         step: u64,
         record: AuditEvent,
     ) -> Result<StepAdvance, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.accept_totp_step(user, factor, step, record).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.accept_totp_step(user, factor, step, record).await,
-        }
+        each!(self, store => store.accept_totp_step(user, factor, step, record).await)
     }
 
     async fn attempt_totp(
@@ -140,12 +119,7 @@ impl Store for AnyStore {
         user: &UserId,
         attempt: TotpAttempt<'_>,
     ) -> Result<AttemptVerdict, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.attempt_totp(user, attempt).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.attempt_totp(user, attempt).await,
-        }
+        each!(self, store => store.attempt_totp(user, attempt).await)
     }
 
     async fn replace_recovery_codes(
@@ -153,12 +127,7 @@ impl Store for AnyStore {
         user: &UserId,
         codes: Vec<RecoveryCodeRecord>,
     ) -> Result<Replacement, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.replace_recovery_codes(user, codes).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.replace_recovery_codes(user, codes).await,
-        }
+        each!(self, store => store.replace_recovery_codes(user, codes).await)
     }
 
     async fn recovery_code(
@@ -166,12 +135,7 @@ impl Store for AnyStore {
         user: &UserId,
         lookup: Lookup,
     ) -> Result<Option<RecoveryCodeRecord>, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.recovery_code(user, lookup).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.recovery_code(user, lookup).await,
-        }
+        each!(self, store => store.recovery_code(user, lookup).await)
     }
 
     async fn consume_recovery_code(
@@ -179,39 +143,19 @@ impl Store for AnyStore {
         user: &UserId,
         lookup: Lookup,
     ) -> Result<Consumption, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.consume_recovery_code(user, lookup).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.consume_recovery_code(user, lookup).await,
-        }
+        each!(self, store => store.consume_recovery_code(user, lookup).await)
     }
 
     async fn remaining_recovery_codes(&self, user: &UserId) -> Result<usize, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.remaining_recovery_codes(user).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.remaining_recovery_codes(user).await,
-        }
+        each!(self, store => store.remaining_recovery_codes(user).await)
     }
 
     async fn remove_totp(&self, user: &UserId) -> Result<bool, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.remove_totp(user).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.remove_totp(user).await,
-        }
+        each!(self, store => store.remove_totp(user).await)
     }
 
     async fn throttle(&self, key: &ThrottleKey<'_>) -> Result<ThrottleState, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.throttle(key).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.throttle(key).await,
-        }
+        each!(self, store => store.throttle(key).await)
     }
 
     async fn reserve_attempt(
@@ -220,30 +164,15 @@ impl Store for AnyStore {
         policy: &ThrottlePolicy,
         now: Timestamp,
     ) -> Result<Reservation, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.reserve_attempt(key, policy, now).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.reserve_attempt(key, policy, now).await,
-        }
+        each!(self, store => store.reserve_attempt(key, policy, now).await)
     }
 
     async fn clear_throttle(&self, key: &ThrottleKey<'_>) -> Result<(), StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.clear_throttle(key).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.clear_throttle(key).await,
-        }
+        each!(self, store => store.clear_throttle(key).await)
     }
 
     async fn record_audit(&self, event: AuditEvent) -> Result<(), StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.record_audit(event).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.record_audit(event).await,
-        }
+        each!(self, store => store.record_audit(event).await)
     }
 
     async fn audit_trail(
@@ -251,56 +180,31 @@ impl Store for AnyStore {
         user: Option<&UserId>,
         limit: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.audit_trail(user, limit).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.audit_trail(user, limit).await,
-        }
+        each!(self, store => store.audit_trail(user, limit).await)
     }
 }
 
 impl SessionStore for AnyStore {
     async fn create_session(&self, record: SessionRecord) -> Result<(), StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.create_session(record).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.create_session(record).await,
-        }
+        each!(self, store => store.create_session(record).await)
     }
 
     async fn session_by_token(
         &self,
         token: &TokenHash,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.session_by_token(token).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.session_by_token(token).await,
-        }
+        each!(self, store => store.session_by_token(token).await)
     }
 
     async fn session_and_binding_by_token(
         &self,
         token: &TokenHash,
     ) -> Result<Option<(SessionRecord, Option<BindingRecord>)>, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.session_and_binding_by_token(token).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.session_and_binding_by_token(token).await,
-        }
+        each!(self, store => store.session_and_binding_by_token(token).await)
     }
 
     async fn touch_session(&self, session: SessionId, at: Timestamp) -> Result<(), StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.touch_session(session, at).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.touch_session(session, at).await,
-        }
+        each!(self, store => store.touch_session(session, at).await)
     }
 
     async fn elevate_session(
@@ -309,12 +213,7 @@ impl SessionStore for AnyStore {
         current: &TokenHash,
         elevation: Elevation,
     ) -> Result<bool, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.elevate_session(session, current, elevation).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.elevate_session(session, current, elevation).await,
-        }
+        each!(self, store => store.elevate_session(session, current, elevation).await)
     }
 
     async fn revoke_sessions(
@@ -322,30 +221,15 @@ impl SessionStore for AnyStore {
         scope: &RevocationScope,
         context: RevocationContext,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.revoke_sessions(scope, context).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.revoke_sessions(scope, context).await,
-        }
+        each!(self, store => store.revoke_sessions(scope, context).await)
     }
 
     async fn user_sessions(&self, user: &UserId) -> Result<Vec<SessionRecord>, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.user_sessions(user).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.user_sessions(user).await,
-        }
+        each!(self, store => store.user_sessions(user).await)
     }
 
     async fn binding(&self, session: SessionId) -> Result<Option<BindingRecord>, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.binding(session).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.binding(session).await,
-        }
+        each!(self, store => store.binding(session).await)
     }
 
     async fn swap_binding(
@@ -354,12 +238,7 @@ impl SessionStore for AnyStore {
         expected: Option<u64>,
         record: BindingRecord,
     ) -> Result<bool, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.swap_binding(session, expected, record).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.swap_binding(session, expected, record).await,
-        }
+        each!(self, store => store.swap_binding(session, expected, record).await)
     }
 
     async fn purge_expired_sessions(
@@ -367,40 +246,20 @@ impl SessionStore for AnyStore {
         now: Timestamp,
         idle_before: Timestamp,
     ) -> Result<usize, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.purge_expired_sessions(now, idle_before).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.purge_expired_sessions(now, idle_before).await,
-        }
+        each!(self, store => store.purge_expired_sessions(now, idle_before).await)
     }
 }
 
 impl KeyRotation for AnyStore {
     async fn reseal_stale(&self, limit: usize) -> Result<ResealReport, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.reseal_stale(limit).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.reseal_stale(limit).await,
-        }
+        each!(self, store => store.reseal_stale(limit).await)
     }
 
     async fn sealed_secrets(&self) -> Result<SealedSecrets, StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.sealed_secrets().await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.sealed_secrets().await,
-        }
+        each!(self, store => store.sealed_secrets().await)
     }
 
     async fn replace_key_ring(&self, keys: KeyRing) -> Result<(), StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(store) => store.replace_key_ring(keys).await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.replace_key_ring(keys).await,
-        }
+        each!(self, store => store.replace_key_ring(keys).await)
     }
 }
