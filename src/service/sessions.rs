@@ -13,7 +13,7 @@ use crate::session::cookie::{cookie_value, set_cookie, BOUND_COOKIE, SESSION_COO
 use crate::session::token::TokenKind;
 use crate::session::{
     Assurance, BindingMode, BoundCookieProblem, Challenge, ExpiryReason, Requirement,
-    RevocationReason, RevocationScope, SessionToken, StepUpReason,
+    RevocationReason, RevocationScope, SessionToken, StepUpReason, TokenHash,
 };
 use crate::store::{BindingRecord, IssuedChallenge, SessionRecord};
 use crate::store::{Elevation, RevocationContext, Store};
@@ -270,17 +270,21 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         ctx: &ClientContext,
     ) -> Result<SessionStatus, Error> {
         let now = self.clock.now()?;
+        let hash = match session_hash(cookies.session) {
+            Ok(hash) => hash,
+            Err(status) => return Ok(status),
+        };
         // The session and its binding in one read.
-        let Ok(token) = SessionToken::parse(cookies.session) else {
-            return Ok(SessionStatus::Malformed);
+        let (record, binding) = self
+            .store
+            .session_and_binding_by_token(&hash)
+            .await?
+            .unzip();
+        let record = match self.live(record, now) {
+            Ok(record) => record,
+            Err(status) => return Ok(status),
         };
-        let hash = token.hash(TokenKind::Session);
-        let Some((record, binding)) = self.store.session_and_binding_by_token(&hash).await? else {
-            return Ok(SessionStatus::NotFound);
-        };
-        if let Some(reason) = self.expiry(&record, now) {
-            return Ok(SessionStatus::Expired(reason));
-        }
+        let binding = binding.flatten();
         let policy = &self.config.sessions;
         if record.assurance == Assurance::SecondFactor && policy.binding != BindingMode::Off {
             match self.binding_status(&record, binding.as_ref(), cookies, now) {
@@ -331,16 +335,26 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         cookie: &str,
         now: Timestamp,
     ) -> Result<Result<SessionRecord, SessionStatus>, Error> {
-        let Ok(token) = SessionToken::parse(cookie) else {
-            return Ok(Err(SessionStatus::Malformed));
+        let hash = match session_hash(cookie) {
+            Ok(hash) => hash,
+            Err(status) => return Ok(Err(status)),
         };
-        let Some(record) = self.session_for(&token).await? else {
-            return Ok(Err(SessionStatus::NotFound));
-        };
-        Ok(match self.expiry(&record, now) {
+        let record = self.store.session_by_token(&hash).await?;
+        Ok(self.live(record, now))
+    }
+
+    /// The session found for a cookie, if there is one and it is live at `now`; otherwise
+    /// the status to answer.
+    fn live(
+        &self,
+        record: Option<SessionRecord>,
+        now: Timestamp,
+    ) -> Result<SessionRecord, SessionStatus> {
+        let record = record.ok_or(SessionStatus::NotFound)?;
+        match self.expiry(&record, now) {
             Some(reason) => Err(SessionStatus::Expired(reason)),
             None => Ok(record),
-        })
+        }
     }
 
     /// The session whose current token is `token`, expired or not.
@@ -619,4 +633,11 @@ enum BindingStatus {
     Refused(BoundCookieProblem),
     /// Unbound past the registration grace.
     Missing,
+}
+
+/// The stored hash of a session cookie, or `Malformed` if the cookie is not a token.
+fn session_hash(cookie: &str) -> Result<TokenHash, SessionStatus> {
+    SessionToken::parse(cookie)
+        .map(|token| token.hash(TokenKind::Session))
+        .map_err(|_| SessionStatus::Malformed)
 }
