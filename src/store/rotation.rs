@@ -1,8 +1,7 @@
 //! Key rotation for stores that seal secrets: re-sealing them under the ring's active key.
 
-use std::future::Future;
-
 use std::collections::BTreeMap;
+use std::future::Future;
 
 use super::Store;
 use crate::error::StoreError;

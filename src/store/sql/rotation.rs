@@ -1,10 +1,10 @@
 //! The SQL store and its key ring: the key check when a store opens, and
 //! [`KeyRotation`]: re-sealing stored secrets under the active key.
 
-use super::driver::{Driver, Fields, Sql};
-use super::values::{factor_id, key_check_value, sealing, user_id};
 use std::sync::PoisonError;
 
+use super::driver::{Driver, Fields, Sql};
+use super::values::{factor_id, key_check_value, sealing, user_id};
 use super::SqlStore;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::keyring::{KeyRing, KeyRingError};
