@@ -140,6 +140,15 @@ impl Portal {
         })
     }
 
+    /// Now on verrou's clock, in unix seconds (the portal's own records use that form).
+    ///
+    /// # Errors
+    /// The clock's failure.
+    pub fn now_unix(&self) -> Result<i64, security::PortalError> {
+        let now = self.verrou.clock().now()?.unix_seconds();
+        Ok(i64::try_from(now).unwrap_or(i64::MAX))
+    }
+
     /// Every route, behind the security layers.
     pub fn router(self) -> Router {
         let bindings = self.guard.binding_router();

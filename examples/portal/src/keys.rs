@@ -95,16 +95,15 @@ impl Portal {
             .replace_key_ring(keys.clone())
             .await
             .map_err(ReloadError::Refused)?;
-        let at = verrou::Clock::now(self.verrou.clock())
-            .map(verrou::Timestamp::unix_seconds)
-            .unwrap_or_default();
-        let at = i64::try_from(at).unwrap_or(i64::MAX);
-        if let Err(error) = self
-            .db
-            .audit(at, "portal", None, "key_ring_reloaded", &detail)
-            .await
-        {
-            tracing::warn!(%error, "the key ring reload could not be audited");
+        // The ring is in use already: a record that cannot be written is logged, not undone.
+        match self.now_unix() {
+            Ok(at) => {
+                let kind = "key_ring_reloaded";
+                if let Err(error) = self.db.audit(at, "portal", None, kind, &detail).await {
+                    tracing::warn!(%error, "the key ring reload could not be audited");
+                }
+            }
+            Err(error) => tracing::warn!(?error, "the key ring reload could not be audited"),
         }
         Ok(active)
     }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use verrou::{ClientContext, Clock, NewSession, OrgId, UserId};
+use verrou::{ClientContext, NewSession, OrgId, UserId};
 
 use crate::app::Portal;
 use crate::security::PortalError;
@@ -24,17 +24,13 @@ fn keys(login: &str, ctx: &ClientContext) -> (String, Option<String>) {
     (login, ctx.addr().map(|addr| format!("addr:{addr}")))
 }
 
-fn now(portal: &Portal) -> Result<i64, PortalError> {
-    Ok(i64::try_from(portal.verrou.clock().now()?.unix_seconds()).unwrap_or(i64::MAX))
-}
-
 /// `Some(seconds to wait)` when this login or address has failed too often lately.
 pub async fn refused(
     portal: &Portal,
     login: &str,
     ctx: &ClientContext,
 ) -> Result<Option<i64>, PortalError> {
-    let now = now(portal)?;
+    let now = portal.now_unix()?;
     let window = i64::try_from(WINDOW.as_secs()).unwrap_or(i64::MAX);
     let (login_key, addr_key) = keys(login, ctx);
     let mut wait = None;
@@ -52,7 +48,7 @@ pub async fn refused(
 
 /// Counts a wrong password (or an unknown login).
 pub async fn failed(portal: &Portal, login: &str, ctx: &ClientContext) -> Result<(), PortalError> {
-    let now = now(portal)?;
+    let now = portal.now_unix()?;
     let window = i64::try_from(WINDOW.as_secs()).unwrap_or(i64::MAX);
     let (login_key, addr_key) = keys(login, ctx);
     let mut keys = vec![login_key.as_str()];

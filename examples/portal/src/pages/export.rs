@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use verrou::{ActiveSession, Clock};
+use verrou::ActiveSession;
 use verrou_axum::{Session, StepUp};
 
 use super::{render, with_status, Message};
@@ -83,7 +83,7 @@ pub async fn run(
     let Some((org, login)) = staff.and_then(|staff| staff.org.map(|org| (org, staff.login))) else {
         return Err(PortalError::Forbidden);
     };
-    let now = i64::try_from(portal.verrou.clock().now()?.unix_seconds()).unwrap_or(i64::MAX);
+    let now = portal.now_unix()?;
     let (day, session_id) = (now.div_euclid(86_400), session.id.to_string());
     let db = &portal.db;
 
