@@ -67,9 +67,14 @@ use verrou::error::StoreErrorKind;
 use verrou::KeyRing;
 
 async fn raw(url: &str, schema: &Schema) -> PgConnection {
+    raw_in(url, &schema.name).await
+}
+
+/// A bare connection whose tables are those of the schema named `schema`.
+async fn raw_in(url: &str, schema: &str) -> PgConnection {
     let options: PgConnectOptions = url.parse().unwrap();
     options
-        .options([("search_path", schema.name.as_str())])
+        .options([("search_path", schema)])
         .connect()
         .await
         .unwrap()
@@ -92,6 +97,46 @@ async fn a_newer_schema_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Incompatible);
+}
+
+/// A store at schema version 4 (before the one-call verification) is brought to the current
+/// version when an instance opens it, and its factor keeps working through the new function.
+#[tokio::test]
+async fn a_version_4_schema_gains_the_verification_function() {
+    let (url, schema) = server();
+    let keys = insecure_key_ring().unwrap();
+    let store = PostgresStore::connect_in_schema(&url, &schema.name, keys.clone())
+        .await
+        .unwrap();
+    let alice = enrolled(store.clone(), config()).await;
+    store.close().await;
+    sqlx::raw_sql(
+        "DROP FUNCTION verrou_attempt_totp; UPDATE verrou_schema_version SET version = 4",
+    )
+    .execute(&mut raw(&url, &schema).await)
+    .await
+    .unwrap();
+    let store = PostgresStore::connect_in_schema(&url, &schema.name, keys)
+        .await
+        .unwrap();
+    let version: i64 = sqlx::query_scalar("SELECT version FROM verrou_schema_version")
+        .fetch_one(&mut raw(&url, &schema).await)
+        .await
+        .unwrap();
+    assert_eq!(version, 5);
+    let again = verrou::Verrou::new(store, config()).with_clock(alice.clock.clone());
+    let outcome = again
+        .verify_totp(
+            &alice.user,
+            &alice.code(0),
+            &verrou::ClientContext::unknown(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, verrou::TotpOutcome::Accepted(_)),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]
@@ -127,16 +172,166 @@ async fn no_secret_in_clear_in_the_tables() {
 
 // ---- recovery codes across two instances: the review's race, forced and natural ----------
 
-mod recovery_races {
-    use std::sync::Arc;
+/// A raw connection holding row locks in an open transaction, as an in-flight writer would,
+/// so the operations started next queue up behind it in a known order.
+mod held {
     use std::time::Duration;
 
     use sqlx::{Connection as _, PgConnection};
+
+    use super::{raw, raw_in};
+    use crate::support::postgres::Schema;
+
+    pub struct Holder {
+        conn: PgConnection,
+        pid: i32,
+        url: String,
+        schema: String,
+    }
+
+    impl Holder {
+        /// A transaction begun on `schema`, holding nothing yet.
+        pub async fn begin(url: &str, schema: &Schema) -> Self {
+            let mut conn = raw(url, schema).await;
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            Self {
+                conn,
+                pid,
+                url: url.to_owned(),
+                schema: schema.name.clone(),
+            }
+        }
+
+        /// Holds row locks on alice's current recovery codes.
+        pub async fn lock_codes(url: &str, schema: &Schema) -> Self {
+            let mut holder = Self::begin(url, schema).await;
+            let locked: Vec<String> = sqlx::query_scalar(
+                "SELECT lookup FROM verrou_recovery_codes WHERE user_id = 'alice' FOR UPDATE",
+            )
+            .fetch_all(&mut holder.conn)
+            .await
+            .unwrap();
+            assert!(!locked.is_empty());
+            holder
+        }
+
+        /// Runs `statement` (bound to `values`) in the held transaction.
+        pub async fn run(&mut self, statement: &'static str, values: &[i64]) {
+            let mut query = sqlx::query(statement);
+            for value in values {
+                query = query.bind(*value);
+            }
+            query.execute(&mut self.conn).await.unwrap();
+        }
+
+        /// Waits until `count` backends wait, directly or through one another, on this one
+        /// (or until every task in `tasks` has finished: an operation that did not block).
+        pub async fn wait_for_blocked<T>(&self, count: i64, tasks: &[&tokio::task::JoinHandle<T>]) {
+            let mut observer = raw_in(&self.url, &self.schema).await;
+            for _ in 0..600 {
+                let blocked: i64 = sqlx::query_scalar(
+                    "WITH RECURSIVE blocked(pid) AS ( \
+                       SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) \
+                       UNION \
+                       SELECT a.pid FROM pg_stat_activity a JOIN blocked b \
+                         ON b.pid = ANY(pg_blocking_pids(a.pid))) \
+                     SELECT count(*) FROM blocked",
+                )
+                .bind(self.pid)
+                .fetch_one(&mut observer)
+                .await
+                .unwrap();
+                if blocked >= count || tasks.iter().all(|task| task.is_finished()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("the operations never queued behind the held locks");
+        }
+
+        /// Ends the transaction with `how` (`COMMIT` or `ROLLBACK`).
+        pub async fn end(mut self, how: &'static str) {
+            sqlx::query(how).execute(&mut self.conn).await.unwrap();
+            self.conn.close().await.unwrap();
+        }
+    }
+}
+
+/// A verification decides the throttle on the counters it read, and each write of its one
+/// call is a compare-and-set against them (see `attempt_call.rs`). These force a counter to
+/// change between the read and the write, as another instance's attempts or an operator would.
+mod verification_races {
+    use verrou::store::PostgresStore;
+    use verrou::testing::insecure_key_ring;
+    use verrou::{ClientContext, Clock as _, TotpOutcome};
+
+    use super::held::Holder;
+    use super::raw;
+    use crate::support::postgres::server;
+    use crate::support::{config, enrolled};
+
+    const LOCK_ACCOUNT: &str = "UPDATE verrou_throttle SET failures = 1000, last_failure = $1 \
+         WHERE throttle_key = 'account:alice'";
+
+    /// The attacker has the password and the right code, after one wrong guess. Another
+    /// instance locks the account (a brute force reaching the lockout, an operator) after the
+    /// verification read the counter and before it reset it: the code must not be accepted
+    /// past the lockout, and its step must stay unused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lockout_committed_under_a_verification_refuses_it() {
+        let (url, schema) = server();
+        let store =
+            PostgresStore::connect_in_schema(&url, &schema.name, insecure_key_ring().unwrap())
+                .await
+                .unwrap();
+        let alice = enrolled(store, config()).await;
+        let wrong = alice.verify(&alice.code(5)).await;
+        assert!(matches!(wrong, TotpOutcome::Invalid), "{wrong:?}");
+        let step_before: i64 = sqlx::query_scalar("SELECT last_step FROM verrou_totp_active")
+            .fetch_one(&mut raw(&url, &schema).await)
+            .await
+            .unwrap();
+        let now = i64::try_from(alice.clock.now().unwrap().unix_seconds()).unwrap();
+        let mut holder = Holder::begin(&url, &schema).await;
+        holder.run(LOCK_ACCOUNT, &[now]).await;
+        let verification = {
+            let (verrou, user, code) = (alice.verrou.clone(), alice.user.clone(), alice.code(0));
+            tokio::spawn(async move {
+                verrou
+                    .verify_totp(&user, &code, &ClientContext::unknown())
+                    .await
+                    .unwrap()
+            })
+        };
+        holder.wait_for_blocked(1, &[&verification]).await;
+        holder.end("COMMIT").await;
+        let outcome = verification.await.unwrap();
+        assert!(
+            matches!(outcome, TotpOutcome::Locked { .. }),
+            "a code accepted past a lockout: {outcome:?}"
+        );
+        let step_after: i64 = sqlx::query_scalar("SELECT last_step FROM verrou_totp_active")
+            .fetch_one(&mut raw(&url, &schema).await)
+            .await
+            .unwrap();
+        assert_eq!(
+            step_after, step_before,
+            "the locked-out code's step was used up"
+        );
+    }
+}
+
+mod recovery_races {
+    use std::sync::Arc;
     use verrou::store::PostgresStore;
     use verrou::testing::{insecure_key_ring, insecure_recovery_codes, InsecureManualClock};
     use verrou::{ClientContext, RecoveryOutcome, SecondFactorProof, Verrou, VerrouConfig};
 
-    use super::raw;
+    use super::held::Holder;
     use crate::service::assert_no_code_works;
     use crate::support::postgres::{server, Schema};
     use crate::support::{config, enrolled, Enrolled};
@@ -216,70 +411,6 @@ mod recovery_races {
         }
     }
 
-    /// Holds row locks on alice's current codes, as an in-flight writer would, so the
-    /// operations started next queue up behind it in a known order.
-    struct Holder {
-        conn: PgConnection,
-        pid: i32,
-    }
-
-    impl Holder {
-        async fn lock_codes(portal: &Portal) -> Self {
-            let mut conn = raw(&portal.url, &portal.schema).await;
-            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
-            let locked: Vec<String> = sqlx::query_scalar(
-                "SELECT lookup FROM verrou_recovery_codes WHERE user_id = 'alice' FOR UPDATE",
-            )
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-            assert!(!locked.is_empty());
-            Self { conn, pid }
-        }
-
-        /// Waits until `count` backends wait, directly or through one another, on this one
-        /// (or until every task in `tasks` has finished: an operation that did not block).
-        async fn wait_for_blocked<T>(
-            &self,
-            portal: &Portal,
-            count: i64,
-            tasks: &[&tokio::task::JoinHandle<T>],
-        ) {
-            let mut observer = raw(&portal.url, &portal.schema).await;
-            for _ in 0..600 {
-                let blocked: i64 = sqlx::query_scalar(
-                    "WITH RECURSIVE blocked(pid) AS ( \
-                       SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) \
-                       UNION \
-                       SELECT a.pid FROM pg_stat_activity a JOIN blocked b \
-                         ON b.pid = ANY(pg_blocking_pids(a.pid))) \
-                     SELECT count(*) FROM blocked",
-                )
-                .bind(self.pid)
-                .fetch_one(&mut observer)
-                .await
-                .unwrap();
-                if blocked >= count || tasks.iter().all(|task| task.is_finished()) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            panic!("the operations never queued behind the held locks");
-        }
-
-        async fn release(mut self) {
-            sqlx::query("ROLLBACK")
-                .execute(&mut self.conn)
-                .await
-                .unwrap();
-            self.conn.close().await.unwrap();
-        }
-    }
-
     /// The review's finding, forced: a regeneration is in flight (its delete waits on the old
     /// codes) when an operator on another instance resets the factor. The reset must leave
     /// no factor and no working code, and the intruder's proof must regenerate nothing after.
@@ -287,15 +418,15 @@ mod recovery_races {
     async fn a_reset_during_a_regeneration_leaves_no_working_code() {
         let portal = Arc::new(portal(config()).await);
         let (proof, later) = (portal.fresh_proof().await, portal.fresh_proof().await);
-        let holder = Holder::lock_codes(&portal).await;
+        let holder = Holder::lock_codes(&portal.url, &portal.schema).await;
         let regeneration = portal.spawn_regeneration(false, proof);
-        holder.wait_for_blocked(&portal, 1, &[&regeneration]).await;
+        holder.wait_for_blocked(1, &[&regeneration]).await;
         let reset = {
             let (second, who) = (portal.second.clone(), portal.enrolled.user.clone());
             tokio::spawn(async move { second.remove_totp_factor(&who).await.unwrap() })
         };
-        holder.wait_for_blocked(&portal, 2, &[&reset]).await;
-        holder.release().await;
+        holder.wait_for_blocked(2, &[&reset]).await;
+        holder.end("ROLLBACK").await;
         let shown = regeneration.await.unwrap().unwrap_or_default();
         assert!(reset.await.unwrap());
         assert!(!portal
@@ -321,12 +452,12 @@ mod recovery_races {
     async fn a_double_submitted_regeneration_leaves_one_set() {
         let portal = Arc::new(portal(config()).await);
         let (one, two) = (portal.fresh_proof().await, portal.fresh_proof().await);
-        let holder = Holder::lock_codes(&portal).await;
+        let holder = Holder::lock_codes(&portal.url, &portal.schema).await;
         let first = portal.spawn_regeneration(false, one);
-        holder.wait_for_blocked(&portal, 1, &[&first]).await;
+        holder.wait_for_blocked(1, &[&first]).await;
         let second = portal.spawn_regeneration(true, two);
-        holder.wait_for_blocked(&portal, 2, &[&second]).await;
-        holder.release().await;
+        holder.wait_for_blocked(2, &[&second]).await;
+        holder.end("ROLLBACK").await;
         let sets = [
             first.await.unwrap().unwrap(),
             second.await.unwrap().unwrap(),

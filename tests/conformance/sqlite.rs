@@ -145,7 +145,7 @@ async fn an_older_schema_is_upgraded_in_place() {
 
     let path = f.path.clone();
     let (again, _dir) = f.reopen().await;
-    assert_eq!(schema_version(&path).await, 4);
+    assert_eq!(schema_version(&path).await, 5);
     // The factor written at version 1 still works, and the trail is recorded again.
     again.accept(&again.code(0)).await;
     let trail = again.verrou.audit_trail(None, 10).await.unwrap();

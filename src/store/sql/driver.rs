@@ -2,10 +2,11 @@
 //! through.
 //!
 //! [`Dialect`] is what differs between databases, written once per database (`sqlite.rs`,
-//! `postgres.rs`): how a write transaction starts, the two locking reads, the migration lock
-//! and two type names. [`Driver`] is what the store needs of sqlx, given once, for every
-//! database whose sqlx driver stores verrou's four column types, by one blanket impl: the
-//! store's code then needs the single bound `D: Driver`, and no query is written twice.
+//! `postgres.rs`): how a write transaction starts, the two locking reads, the migration lock,
+//! two type names and the one-call verification. [`Driver`] is what the store needs of sqlx,
+//! given once, for every database whose sqlx driver stores verrou's four column types, by one
+//! blanket impl: the store's code then needs the single bound `D: Driver`, and no query is
+//! written twice.
 //!
 //! [`Sql`] builds one statement (its text is always a `&'static str`: nothing is formatted
 //! per request) and maps a driver error to a [`StoreError`] naming what the statement was
@@ -17,7 +18,7 @@ use std::pin::Pin;
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row as _, Type};
 
-use super::schema::ColumnTypes;
+use super::schema::Spelling;
 use super::values::backend;
 use crate::error::{StoreError, StoreErrorKind};
 
@@ -39,8 +40,13 @@ pub(crate) trait Dialect: Database {
     /// `factor_id, replaces, expires_at` of the user's (`$1`) pending factor, the row locked
     /// until the transaction ends.
     const LOCK_PENDING_FACTOR: &'static str;
-    /// How the migrations spell a binary column and an auto-increment key.
-    const COLUMN_TYPES: ColumnTypes;
+    /// How the migrations spell a binary column, an auto-increment key and the function
+    /// behind [`Dialect::ATTEMPT_CALL`].
+    const SPELLING: Spelling;
+    /// The statement that writes a whole verification in one round trip, given the counters
+    /// the caller read and decided on (a compare-and-set; see `factors.rs`), or `None` where
+    /// the write transaction costs no round trips (SQLite runs in the process).
+    const ATTEMPT_CALL: Option<&'static str>;
 
     /// How many rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;

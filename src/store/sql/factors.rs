@@ -158,7 +158,7 @@ impl<D: Driver> Store for SqlStore<D> {
         record: AuditEvent,
     ) -> Result<StepAdvance, StoreError> {
         self.write("accept a time step", move |tx, _| {
-            Box::pin(accept_step::<D>(tx, user, factor, step, record))
+            Box::pin(async move { accept_step::<D>(tx, user, factor, step, &record).await })
         })
         .await
     }
@@ -168,6 +168,11 @@ impl<D: Driver> Store for SqlStore<D> {
         user: &UserId,
         attempt: TotpAttempt<'_>,
     ) -> Result<AttemptVerdict, StoreError> {
+        if let Some(call) = D::ATTEMPT_CALL {
+            if let Some(verdict) = self.attempt_in_one_call(call, user, &attempt).await? {
+                return Ok(verdict);
+            }
+        }
         self.write("verify a code", move |tx, _| {
             Box::pin(async move {
                 let mut address = None;
@@ -187,7 +192,7 @@ impl<D: Driver> Store for SqlStore<D> {
                 };
                 let advance = match attempt.fresh_step {
                     Some(step) => Some(
-                        accept_step::<D>(tx, user, attempt.factor, step, attempt.accepted).await?,
+                        accept_step::<D>(tx, user, attempt.factor, step, &attempt.accepted).await?,
                     ),
                     None => None,
                 };
@@ -376,7 +381,7 @@ impl<D: Driver> Store for SqlStore<D> {
     async fn record_audit(&self, event: AuditEvent) -> Result<(), StoreError> {
         insert_audit::<D>(
             &mut *self.write_connection("record an audit event").await?,
-            event,
+            &event,
         )
         .await
     }
@@ -505,7 +510,7 @@ async fn accept_step<D: Driver>(
     user: &UserId,
     factor: FactorId,
     step: u64,
-    record: AuditEvent,
+    record: &AuditEvent,
 ) -> Result<StepAdvance, StoreError> {
     let factor = factor.to_string();
     let advanced = Sql::<D>::new(

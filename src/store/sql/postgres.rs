@@ -6,7 +6,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::Postgres;
 
 use super::driver::Dialect;
-use super::schema::ColumnTypes;
+use super::schema::Spelling;
 use super::values::backend;
 use super::SqlStore;
 use crate::error::{StoreError, StoreErrorKind};
@@ -109,12 +109,124 @@ impl Dialect for Postgres {
         "SELECT factor_id FROM verrou_totp_active WHERE user_id = $1 FOR UPDATE";
     const LOCK_PENDING_FACTOR: &'static str = "SELECT factor_id, replaces, expires_at \
          FROM verrou_totp_pending WHERE user_id = $1 FOR UPDATE";
-    const COLUMN_TYPES: ColumnTypes = ColumnTypes {
+    const SPELLING: Spelling = Spelling {
         blob: "BYTEA",
         serial: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        attempt_function: ATTEMPT_FUNCTION,
     };
+    const ATTEMPT_CALL: Option<&'static str> = Some(
+        "SELECT verdict, address_failures, address_last, account_failures, account_last \
+         FROM verrou_attempt_totp($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         $14, $15, $16, $17, $18, $19, $20, $21)",
+    );
 
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
     }
 }
+
+/// A verification's whole write as one call (`Dialect::ATTEMPT_CALL`): one round trip instead
+/// of a transaction's eight, and no row lock on the path a success takes.
+///
+/// The caller decided both throttle counters in Rust on the state it believes they have
+/// (`*_seen`; absent reads as zero failures at time 0) and passes what to write (`*_next`).
+/// The function reads both; if either is not what the caller saw it writes nothing and
+/// answers `changed` with what it found, and the caller decides again (the throttle policy
+/// stays in Rust). Otherwise it is the locking transaction's body, each write a
+/// compare-and-set against the state the decision was made on:
+/// - the step's conditional update; if it moved, the account counter's reset (a delete that
+///   only matches the counter as read: a zero counter needs none, and a failure counted
+///   concurrently then stays, ordered after this success) and the audit record (`a_*`, the
+///   columns of `verrou_audit`): `advanced`;
+/// - if not (`already_used`, `no_such_factor`) or with no step to try (`counted`), both
+///   counts, each written only over the state read.
+///
+/// A compare-and-set that misses once a write is made raises `serialization_failure`, which
+/// undoes the whole call: the caller sees `Contention` and takes the locking transaction.
+const ATTEMPT_FUNCTION: &str = r"
+CREATE FUNCTION verrou_attempt_totp(
+    p_user TEXT, p_factor TEXT, p_step BIGINT,
+    p_address TEXT, p_address_seen BIGINT, p_address_seen_at BIGINT,
+    p_address_next BIGINT, p_address_next_at BIGINT,
+    p_account TEXT, p_account_seen BIGINT, p_account_seen_at BIGINT,
+    p_account_next BIGINT, p_account_next_at BIGINT,
+    a_at BIGINT, a_user TEXT, a_client TEXT, a_kind TEXT, a_factor TEXT, a_value BIGINT,
+    a_detail BIGINT, a_session TEXT,
+    OUT verdict TEXT, OUT address_failures BIGINT, OUT address_last BIGINT,
+    OUT account_failures BIGINT, OUT account_last BIGINT
+) LANGUAGE plpgsql AS $verrou$
+BEGIN
+    -- The counters as they stand (an absent counter reads as zero failures at time 0).
+    address_failures := 0;
+    address_last := 0;
+    account_failures := 0;
+    account_last := 0;
+    IF p_address IS NOT NULL THEN
+        SELECT failures, last_failure INTO address_failures, address_last
+        FROM verrou_throttle WHERE throttle_key = p_address;
+        IF NOT FOUND THEN
+            address_failures := 0;
+            address_last := 0;
+        END IF;
+    END IF;
+    SELECT failures, last_failure INTO account_failures, account_last
+    FROM verrou_throttle WHERE throttle_key = p_account;
+    IF NOT FOUND THEN
+        account_failures := 0;
+        account_last := 0;
+    END IF;
+    IF (p_address IS NOT NULL
+            AND (address_failures <> p_address_seen OR address_last <> p_address_seen_at))
+        OR account_failures <> p_account_seen OR account_last <> p_account_seen_at THEN
+        verdict := 'changed';
+        RETURN;
+    END IF;
+    verdict := 'counted';
+    IF p_step IS NOT NULL THEN
+        UPDATE verrou_totp_active SET last_step = p_step
+        WHERE user_id = p_user AND factor_id = p_factor AND last_step < p_step;
+        IF FOUND THEN
+            IF account_failures <> 0 OR account_last <> 0 THEN
+                DELETE FROM verrou_throttle WHERE throttle_key = p_account
+                AND failures = account_failures AND last_failure = account_last;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+                        MESSAGE = 'a throttle counter moved during a verification';
+                END IF;
+            END IF;
+            INSERT INTO verrou_audit (at, user_id, client, kind, factor_id, value, detail,
+                session_id)
+            VALUES (a_at, a_user, a_client, a_kind, a_factor, a_value, a_detail, a_session);
+            verdict := 'advanced';
+            RETURN;
+        END IF;
+        IF EXISTS (SELECT 1 FROM verrou_totp_active
+                   WHERE user_id = p_user AND factor_id = p_factor) THEN
+            verdict := 'already_used';
+        ELSE
+            verdict := 'no_such_factor';
+        END IF;
+    END IF;
+    IF p_address IS NOT NULL THEN
+        INSERT INTO verrou_throttle AS t (throttle_key, failures, last_failure)
+        VALUES (p_address, p_address_next, p_address_next_at)
+        ON CONFLICT (throttle_key) DO UPDATE
+        SET failures = excluded.failures, last_failure = excluded.last_failure
+        WHERE t.failures = p_address_seen AND t.last_failure = p_address_seen_at;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+                MESSAGE = 'a throttle counter moved during a verification';
+        END IF;
+    END IF;
+    INSERT INTO verrou_throttle AS t (throttle_key, failures, last_failure)
+    VALUES (p_account, p_account_next, p_account_next_at)
+    ON CONFLICT (throttle_key) DO UPDATE
+    SET failures = excluded.failures, last_failure = excluded.last_failure
+    WHERE t.failures = p_account_seen AND t.last_failure = p_account_seen_at;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+            MESSAGE = 'a throttle counter moved during a verification';
+    END IF;
+END
+$verrou$;
+";

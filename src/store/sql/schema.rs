@@ -3,14 +3,15 @@
 use crate::error::{StoreError, StoreErrorKind};
 
 /// The schema version this build of verrou writes. A database at a later version is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// Migration `i` takes the schema from version `i` to `i + 1` (version 1: factors, recovery
 /// codes, throttle counters; version 2: the audit trail; version 3: sessions and their device
 /// bindings, and the audit trail's session column; version 4: the key check, a value sealed
-/// under the ring that created the store, so a foreign ring is refused at open). Written once
-/// for both
-/// dialects: `{blob}` becomes the binary type and `{serial}` the auto-increment key.
+/// under the ring that created the store, so a foreign ring is refused at open; version 5: the
+/// dialect's one-call verification, [`Spelling::attempt_function`]). Written once for both
+/// dialects: `{blob}` becomes the binary type, `{serial}` the auto-increment key and
+/// `{attempt_function}` the dialect's function, if it has one.
 const MIGRATIONS: &[&str] = &[
     r"
 CREATE TABLE verrou_totp_pending (
@@ -101,18 +102,25 @@ CREATE TABLE verrou_key_check (
     sealed    {blob} NOT NULL
 );
 ",
+    "{attempt_function}",
 ];
 
-/// How a dialect spells the types the migrations leave open.
-pub(crate) struct ColumnTypes {
+/// How a dialect spells what the migrations leave open.
+pub(crate) struct Spelling {
+    /// A binary column.
     pub(crate) blob: &'static str,
+    /// An auto-increment primary key.
     pub(crate) serial: &'static str,
+    /// The definition of the function a verification's write runs as one call
+    /// ([`Dialect::ATTEMPT_CALL`](super::driver::Dialect::ATTEMPT_CALL)); empty where the
+    /// dialect has none.
+    pub(crate) attempt_function: &'static str,
 }
 
 /// The migrations after `from`, in order, with their target version, spelled with `types`.
 pub(crate) fn pending_migrations(
     from: i64,
-    types: &ColumnTypes,
+    types: &Spelling,
 ) -> Result<Vec<(i64, String)>, StoreError> {
     if from > SCHEMA_VERSION {
         return Err(StoreError::new(
@@ -133,7 +141,8 @@ pub(crate) fn pending_migrations(
         .map(|(sql, to)| {
             let sql = sql
                 .replace("{blob}", types.blob)
-                .replace("{serial}", types.serial);
+                .replace("{serial}", types.serial)
+                .replace("{attempt_function}", types.attempt_function);
             (to, sql)
         })
         .collect())
@@ -149,9 +158,10 @@ pub(crate) const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS verrou_schema
 mod tests {
     use super::*;
 
-    const TEST: ColumnTypes = ColumnTypes {
+    const TEST: Spelling = Spelling {
         blob: "BLOB",
         serial: "SERIAL",
+        attempt_function: "CREATE FUNCTION f() ...",
     };
 
     #[test]
@@ -165,10 +175,11 @@ mod tests {
     #[test]
     fn an_older_database_gets_only_the_missing_ones() {
         let missing = pending_migrations(1, &TEST).unwrap();
-        assert_eq!(missing.len(), 3);
+        assert_eq!(missing.len(), 4);
         assert!(missing[0].1.contains("verrou_audit"));
         assert!(missing[1].1.contains("verrou_sessions"));
         assert!(missing[2].1.contains("verrou_key_check"));
+        assert_eq!(missing[3].1, TEST.attempt_function);
         assert!(pending_migrations(SCHEMA_VERSION, &TEST)
             .unwrap()
             .is_empty());

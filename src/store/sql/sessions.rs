@@ -199,7 +199,7 @@ impl<D: Driver> SessionStore for SqlStore<D> {
                         .text(session.to_string());
                     bind_binding(query, &offer)?.execute(tx).await?;
                 }
-                insert_audit::<D>(tx, elevation.record).await?;
+                insert_audit::<D>(tx, &elevation.record).await?;
                 Ok(true)
             })
         })
@@ -230,7 +230,7 @@ impl<D: Driver> SessionStore for SqlStore<D> {
                     };
                     let user = user_id(&row.text(1)?)?;
                     let event = AuditEvent::new(context.at, user, context.client, kind);
-                    insert_audit::<D>(tx, event.clone()).await?;
+                    insert_audit::<D>(tx, &event).await?;
                     events.push(event);
                 }
                 Ok(events)

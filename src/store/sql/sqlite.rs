@@ -7,7 +7,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::Sqlite;
 
 use super::driver::Dialect;
-use super::schema::ColumnTypes;
+use super::schema::Spelling;
 use super::values::backend;
 use super::SqlStore;
 use crate::error::{StoreError, StoreErrorKind};
@@ -97,10 +97,13 @@ impl Dialect for Sqlite {
         "SELECT factor_id FROM verrou_totp_active WHERE user_id = $1";
     const LOCK_PENDING_FACTOR: &'static str =
         "SELECT factor_id, replaces, expires_at FROM verrou_totp_pending WHERE user_id = $1";
-    const COLUMN_TYPES: ColumnTypes = ColumnTypes {
+    const SPELLING: Spelling = Spelling {
         blob: "BLOB",
         serial: "INTEGER PRIMARY KEY AUTOINCREMENT",
+        attempt_function: "",
     };
+    // A write transaction is no round trip here: the verification runs in one.
+    const ATTEMPT_CALL: Option<&'static str> = None;
 
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
