@@ -111,7 +111,7 @@ async fn a_version_4_schema_gains_the_verification_function() {
     let alice = enrolled(store.clone(), config()).await;
     store.close().await;
     sqlx::raw_sql(
-        "DROP FUNCTION verrou_attempt_totp; UPDATE verrou_schema_version SET version = 4",
+        "DROP FUNCTION verrou_attempt_totp; DROP FUNCTION verrou_swap_count; UPDATE verrou_schema_version SET version = 4",
     )
     .execute(&mut raw(&url, &schema).await)
     .await

@@ -139,7 +139,7 @@ impl Dialect for Postgres {
 ///   concurrently then stays, ordered after this success) and the audit record (`a_*`, the
 ///   columns of `verrou_audit`): `advanced`;
 /// - if not (`already_used`, `no_such_factor`) or with no step to try (`counted`), both
-///   counts, each written only over the state read.
+///   counts, each written only over the state read (`verrou_swap_count`).
 ///
 /// A compare-and-set that misses once a write is made raises `serialization_failure`, which
 /// undoes the whole call: the caller sees `Contention` and takes the locking transaction.
@@ -208,21 +208,22 @@ BEGIN
         END IF;
     END IF;
     IF p_address IS NOT NULL THEN
-        INSERT INTO verrou_throttle AS t (throttle_key, failures, last_failure)
-        VALUES (p_address, p_address_next, p_address_next_at)
-        ON CONFLICT (throttle_key) DO UPDATE
-        SET failures = excluded.failures, last_failure = excluded.last_failure
-        WHERE t.failures = p_address_seen AND t.last_failure = p_address_seen_at;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
-                MESSAGE = 'a throttle counter moved during a verification';
-        END IF;
+        PERFORM verrou_swap_count(p_address, p_address_seen, p_address_seen_at,
+            p_address_next, p_address_next_at);
     END IF;
+    PERFORM verrou_swap_count(p_account, p_account_seen, p_account_seen_at,
+        p_account_next, p_account_next_at);
+END
+$verrou$;
+CREATE FUNCTION verrou_swap_count(
+    p_key TEXT, p_seen BIGINT, p_seen_at BIGINT, p_next BIGINT, p_next_at BIGINT
+) RETURNS VOID LANGUAGE plpgsql AS $verrou$
+BEGIN
     INSERT INTO verrou_throttle AS t (throttle_key, failures, last_failure)
-    VALUES (p_account, p_account_next, p_account_next_at)
+    VALUES (p_key, p_next, p_next_at)
     ON CONFLICT (throttle_key) DO UPDATE
     SET failures = excluded.failures, last_failure = excluded.last_failure
-    WHERE t.failures = p_account_seen AND t.last_failure = p_account_seen_at;
+    WHERE t.failures = p_seen AND t.last_failure = p_seen_at;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
             MESSAGE = 'a throttle counter moved during a verification';
