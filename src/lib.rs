@@ -63,7 +63,7 @@ pub mod store;
 pub mod testing;
 pub mod totp;
 
-pub use crate::audit::{AuditEvent, AuditKind, AuditSink};
+pub use crate::audit::{AuditEvent, AuditKind, AuditSink, AuditValue};
 pub use crate::clock::{Clock, SystemClock, Timestamp};
 pub use crate::error::{ApiMisuse, ConfigError, CryptoError, Error, InputError, StoreError};
 pub use crate::ids::{FactorId, OrgId, SessionId, UserId};

@@ -265,6 +265,14 @@ pub enum SecondFactorMethod {
 impl SecondFactorMethod {
     /// Every method, for stores that keep them as codes.
     pub const ALL: [Self; 2] = [Self::Totp, Self::RecoveryCode];
+
+    /// A short stable name, for logs and the audit trail's records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Totp => "totp",
+            Self::RecoveryCode => "recovery_code",
+        }
+    }
 }
 
 /// Which device-binding client registered.
@@ -280,6 +288,14 @@ pub enum BindingKind {
 impl BindingKind {
     /// Every kind, for stores that keep them as codes.
     pub const ALL: [Self; 2] = [Self::Dbsc, Self::WebCrypto];
+
+    /// A short stable name, for logs and the audit trail's records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dbsc => "dbsc",
+            Self::WebCrypto => "webcrypto",
+        }
+    }
 }
 
 /// Why a bound session's request was refused for its bound cookie
@@ -300,6 +316,15 @@ pub enum BoundCookieProblem {
 impl BoundCookieProblem {
     /// Every reason, for stores that keep them as codes.
     pub const ALL: [Self; 3] = [Self::Missing, Self::Expired, Self::Unknown];
+
+    /// A short stable name, for logs and the audit trail's records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Expired => "expired",
+            Self::Unknown => "unknown",
+        }
+    }
 }
 
 /// Which sessions to revoke.
