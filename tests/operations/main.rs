@@ -1,5 +1,5 @@
-//! What operators run: the `verrou-admin` command line (`admin_cli.rs`) and the SQLite store
-//! killed mid-operation (`crash.rs`).
+//! What operators meet: the SQLite store killed mid-operation (`crash.rs`). The
+//! `verrou-admin` command line has its own crate and tests (`verrou-admin/tests`).
 
 #![allow(
     unreachable_pub,
@@ -12,5 +12,4 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-mod admin_cli;
 mod crash;

@@ -1,50 +1,30 @@
 //! `verrou-admin`: the operators' incident-response commands, over the same store and key
-//! ring as the portal.
+//! ring as the portal. `verrou-admin --help` lists them, `verrou-admin <command> --help`
+//! explains one with an example.
 //!
-//! ```text
-//! verrou-admin generate-key <key id>          print a new key-ring entry (<id>:<base64>)
-//! verrou-admin rotate-keys                    re-seal every TOTP secret under the active key
-//! verrou-admin reset-factor <user id>         remove the user's factor and recovery codes,
-//!                                             and revoke the user's sessions
-//! verrou-admin lift-lock <user id>            clear the user's second-factor lock
-//! verrou-admin revoke-org <organisation id>   revoke every session of an organisation
-//! verrou-admin revoke-user <user id>          revoke every session of a user
-//! verrou-admin revoke-session <session id>    revoke one session
-//! verrou-admin revoke-before <unix seconds|now>  revoke every session created before then
-//! verrou-admin audit [<user id>] [--limit N]  print the audit trail, newest first
-//! ```
-//!
-//! The store comes from `VERROU_STORE` (`sqlite:<path>`, or a `postgres://` URL, with
-//! `VERROU_PG_SCHEMA` naming a schema if the portal uses one); the key ring from
-//! `VERROU_KEYS` (see `verrou::keyring`) or the file named by `VERROU_KEYS_FILE`.
+//! The store comes from `--store` or `VERROU_STORE` (`sqlite:<path>`, or a `postgres://` URL,
+//! with `--pg-schema`/`VERROU_PG_SCHEMA` naming a schema if the portal uses one); the key ring
+//! from `VERROU_KEYS` (see `verrou::keyring`) or the file named by `VERROU_KEYS_FILE`, never
+//! from an argument (arguments are visible to every user of the machine).
 //! Exit status: 0 done, 1 the operation did not complete (see its output), 2 bad usage or
 //! configuration. Nothing it prints on error contains a key, secret or password.
 
+mod cli;
+mod output;
+
 use std::process::ExitCode;
 
+use clap::{CommandFactory, Parser};
+use serde_json::json;
 use verrou::session::RevocationScope;
 use verrou::store::{AnyStore, KeyRotation};
-use verrou::{
-    ClientContext, Clock, KeyId, KeyRing, OrgId, SessionId, SystemClock, Timestamp, UserId, Verrou,
-    VerrouConfig, KEYS_ENV,
-};
+use verrou::{ClientContext, KeyRing, Verrou, VerrouConfig, KEYS_ENV};
 
-const USAGE: &str = "usage: verrou-admin generate-key <key id>
-       verrou-admin rotate-keys
-       verrou-admin reset-factor <user id>
-       verrou-admin lift-lock <user id>
-       verrou-admin revoke-org <organisation id>
-       verrou-admin revoke-user <user id>
-       verrou-admin revoke-session <session id>
-       verrou-admin revoke-before <unix seconds|now>
-       verrou-admin audit [<user id>] [--limit N]
-environment: VERROU_STORE (sqlite:<path> or postgres://…), VERROU_PG_SCHEMA (optional),
-             VERROU_KEYS or VERROU_KEYS_FILE";
-
-/// The default number of audit events printed.
-const AUDIT_LIMIT: usize = 100;
+use crate::cli::{Cli, Command, Global};
+use crate::output::{print_events, print_result, Format};
 
 /// A failure, with the exit status it maps to.
+#[derive(Debug)]
 enum Failure {
     /// Bad usage or configuration (2).
     Usage(String),
@@ -55,73 +35,6 @@ enum Failure {
 impl<E: std::error::Error> From<E> for Failure {
     fn from(error: E) -> Self {
         Self::Operation(error.to_string())
-    }
-}
-
-/// What to do, parsed from the arguments.
-enum Command {
-    GenerateKey(KeyId),
-    RotateKeys,
-    ResetFactor(UserId),
-    LiftLock(UserId),
-    Revoke(RevocationScope),
-    Audit { user: Option<UserId>, limit: usize },
-}
-
-fn parse(args: &[String]) -> Result<Command, Failure> {
-    let usage = |what: &str| Failure::Usage(format!("{what}\n{USAGE}"));
-    let user = |text: &str| UserId::new(text).map_err(|e| usage(&e.to_string()));
-    match args {
-        [cmd, id] if cmd == "generate-key" => KeyId::new(id)
-            .map(Command::GenerateKey)
-            .map_err(|e| usage(&e.to_string())),
-        [cmd] if cmd == "rotate-keys" => Ok(Command::RotateKeys),
-        [cmd, who] if cmd == "reset-factor" => Ok(Command::ResetFactor(user(who)?)),
-        [cmd, who] if cmd == "lift-lock" => Ok(Command::LiftLock(user(who)?)),
-        [cmd, org] if cmd == "revoke-org" => OrgId::new(org)
-            .map(|org| Command::Revoke(RevocationScope::Org(org)))
-            .map_err(|e| usage(&e.to_string())),
-        [cmd, who] if cmd == "revoke-user" => Ok(Command::Revoke(RevocationScope::User {
-            user: user(who)?,
-            except: None,
-        })),
-        [cmd, id] if cmd == "revoke-session" => SessionId::parse(id)
-            .map(|id| Command::Revoke(RevocationScope::Session(id)))
-            .map_err(|e| usage(&e.to_string())),
-        [cmd, when] if cmd == "revoke-before" => {
-            let instant = if when == "now" {
-                // Sessions are stamped in whole seconds: "before now" must include those
-                // created earlier in the current second.
-                SystemClock
-                    .now()
-                    .map_err(|e| Failure::Operation(e.to_string()))?
-                    .saturating_add(std::time::Duration::from_secs(1))
-            } else {
-                when.parse()
-                    .ok()
-                    .and_then(|seconds| Timestamp::from_unix_seconds(seconds).ok())
-                    .ok_or_else(|| usage("revoke-before needs Unix seconds or `now`"))?
-            };
-            Ok(Command::Revoke(RevocationScope::IssuedBefore(instant)))
-        }
-        [cmd, rest @ ..] if cmd == "audit" => {
-            let (mut who, mut limit) = (None, AUDIT_LIMIT);
-            let mut rest = rest.iter();
-            while let Some(arg) = rest.next() {
-                if arg == "--limit" {
-                    let n = rest.next().ok_or_else(|| usage("--limit needs a number"))?;
-                    limit = n
-                        .parse()
-                        .map_err(|_| usage("--limit needs a positive number"))?;
-                } else if who.is_none() {
-                    who = Some(user(arg)?);
-                } else {
-                    return Err(usage("audit takes one user id"));
-                }
-            }
-            Ok(Command::Audit { user: who, limit })
-        }
-        _ => Err(usage("unknown or incomplete command")),
     }
 }
 
@@ -137,33 +50,22 @@ fn key_ring() -> Result<KeyRing, Failure> {
     ring.map_err(|e| Failure::Usage(format!("key ring: {e}")))
 }
 
-async fn run(command: Command, keys: Option<KeyRing>) -> Result<(), Failure> {
-    let Some(keys) = keys else {
-        if let Command::GenerateKey(id) = &command {
-            let entry = KeyRing::generate_entry(id)?;
-            println!("{}", entry.as_str());
-        }
-        return Ok(());
-    };
-    let url = std::env::var("VERROU_STORE")
-        .map_err(|_| Failure::Usage(format!("VERROU_STORE is not set\n{USAGE}")))?;
-    let store = open(&url, keys).await?;
-    let result = on_store(store.clone(), command).await;
-    store.close().await;
-    result
-}
-
-/// The store `url` names; on PostgreSQL in `VERROU_PG_SCHEMA` when that is set.
-async fn open(url: &str, keys: KeyRing) -> Result<AnyStore, Failure> {
+/// The store `global` names; on PostgreSQL in its schema when one is given.
+async fn open(global: &Global, keys: KeyRing) -> Result<AnyStore, Failure> {
+    let url = global.store.as_deref().ok_or_else(|| {
+        Failure::Usage(
+            "no store: give --store or set VERROU_STORE (sqlite:<path> or postgres://…)".into(),
+        )
+    })?;
     let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
     if !url.starts_with("sqlite:") && !postgres {
-        return Err(Failure::Usage(format!(
-            "VERROU_STORE must start with sqlite: or postgres://\n{USAGE}"
-        )));
+        return Err(Failure::Usage(
+            "the store must start with sqlite: or postgres://".into(),
+        ));
     }
     #[cfg(feature = "postgres")]
-    if let (true, Ok(schema)) = (postgres, std::env::var("VERROU_PG_SCHEMA")) {
-        let store = verrou::store::PostgresStore::connect_in_schema(url, &schema, keys).await?;
+    if let (true, Some(schema)) = (postgres, &global.pg_schema) {
+        let store = verrou::store::PostgresStore::connect_in_schema(url, schema, keys).await?;
         return Ok(AnyStore::Postgres(store));
     }
     #[cfg(not(feature = "postgres"))]
@@ -175,26 +77,47 @@ async fn open(url: &str, keys: KeyRing) -> Result<AnyStore, Failure> {
     Ok(AnyStore::open(url, keys).await?)
 }
 
-async fn on_store<S: KeyRotation>(store: S, command: Command) -> Result<(), Failure> {
+async fn on_store<S: KeyRotation>(
+    store: S,
+    command: Command,
+    format: Format,
+) -> Result<(), Failure> {
     let verrou = Verrou::new(store, VerrouConfig::new("verrou-admin")?);
     match command {
-        Command::GenerateKey(_) => Ok(()),
+        Command::GenerateKey { .. } | Command::Completions { .. } => Ok(()),
         Command::RotateKeys => {
             let report = verrou.store().rotate_keys().await?;
-            println!(
-                "scanned {} sealed secrets, re-sealed {}, still under another key {}, unreadable {}",
-                report.scanned,
-                report.resealed,
-                report.stale,
-                report.unreadable.len()
+            let unreadable: Vec<_> = report
+                .unreadable
+                .iter()
+                .map(|row| json!({"user": row.user, "factor": row.factor, "reason": row.reason.to_string()}))
+                .collect();
+            print_result(
+                format,
+                &format!(
+                    "scanned {} sealed secrets, re-sealed {}, still under another key {}, unreadable {}",
+                    report.scanned,
+                    report.resealed,
+                    report.stale,
+                    report.unreadable.len()
+                ),
+                json!({
+                    "command": "rotate-keys",
+                    "scanned": report.scanned,
+                    "resealed": report.resealed,
+                    "stale": report.stale,
+                    "unreadable": unreadable,
+                }),
             );
-            for row in &report.unreadable {
-                println!(
-                    "unreadable: user {}, factor {}: {} (skipped; reset this user's factor)",
-                    row.user.escape_debug(),
-                    row.factor.escape_debug(),
-                    row.reason
-                );
+            if let Format::Text = format {
+                for row in &report.unreadable {
+                    println!(
+                        "unreadable: user {}, factor {}: {} (skipped; reset this user's factor)",
+                        row.user.escape_debug(),
+                        row.factor.escape_debug(),
+                        row.reason
+                    );
+                }
             }
             if !report.unreadable.is_empty() {
                 return Err(Failure::Operation(
@@ -211,60 +134,125 @@ async fn on_store<S: KeyRotation>(store: S, command: Command) -> Result<(), Fail
             }
             Ok(())
         }
-        Command::ResetFactor(user) => {
+        Command::ResetFactor { user } => {
             let removed = verrou.remove_totp_factor(&user).await?;
-            println!(
-                "{user}: {}; recovery codes voided; sessions revoked",
-                if removed {
-                    "factor removed"
-                } else {
-                    "had no factor"
-                }
+            let what = if removed {
+                "factor removed"
+            } else {
+                "had no factor"
+            };
+            print_result(
+                format,
+                &format!(
+                    "{}: {what}; recovery codes voided; sessions revoked",
+                    user.as_str().escape_debug()
+                ),
+                json!({"command": "reset-factor", "user": user.as_str(), "factor_removed": removed}),
             );
             Ok(())
         }
-        Command::LiftLock(user) => {
+        Command::LiftLock { user } => {
             verrou.lift_lock(&user).await?;
-            println!("{user}: lock lifted, failures cleared");
+            print_result(
+                format,
+                &format!(
+                    "{}: lock lifted, failures cleared",
+                    user.as_str().escape_debug()
+                ),
+                json!({"command": "lift-lock", "user": user.as_str()}),
+            );
             Ok(())
         }
-        Command::Revoke(scope) => {
-            let revoked = verrou
-                .revoke_sessions(&scope, &ClientContext::unknown())
-                .await?;
-            println!("{revoked} sessions revoked");
-            Ok(())
+        Command::RevokeOrg { org } => {
+            revoke(&verrou, "revoke-org", RevocationScope::Org(org), format).await
+        }
+        Command::RevokeUser { user } => {
+            let scope = RevocationScope::User { user, except: None };
+            revoke(&verrou, "revoke-user", scope, format).await
+        }
+        Command::RevokeSession { session } => {
+            revoke(
+                &verrou,
+                "revoke-session",
+                RevocationScope::Session(session),
+                format,
+            )
+            .await
+        }
+        Command::RevokeBefore { when } => {
+            revoke(
+                &verrou,
+                "revoke-before",
+                RevocationScope::IssuedBefore(when),
+                format,
+            )
+            .await
         }
         Command::Audit { user, limit } => {
-            for event in verrou.audit_trail(user.as_ref(), limit).await? {
-                let client = event.client.map(|c| c.to_string()).unwrap_or_default();
-                println!(
-                    "{}\t{}\t{}\t{}\t{:?}",
-                    event.at.unix_seconds(),
-                    event.user,
-                    client,
-                    event.kind.name(),
-                    event.kind
-                );
-            }
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            let events = verrou.audit_trail(user.as_ref(), limit).await?;
+            print_events(&events, format);
             Ok(())
         }
     }
 }
 
+async fn revoke<S: KeyRotation>(
+    verrou: &Verrou<S>,
+    command: &str,
+    scope: RevocationScope,
+    format: Format,
+) -> Result<(), Failure> {
+    let revoked = verrou
+        .revoke_sessions(&scope, &ClientContext::unknown())
+        .await?;
+    print_result(
+        format,
+        &format!("{revoked} sessions revoked"),
+        json!({"command": command, "revoked": revoked}),
+    );
+    Ok(())
+}
+
+/// Runs `cli`: the commands that need no store first, then the others on the store.
+fn run(cli: Cli) -> Result<(), Failure> {
+    let format = if cli.global.json {
+        Format::Json
+    } else {
+        Format::Text
+    };
+    match &cli.command {
+        Command::GenerateKey { id } => {
+            let entry = KeyRing::generate_entry(id)?;
+            println!("{}", entry.as_str());
+            return Ok(());
+        }
+        Command::Completions { shell } => {
+            // Into a buffer first: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "verrou-admin", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    let keys = key_ring()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = open(&cli.global, keys).await?;
+        let result = on_store(store.clone(), cli.command, format).await;
+        store.close().await;
+        result
+    })
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let outcome = parse(&args).and_then(|command| {
-        let keys = match command {
-            Command::GenerateKey(_) => None,
-            _ => Some(key_ring()?),
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(run(command, keys))
-    });
-    match outcome {
+    // A usage error prints clap's message (naming the bad argument) and exits with 2;
+    // `--help` and `--version` print and exit with 0.
+    let cli = Cli::parse();
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {
             eprintln!("verrou-admin: {message}");

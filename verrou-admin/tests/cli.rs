@@ -1,12 +1,21 @@
 //! `verrou-admin` run as operators would: against a SQLite file a portal wrote, with the key
 //! ring from the environment, checking what it prints, what it changes and its exit status.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::support::{config, enrolled};
+use support::{config, enrolled};
 use verrou::store::backend::ThrottleKey;
 use verrou::store::{SqliteStore, Store};
 use verrou::{KeyRing, UserId};
@@ -82,17 +91,44 @@ async fn operators_rotate_reset_lift_and_read_the_trail() {
     let out = admin(&path, &new, &["reset-factor", "alice"]);
     assert!(text(&out.stdout).contains("alice: factor removed"));
 
-    let out = admin(&path, &new, &["audit", "alice", "--limit", "3"]);
+    // For tools: one JSON object per line, RFC 3339 UTC times, ids as the commands take them.
+    let out = admin(&path, &new, &["audit", "alice", "--limit", "3", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
-    let kinds: Vec<&str> = lines
-        .iter()
-        .map(|l| l.split('\t').nth(3).unwrap())
+    let events: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
         .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
         ["totp_factor_removed", "lock_lifted", "totp_invalid"]
     );
+    for event in &events {
+        assert_eq!(event["user"], "alice");
+        let at = event["at"].as_str().unwrap();
+        assert!(
+            at.ends_with('Z') && at.len() == "2026-11-28T06:00:00Z".len(),
+            "{at}"
+        );
+    }
+    let factor = events[2]["factor"].as_str().unwrap();
+    assert_eq!(verrou::FactorId::parse(factor).unwrap().to_string(), factor);
+
+    // For people: a header and aligned columns.
+    let out = admin(&path, &new, &["audit", "alice", "--limit", "3"]);
+    let printed = text(&out.stdout);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert!(
+        lines[0].starts_with("TIME") && lines.len() == 4,
+        "{printed}"
+    );
+    let column = |line: &str, word: &str| line.find(word).unwrap();
+    let user_at = column(lines[0], "USER");
+    assert!(
+        lines[1..].iter().all(|l| column(l, "alice") == user_at),
+        "{printed}"
+    );
+    assert!(lines[3].contains("totp_invalid") && lines[3].contains(&format!("factor={factor}")));
 
     assert_eq!(inspect(&path, &new, &alice).await, (false, 0));
 }
@@ -111,15 +147,25 @@ fn bad_configuration_is_a_usage_error_that_shows_no_key() {
     assert!(err.contains("entry 1"), "{err}");
     assert!(!err.contains(&key[1..]), "{err}");
 
-    for args in [
-        &["frobnicate"][..],
-        &["reset-factor"],
-        &["audit", "a", "b"],
-        &["audit", "--limit", "x"],
+    // Each usage error names what is wrong, before any store is opened.
+    for (args, named) in [
+        (&["frobnicate"][..], "unrecognized subcommand 'frobnicate'"),
+        (&["reset-factor"], "<USER>"),
+        (&["audit", "a", "b"], "unexpected argument 'b'"),
+        (
+            &["audit", "--limit", "x"],
+            "invalid value 'x' for '--limit <LIMIT>'",
+        ),
+        (
+            &["revoke-before", "yesterday"],
+            "invalid value 'yesterday' for '<WHEN>'",
+        ),
+        (&["revoke-session", "not-a-session"], "'<SESSION>'"),
     ] {
         let out = admin(&path, &good, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(text(&out.stderr).contains("usage:"), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(named), "{args:?}: {err}");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
         .arg("rotate-keys")
@@ -135,7 +181,7 @@ fn bad_configuration_is_a_usage_error_that_shows_no_key() {
 #[tokio::test]
 async fn operators_reach_a_postgres_store_in_its_schema() {
     use verrou::store::PostgresStore;
-    let (url, schema) = crate::support::postgres::server();
+    let (url, schema) = support::postgres::server();
     let keys = entry("k1");
     let portal =
         PostgresStore::connect_in_schema(&url, &schema.name, KeyRing::from_config(&keys).unwrap())
@@ -174,7 +220,7 @@ async fn operators_revoke_an_organisations_sessions() {
     let portal = SqliteStore::open(&path, KeyRing::from_config(&keys).unwrap())
         .await
         .unwrap();
-    let e = enrolled(portal, crate::support::unbound_config()).await;
+    let e = enrolled(portal, support::unbound_config()).await;
     let mut infected = Vec::new();
     for _ in 0..3 {
         let mut browser = e.sign_in(Some("provider-42")).await;
@@ -278,7 +324,7 @@ async fn the_audit_trail_escapes_invisible_characters_in_ids() {
     )
     .await;
     e.verrou.store().close().await;
-    crate::support::sqlite::raw_exec(
+    support::sqlite::raw_exec(
         &path,
         "UPDATE verrou_audit SET user_id = 'admin' || char(8238) || 'gpj.exe'",
     )
@@ -302,14 +348,13 @@ async fn rotation_skips_and_reports_a_malformed_row() {
     let store = SqliteStore::open(&path, KeyRing::from_config(&old).unwrap())
         .await
         .unwrap();
-    let clock =
-        verrou::testing::InsecureManualClock::new(crate::support::at(crate::support::START));
+    let clock = verrou::testing::InsecureManualClock::new(support::at(support::START));
     let verrou = verrou::Verrou::new(store.clone(), config()).with_clock(clock);
     for name in ["alice", "bob", "carol"] {
-        crate::support::enrol(&verrou, &UserId::new(name).unwrap()).await;
+        support::enrol(&verrou, &UserId::new(name).unwrap()).await;
     }
     store.close().await;
-    crate::support::sqlite::raw_exec(
+    support::sqlite::raw_exec(
         &path,
         "UPDATE verrou_totp_active SET sealed = x'01' WHERE user_id = 'bob'",
     )
@@ -353,4 +398,114 @@ fn a_world_readable_key_file_is_refused() {
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = run();
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// What an operator finds at 3 a.m.: every command explains itself with an example, and the
+/// shell completes them.
+#[test]
+fn every_command_has_help_with_an_example_and_completions_exist() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
+            .args(args)
+            .env_remove("VERROU_KEYS")
+            .env_remove("VERROU_STORE")
+            .output()
+            .unwrap()
+    };
+    let commands = [
+        "generate-key",
+        "rotate-keys",
+        "reset-factor",
+        "lift-lock",
+        "revoke-org",
+        "revoke-user",
+        "revoke-session",
+        "revoke-before",
+        "audit",
+        "completions",
+    ];
+    let top = run(&["--help"]);
+    assert!(top.status.success());
+    let listing = text(&top.stdout);
+    for command in commands {
+        assert!(listing.contains(command), "{command} missing from --help");
+        let out = run(&[command, "--help"]);
+        assert!(out.status.success(), "{command}");
+        let help = text(&out.stdout);
+        assert!(
+            help.contains(&format!("verrou-admin {command}")) && help.contains("Example"),
+            "{command} --help shows no example:\n{help}"
+        );
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = text(&out.stdout);
+        assert!(
+            script.contains("revoke-org") && script.contains("rotate-keys"),
+            "{shell}: {script}"
+        );
+    }
+    assert_eq!(run(&["completions", "cmd.exe"]).status.code(), Some(2));
+}
+
+/// With `--json`, an action's result is one JSON object too (a response script reads it).
+#[tokio::test]
+async fn actions_report_in_json_and_instants_read_as_rfc_3339() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.db");
+    let keys = entry("k1");
+    let store = SqliteStore::open(&path, KeyRing::from_config(&keys).unwrap())
+        .await
+        .unwrap();
+    let e = enrolled(store, support::unbound_config()).await;
+    let at = support::START + 30;
+    let session = e
+        .verrou
+        .create_session(&e.user, None, &verrou::ClientContext::unknown())
+        .await
+        .unwrap();
+    e.verrou.store().close().await;
+
+    // Before the session's second: nothing to revoke; at the second after it, the session.
+    let before = rfc3339(at - 1);
+    let out = admin(&path, &keys, &["revoke-before", &before, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let result: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(result["command"], "revoke-before");
+    assert_eq!(result["revoked"], 0);
+    let out = admin(&path, &keys, &["revoke-before", &rfc3339(at + 1), "--json"]);
+    let result: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(result["revoked"], 1, "{result}");
+
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let started = unix_now();
+    let out = admin(&path, &keys, &["reset-factor", "alice", "--json"]);
+    let result: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(result["factor_removed"], true);
+    let out = admin(&path, &keys, &["audit", "--json", "--limit", "1000"]);
+    let revoked = text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|event| event["kind"] == "session_revoked")
+        .unwrap();
+    assert_eq!(revoked["session"], session.session.to_string());
+    assert_eq!(revoked["reason"], "revoked");
+    // The revocation happened on the operator's clock, during the reset.
+    let when = revoked["at"].as_str().unwrap();
+    assert!((started..=unix_now()).any(|t| rfc3339(t) == when), "{when}");
+}
+
+/// `seconds` as RFC 3339 UTC, by an independent implementation (GNU `date`).
+fn rfc3339(seconds: u64) -> String {
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{seconds}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    text(&out.stdout).trim().to_owned()
 }

@@ -1,0 +1,176 @@
+//! The command line, as clap parses it: every subcommand with its help and an example, every
+//! argument parsed into the library's own types, so a bad one is named before anything runs.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use verrou::{Clock, KeyId, OrgId, SessionId, SystemClock, Timestamp, UserId};
+
+/// verrou's incident-response commands, over the same store and key ring as the portal.
+#[derive(Debug, Parser)]
+#[command(
+    name = "verrou-admin",
+    version,
+    about,
+    after_help = "The key ring comes from VERROU_KEYS (or the file named by VERROU_KEYS_FILE), \
+                  never from an argument.\n\
+                  Exit status: 0 done, 1 the operation did not complete (see its output), \
+                  2 bad usage or configuration.\n\
+                  Nothing printed on error contains a key, secret or password."
+)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// The store: `sqlite:<path>` or a `postgres://` URL.
+    #[arg(
+        long,
+        env = "VERROU_STORE",
+        global = true,
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub(crate) store: Option<String>,
+    /// The PostgreSQL schema holding verrou's tables, if the portal uses one.
+    #[arg(
+        long,
+        env = "VERROU_PG_SCHEMA",
+        global = true,
+        value_name = "SCHEMA",
+        hide_env_values = true
+    )]
+    pub(crate) pg_schema: Option<String>,
+    /// Print records as JSON, one object per line (for a log pipeline or a SIEM).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Print a new key-ring entry (`<key id>:<base64 of 32 random bytes>`).
+    #[command(after_help = "Example:\n  verrou-admin generate-key 2026-12 >> /etc/portal/keys")]
+    GenerateKey {
+        /// The new key's id (1 to 32 of A-Z a-z 0-9 . _ -).
+        #[arg(value_parser = key_id)]
+        id: KeyId,
+    },
+    /// Re-seal every TOTP secret under the ring's active key (the first entry).
+    #[command(
+        after_help = "Example:\n  VERROU_KEYS_FILE=/etc/portal/keys verrou-admin rotate-keys"
+    )]
+    RotateKeys,
+    /// Remove a user's factor and recovery codes, and revoke the user's sessions.
+    #[command(after_help = "Example:\n  verrou-admin reset-factor marie.dupont")]
+    ResetFactor {
+        /// The user.
+        #[arg(value_parser = user_id)]
+        user: UserId,
+    },
+    /// Clear a user's second-factor lock and failure count.
+    #[command(after_help = "Example:\n  verrou-admin lift-lock marie.dupont")]
+    LiftLock {
+        /// The user.
+        #[arg(value_parser = user_id)]
+        user: UserId,
+    },
+    /// Revoke every session of an organisation.
+    #[command(after_help = "Example:\n  verrou-admin revoke-org formation-nord")]
+    RevokeOrg {
+        /// The organisation.
+        #[arg(value_parser = org_id)]
+        org: OrgId,
+    },
+    /// Revoke every session of a user.
+    #[command(after_help = "Example:\n  verrou-admin revoke-user marie.dupont")]
+    RevokeUser {
+        /// The user.
+        #[arg(value_parser = user_id)]
+        user: UserId,
+    },
+    /// Revoke one session.
+    #[command(after_help = "Example:\n  verrou-admin revoke-session 3q2-7Hc0kQ8mZ1vYwB5xNg")]
+    RevokeSession {
+        /// The session id, as the audit trail prints it.
+        #[arg(value_parser = session_id)]
+        session: SessionId,
+    },
+    /// Revoke every session created before an instant (`now` includes this second's).
+    #[command(after_help = "Examples:\n  verrou-admin revoke-before now\n  \
+                            verrou-admin revoke-before 2026-11-28T06:00:00Z")]
+    RevokeBefore {
+        /// `now`, an RFC 3339 instant, or Unix seconds.
+        #[arg(value_parser = revocation_instant)]
+        when: Timestamp,
+    },
+    /// Print the audit trail, newest first.
+    #[command(
+        after_help = "Examples:\n  verrou-admin audit marie.dupont --limit 20\n  \
+                            verrou-admin audit --json | jq .kind"
+    )]
+    Audit {
+        /// Only this user's events.
+        #[arg(value_parser = user_id)]
+        user: Option<UserId>,
+        /// How many events at most.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+    },
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  verrou-admin completions bash > \
+                            /etc/bash_completion.d/verrou-admin")]
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+}
+
+fn user_id(text: &str) -> Result<UserId, String> {
+    UserId::new(text).map_err(|e| e.to_string())
+}
+
+fn org_id(text: &str) -> Result<OrgId, String> {
+    OrgId::new(text).map_err(|e| e.to_string())
+}
+
+fn key_id(text: &str) -> Result<KeyId, String> {
+    KeyId::new(text).map_err(|e| e.to_string())
+}
+
+fn session_id(text: &str) -> Result<SessionId, String> {
+    SessionId::parse(text).map_err(|e| e.to_string())
+}
+
+/// `now` (through the end of the current second: sessions are stamped in whole seconds, and
+/// "before now" must include those created earlier in this one), an RFC 3339 instant, or
+/// Unix seconds.
+fn revocation_instant(text: &str) -> Result<Timestamp, String> {
+    if text == "now" {
+        return SystemClock
+            .now()
+            .map(|now| now.saturating_add(Duration::from_secs(1)))
+            .map_err(|e| e.to_string());
+    }
+    instant(text)
+}
+
+/// An RFC 3339 instant or Unix seconds.
+pub(crate) fn instant(text: &str) -> Result<Timestamp, String> {
+    let seconds = match text.parse::<u64>() {
+        Ok(seconds) => seconds,
+        Err(_) => {
+            let parsed = OffsetDateTime::parse(text, &Rfc3339)
+                .map_err(|_| "expected RFC 3339 (2026-11-28T06:00:00Z) or Unix seconds")?;
+            u64::try_from(parsed.unix_timestamp()).map_err(|_| "before 1970")?
+        }
+    };
+    Timestamp::from_unix_seconds(seconds).map_err(|e| e.to_string())
+}
