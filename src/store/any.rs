@@ -224,8 +224,8 @@ impl SessionStore for AnyStore {
         each!(self, store => store.revoke_sessions(scope, context).await)
     }
 
-    async fn user_sessions(&self, user: &UserId) -> Result<Vec<SessionRecord>, StoreError> {
-        each!(self, store => store.user_sessions(user).await)
+    async fn sessions_in(&self, scope: &RevocationScope) -> Result<Vec<SessionRecord>, StoreError> {
+        each!(self, store => store.sessions_in(scope).await)
     }
 
     async fn binding(&self, session: SessionId) -> Result<Option<BindingRecord>, StoreError> {

@@ -469,12 +469,12 @@ impl SessionStore for MemoryStore {
         Ok(events)
     }
 
-    async fn user_sessions(&self, user: &UserId) -> Result<Vec<SessionRecord>, StoreError> {
+    async fn sessions_in(&self, scope: &RevocationScope) -> Result<Vec<SessionRecord>, StoreError> {
         let inner = self.lock()?;
         let mut sessions: Vec<SessionRecord> = inner
             .sessions
             .values()
-            .filter(|record| record.user == *user)
+            .filter(|record| in_scope(record, scope))
             .cloned()
             .collect();
         sessions.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));

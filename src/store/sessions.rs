@@ -109,11 +109,24 @@ pub trait SessionStore: Send + Sync {
         context: RevocationContext,
     ) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send;
 
+    /// The sessions in `scope` (the sessions [`SessionStore::revoke_sessions`] would revoke),
+    /// newest first: what an operator reviews before revoking them.
+    fn sessions_in(
+        &self,
+        scope: &RevocationScope,
+    ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
+
     /// The user's sessions, newest first.
     fn user_sessions(
         &self,
         user: &UserId,
-    ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send {
+        let scope = RevocationScope::User {
+            user: user.clone(),
+            except: None,
+        };
+        async move { self.sessions_in(&scope).await }
+    }
 
     /// The session's binding record.
     fn binding(

@@ -157,8 +157,8 @@ impl<S: Store> SessionStore for TwoHandles<S> {
     ) -> Result<Vec<AuditEvent>, StoreError> {
         self.pick().revoke_sessions(scope, context).await
     }
-    async fn user_sessions(&self, user: &UserId) -> Result<Vec<SessionRecord>, StoreError> {
-        self.pick().user_sessions(user).await
+    async fn sessions_in(&self, scope: &RevocationScope) -> Result<Vec<SessionRecord>, StoreError> {
+        self.pick().sessions_in(scope).await
     }
     async fn binding(&self, session: SessionId) -> Result<Option<BindingRecord>, StoreError> {
         self.pick().binding(session).await

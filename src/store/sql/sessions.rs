@@ -17,7 +17,7 @@ use super::{insert_audit, SqlStore};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::Timestamp;
 use crate::error::{StoreError, StoreErrorKind};
-use crate::ids::{SessionId, UserId};
+use crate::ids::SessionId;
 use crate::session::proof::DeviceKey;
 use crate::session::{
     Assurance, BindingKind, Challenge, RevocationScope, SecondFactorMethod, TokenHash,
@@ -41,10 +41,6 @@ const SESSION_AND_BINDING_BY_TOKEN: &str = "SELECT s.session_id, s.token_hash, s
      b.prev_challenge_expires, b.cookie_hash, b.cookie_expires, b.prev_cookie_hash, \
      b.prev_cookie_expires FROM verrou_sessions s LEFT JOIN verrou_session_bindings b \
      ON b.session_id = s.session_id WHERE s.token_hash = $1";
-
-const USER_SESSIONS: &str = "SELECT session_id, token_hash, user_id, org_id, assurance, \
-     created_at, last_seen, expires_at, second_factor_at, second_factor_method, signals \
-     FROM verrou_sessions WHERE user_id = $1 ORDER BY created_at DESC, session_id DESC";
 
 const BINDING: &str = "SELECT version, offered_at, device_key, binding_kind, challenge, \
      challenge_expires, prev_challenge, prev_challenge_expires, cookie_hash, cookie_expires, \
@@ -80,15 +76,35 @@ const OFFER_BINDING: &str = "INSERT INTO verrou_session_bindings (session_id, ve
      prev_cookie_hash = excluded.prev_cookie_hash, \
      prev_cookie_expires = excluded.prev_cookie_expires";
 
-const REVOKE_BINDINGS: &str = "DELETE FROM verrou_session_bindings WHERE session_id IN \
-     (SELECT session_id FROM verrou_sessions WHERE ($1 IS NULL OR session_id = $1) \
-     AND ($2 IS NULL OR user_id = $2) AND ($3 IS NULL OR session_id <> $3) \
-     AND ($4 IS NULL OR org_id = $4) AND ($5 IS NULL OR created_at < $5))";
+/// The sessions a [`ScopeParams`] selects (`$1` to `$5`), written once for the statements
+/// that list and revoke them.
+macro_rules! in_scope {
+    () => {
+        "($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR user_id = $2) \
+         AND ($3 IS NULL OR session_id <> $3) AND ($4 IS NULL OR org_id = $4) \
+         AND ($5 IS NULL OR created_at < $5)"
+    };
+}
 
-const REVOKE_SESSIONS: &str = "DELETE FROM verrou_sessions WHERE ($1 IS NULL OR session_id = $1) \
-     AND ($2 IS NULL OR user_id = $2) AND ($3 IS NULL OR session_id <> $3) \
-     AND ($4 IS NULL OR org_id = $4) AND ($5 IS NULL OR created_at < $5) \
-     RETURNING session_id, user_id";
+const SESSIONS_IN: &str = concat!(
+    "SELECT session_id, token_hash, user_id, org_id, assurance, created_at, last_seen, \
+     expires_at, second_factor_at, second_factor_method, signals FROM verrou_sessions WHERE ",
+    in_scope!(),
+    " ORDER BY created_at DESC, session_id DESC"
+);
+
+const REVOKE_BINDINGS: &str = concat!(
+    "DELETE FROM verrou_session_bindings WHERE session_id IN \
+     (SELECT session_id FROM verrou_sessions WHERE ",
+    in_scope!(),
+    ")"
+);
+
+const REVOKE_SESSIONS: &str = concat!(
+    "DELETE FROM verrou_sessions WHERE ",
+    in_scope!(),
+    " RETURNING session_id, user_id"
+);
 
 impl<D: Driver> SessionStore for SqlStore<D> {
     async fn create_session(&self, record: SessionRecord) -> Result<(), StoreError> {
@@ -239,10 +255,10 @@ impl<D: Driver> SessionStore for SqlStore<D> {
         .await
     }
 
-    async fn user_sessions(&self, user: &UserId) -> Result<Vec<SessionRecord>, StoreError> {
-        let rows = Sql::<D>::new(USER_SESSIONS, "list a user's sessions")
-            .text(user.as_str())
-            .fetch_all(&mut *self.connection("list a user's sessions").await?)
+    async fn sessions_in(&self, scope: &RevocationScope) -> Result<Vec<SessionRecord>, StoreError> {
+        let rows = ScopeParams::of(scope)?
+            .bind(Sql::<D>::new(SESSIONS_IN, "list sessions"))
+            .fetch_all(&mut *self.connection("list sessions").await?)
             .await?;
         rows.iter().map(session_row).collect()
     }
@@ -495,7 +511,7 @@ mod tests {
         let sessions = squeezed(SESSION_COLUMNS);
         let bindings = squeezed(BINDING_COLUMNS);
         let scope = squeezed(REVOCATION_SCOPE);
-        for sql in [SESSION_BY_TOKEN, USER_SESSIONS] {
+        for sql in [SESSION_BY_TOKEN, SESSIONS_IN] {
             assert!(
                 squeezed(sql).starts_with(&format!("SELECT {sessions} FROM")),
                 "{sql}"
@@ -514,7 +530,7 @@ mod tests {
             .map(|(column, n)| format!("{column} = ${n}"))
             .collect();
         assert!(squeezed(SWAP_BINDING).contains(&assignments.join(", ")));
-        for sql in [REVOKE_BINDINGS, REVOKE_SESSIONS] {
+        for sql in [REVOKE_BINDINGS, REVOKE_SESSIONS, SESSIONS_IN] {
             assert!(squeezed(sql).contains(&scope), "{sql}");
         }
         assert!(squeezed(SESSION_BY_TOKEN).ends_with("WHERE token_hash = $1"));

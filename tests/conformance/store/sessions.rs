@@ -155,6 +155,57 @@ pub async fn elevation_swaps_the_token_once<S: Store>(store: S) {
     assert_eq!(store.session_by_token(&hash(3)).await.unwrap(), None);
 }
 
+/// What an operator reviews before revoking: each scope lists exactly the sessions its
+/// revocation would end, newest first, and listing changes nothing.
+pub async fn sessions_are_listed_by_scope<S: Store>(store: S) {
+    let a1 = record("alice", Some("org-1"), 1, START);
+    let a2 = record("alice", Some("org-1"), 2, START + 100);
+    let b1 = record("bob", Some("org-1"), 3, START + 200);
+    let c1 = record("carol", Some("org-2"), 4, START + 300);
+    for session in [&a1, &a2, &b1, &c1] {
+        store.create_session(session.clone()).await.unwrap();
+    }
+    let ids = |records: Vec<SessionRecord>| records.iter().map(|r| r.id).collect::<Vec<_>>();
+    let listed = |scope: RevocationScope| {
+        let store = &store;
+        async move { ids(store.sessions_in(&scope).await.unwrap()) }
+    };
+    let org = RevocationScope::Org(OrgId::new("org-1").unwrap());
+    assert_eq!(listed(org.clone()).await, [b1.id, a2.id, a1.id]);
+    let alice = RevocationScope::User {
+        user: user("alice"),
+        except: Some(a2.id),
+    };
+    assert_eq!(listed(alice).await, [a1.id]);
+    assert_eq!(
+        ids(store.user_sessions(&user("alice")).await.unwrap()),
+        [a2.id, a1.id]
+    );
+    let before = RevocationScope::IssuedBefore(at(START + 200));
+    assert_eq!(listed(before.clone()).await, [a2.id, a1.id]);
+    assert_eq!(listed(RevocationScope::Session(c1.id)).await, [c1.id]);
+    assert!(listed(RevocationScope::Org(OrgId::new("org-9").unwrap()))
+        .await
+        .is_empty());
+    // Listing revoked nothing; the revocation ends what was listed.
+    let events = store
+        .revoke_sessions(&before, revocation(RevocationReason::Revoked))
+        .await
+        .unwrap();
+    let mut revoked: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e.kind {
+            AuditKind::SessionRevoked { session, .. } => Some(session),
+            _ => None,
+        })
+        .collect();
+    revoked.sort();
+    let mut expected = vec![a1.id, a2.id];
+    expected.sort();
+    assert_eq!(revoked, expected);
+    assert_eq!(listed(org).await, [b1.id]);
+}
+
 pub async fn revocation_covers_each_scope<S: Store>(store: S) {
     let a1 = record("alice", Some("org-1"), 1, START);
     let a2 = record("alice", Some("org-1"), 2, START + 100);
