@@ -34,6 +34,16 @@ pub enum Assurance {
     SecondFactor,
 }
 
+impl Assurance {
+    /// A short stable name, for logs and operators' listings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PasswordOnly => "password_only",
+            Self::SecondFactor => "second_factor",
+        }
+    }
+}
+
 /// What a request needs from its session (see [`crate::Verrou::authenticate`]).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 #[non_exhaustive]

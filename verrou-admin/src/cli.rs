@@ -69,11 +69,13 @@ pub(crate) enum Command {
     )]
     RotateKeys,
     /// Remove a user's factor and recovery codes, and revoke the user's sessions.
-    #[command(after_help = "Example:\n  verrou-admin reset-factor marie.dupont")]
+    #[command(after_help = "Example:\n  verrou-admin reset-factor marie.dupont --dry-run")]
     ResetFactor {
         /// The user.
         #[arg(value_parser = user_id)]
         user: UserId,
+        #[command(flatten)]
+        confirm: Confirm,
     },
     /// Clear a user's second-factor lock and failure count.
     #[command(after_help = "Example:\n  verrou-admin lift-lock marie.dupont")]
@@ -83,11 +85,16 @@ pub(crate) enum Command {
         user: UserId,
     },
     /// Revoke every session of an organisation.
-    #[command(after_help = "Example:\n  verrou-admin revoke-org formation-nord")]
+    #[command(
+        after_help = "Examples:\n  verrou-admin revoke-org formation-nord --dry-run\n  \
+                            verrou-admin revoke-org formation-nord --yes"
+    )]
     RevokeOrg {
         /// The organisation.
         #[arg(value_parser = org_id)]
         org: OrgId,
+        #[command(flatten)]
+        confirm: Confirm,
     },
     /// Revoke every session of a user.
     #[command(after_help = "Example:\n  verrou-admin revoke-user marie.dupont")]
@@ -95,6 +102,8 @@ pub(crate) enum Command {
         /// The user.
         #[arg(value_parser = user_id)]
         user: UserId,
+        #[command(flatten)]
+        confirm: Confirm,
     },
     /// Revoke one session.
     #[command(after_help = "Example:\n  verrou-admin revoke-session 3q2-7Hc0kQ8mZ1vYwB5xNg")]
@@ -104,12 +113,29 @@ pub(crate) enum Command {
         session: SessionId,
     },
     /// Revoke every session created before an instant (`now` includes this second's).
-    #[command(after_help = "Examples:\n  verrou-admin revoke-before now\n  \
-                            verrou-admin revoke-before 2026-11-28T06:00:00Z")]
+    #[command(
+        after_help = "Examples:\n  verrou-admin revoke-before now --dry-run\n  \
+                            verrou-admin revoke-before 2026-11-28T06:00:00Z --yes"
+    )]
     RevokeBefore {
         /// `now`, an RFC 3339 instant, or Unix seconds.
         #[arg(value_parser = revocation_instant)]
         when: Timestamp,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+    /// List a user's or an organisation's sessions, newest first.
+    #[command(
+        after_help = "Examples:\n  verrou-admin sessions --org formation-nord\n  \
+                            verrou-admin sessions --user marie.dupont --json"
+    )]
+    Sessions {
+        /// This user's sessions.
+        #[arg(long, value_parser = user_id, required_unless_present = "org")]
+        user: Option<UserId>,
+        /// This organisation's sessions.
+        #[arg(long, value_parser = org_id, conflicts_with = "user")]
+        org: Option<OrgId>,
     },
     /// Print the audit trail, newest first.
     #[command(
@@ -131,6 +157,18 @@ pub(crate) enum Command {
         /// The shell.
         shell: Shell,
     },
+}
+
+/// How a command that ends sessions or removes factors is confirmed. Without either flag it
+/// says what it will touch and asks on the terminal; with no terminal it refuses.
+#[derive(Debug, Args)]
+pub(crate) struct Confirm {
+    /// Go ahead without asking (for scripts).
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
+    /// Only count what would be touched; change nothing.
+    #[arg(long, conflicts_with = "yes")]
+    pub(crate) dry_run: bool,
 }
 
 fn user_id(text: &str) -> Result<UserId, String> {

@@ -10,22 +10,22 @@
 //! configuration. Nothing it prints on error contains a key, secret or password.
 
 mod cli;
+mod commands;
 mod output;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use serde_json::json;
-use verrou::session::RevocationScope;
-use verrou::store::{AnyStore, KeyRotation};
-use verrou::{ClientContext, KeyRing, Verrou, VerrouConfig, KEYS_ENV};
+use verrou::store::AnyStore;
+use verrou::{KeyRing, KEYS_ENV};
 
 use crate::cli::{Cli, Command, Global};
-use crate::output::{print_events, print_result, Format};
+use crate::commands::on_store;
+use crate::output::Format;
 
 /// A failure, with the exit status it maps to.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     /// Bad usage or configuration (2).
     Usage(String),
     /// The operation ran and failed or did not complete (1).
@@ -75,143 +75,6 @@ async fn open(global: &Global, keys: KeyRing) -> Result<AnyStore, Failure> {
         ));
     }
     Ok(AnyStore::open(url, keys).await?)
-}
-
-async fn on_store<S: KeyRotation>(
-    store: S,
-    command: Command,
-    format: Format,
-) -> Result<(), Failure> {
-    let verrou = Verrou::new(store, VerrouConfig::new("verrou-admin")?);
-    match command {
-        Command::GenerateKey { .. } | Command::Completions { .. } => Ok(()),
-        Command::RotateKeys => {
-            let report = verrou.store().rotate_keys().await?;
-            let unreadable: Vec<_> = report
-                .unreadable
-                .iter()
-                .map(|row| json!({"user": row.user, "factor": row.factor, "reason": row.reason.to_string()}))
-                .collect();
-            print_result(
-                format,
-                &format!(
-                    "scanned {} sealed secrets, re-sealed {}, still under another key {}, unreadable {}",
-                    report.scanned,
-                    report.resealed,
-                    report.stale,
-                    report.unreadable.len()
-                ),
-                json!({
-                    "command": "rotate-keys",
-                    "scanned": report.scanned,
-                    "resealed": report.resealed,
-                    "stale": report.stale,
-                    "unreadable": unreadable,
-                }),
-            );
-            if let Format::Text = format {
-                for row in &report.unreadable {
-                    println!(
-                        "unreadable: user {}, factor {}: {} (skipped; reset this user's factor)",
-                        row.user.escape_debug(),
-                        row.factor.escape_debug(),
-                        row.reason
-                    );
-                }
-            }
-            if !report.unreadable.is_empty() {
-                return Err(Failure::Operation(
-                    "some secrets could not be opened and were skipped: see above".into(),
-                ));
-            }
-            if report.stale > 0 {
-                return Err(Failure::Operation(
-                    "some secrets are still sealed with another key: a portal instance may \
-                     still run with an older active key; run again once every instance has \
-                     the new configuration"
-                        .into(),
-                ));
-            }
-            Ok(())
-        }
-        Command::ResetFactor { user } => {
-            let removed = verrou.remove_totp_factor(&user).await?;
-            let what = if removed {
-                "factor removed"
-            } else {
-                "had no factor"
-            };
-            print_result(
-                format,
-                &format!(
-                    "{}: {what}; recovery codes voided; sessions revoked",
-                    user.as_str().escape_debug()
-                ),
-                json!({"command": "reset-factor", "user": user.as_str(), "factor_removed": removed}),
-            );
-            Ok(())
-        }
-        Command::LiftLock { user } => {
-            verrou.lift_lock(&user).await?;
-            print_result(
-                format,
-                &format!(
-                    "{}: lock lifted, failures cleared",
-                    user.as_str().escape_debug()
-                ),
-                json!({"command": "lift-lock", "user": user.as_str()}),
-            );
-            Ok(())
-        }
-        Command::RevokeOrg { org } => {
-            revoke(&verrou, "revoke-org", RevocationScope::Org(org), format).await
-        }
-        Command::RevokeUser { user } => {
-            let scope = RevocationScope::User { user, except: None };
-            revoke(&verrou, "revoke-user", scope, format).await
-        }
-        Command::RevokeSession { session } => {
-            revoke(
-                &verrou,
-                "revoke-session",
-                RevocationScope::Session(session),
-                format,
-            )
-            .await
-        }
-        Command::RevokeBefore { when } => {
-            revoke(
-                &verrou,
-                "revoke-before",
-                RevocationScope::IssuedBefore(when),
-                format,
-            )
-            .await
-        }
-        Command::Audit { user, limit } => {
-            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-            let events = verrou.audit_trail(user.as_ref(), limit).await?;
-            print_events(&events, format);
-            Ok(())
-        }
-    }
-}
-
-async fn revoke<S: KeyRotation>(
-    verrou: &Verrou<S>,
-    command: &str,
-    scope: RevocationScope,
-    format: Format,
-) -> Result<(), Failure> {
-    let revoked = verrou
-        .revoke_sessions(&scope, &ClientContext::unknown())
-        .await?;
-    print_result(
-        format,
-        &format!("{revoked} sessions revoked"),
-        json!({"command": command, "revoked": revoked}),
-    );
-    Ok(())
 }
 
 /// Runs `cli`: the commands that need no store first, then the others on the store.

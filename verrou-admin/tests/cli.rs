@@ -88,7 +88,7 @@ async fn operators_rotate_reset_lift_and_read_the_trail() {
 
     let out = admin(&path, &new, &["lift-lock", "alice"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = admin(&path, &new, &["reset-factor", "alice"]);
+    let out = admin(&path, &new, &["reset-factor", "alice", "--yes"]);
     assert!(text(&out.stdout).contains("alice: factor removed"));
 
     // For tools: one JSON object per line, RFC 3339 UTC times, ids as the commands take them.
@@ -187,7 +187,9 @@ async fn operators_reach_a_postgres_store_in_its_schema() {
         PostgresStore::connect_in_schema(&url, &schema.name, KeyRing::from_config(&keys).unwrap())
             .await
             .unwrap();
-    let e = enrolled(portal, config()).await;
+    let e = enrolled(portal, support::unbound_config()).await;
+    let mut browser = e.sign_in(Some("provider-42")).await;
+    e.elevate(&mut browser).await;
     e.verrou.store().close().await;
     let rotating = format!("{},{keys}", entry("k2"));
     let run = |args: &[&str]| {
@@ -205,6 +207,21 @@ async fn operators_reach_a_postgres_store_in_its_schema() {
     assert!(text(&out.stdout).contains("re-sealed 1, still under another key 0"));
     let out = run(&["audit"]);
     assert!(text(&out.stdout).contains("totp_enrollment_confirmed"));
+    let out = run(&["audit", "--json", "--limit", "1"]);
+    let newest: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(newest["kind"], "session_elevated");
+    assert_eq!(newest["session"], browser.id.to_string());
+
+    let out = run(&["sessions", "--org", "provider-42", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(listed["session"], browser.id.to_string());
+    assert_eq!(listed["assurance"], "second_factor");
+    let out = run(&["revoke-org", "provider-42", "--dry-run", "--json"]);
+    let plan: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(plan["sessions"], 1);
+    assert_eq!(run(&["revoke-org", "provider-42"]).status.code(), Some(2));
+    let out = run(&["revoke-org", "provider-42", "--yes"]);
+    assert_eq!(text(&out.stdout).trim(), "1 sessions revoked");
 }
 
 /// Incident response: revoke every session of the compromised partner organisation, then one
@@ -232,7 +249,7 @@ async fn operators_revoke_an_organisations_sessions() {
     let mut another = e.sign_in(Some("provider-7")).await;
     e.elevate(&mut another).await;
 
-    let out = admin(&path, &keys, &["revoke-org", "provider-42"]);
+    let out = admin(&path, &keys, &["revoke-org", "provider-42", "--yes"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "3 sessions revoked");
     for browser in &infected {
@@ -248,7 +265,7 @@ async fn operators_revoke_an_organisations_sessions() {
         e.status(&elsewhere, Requirement::AnySession).await,
         SessionStatus::NotFound
     );
-    let out = admin(&path, &keys, &["revoke-before", "now"]);
+    let out = admin(&path, &keys, &["revoke-before", "now", "--yes"]);
     assert_eq!(text(&out.stdout).trim(), "1 sessions revoked");
     assert_eq!(
         e.status(&another, Requirement::AnySession).await,
@@ -292,7 +309,7 @@ async fn revoke_before_now_includes_this_seconds_sessions() {
         .create_session(&alice, None, &verrou::ClientContext::unknown())
         .await
         .unwrap();
-    let out = admin(&path, &keys, &["revoke-before", "now"]);
+    let out = admin(&path, &keys, &["revoke-before", "now", "--yes"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "1 sessions revoked");
     let token = session.token.expose_secret().to_owned();
@@ -469,12 +486,16 @@ async fn actions_report_in_json_and_instants_read_as_rfc_3339() {
 
     // Before the session's second: nothing to revoke; at the second after it, the session.
     let before = rfc3339(at - 1);
-    let out = admin(&path, &keys, &["revoke-before", &before, "--json"]);
+    let out = admin(&path, &keys, &["revoke-before", &before, "--json", "--yes"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let result: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(result["command"], "revoke-before");
     assert_eq!(result["revoked"], 0);
-    let out = admin(&path, &keys, &["revoke-before", &rfc3339(at + 1), "--json"]);
+    let out = admin(
+        &path,
+        &keys,
+        &["revoke-before", &rfc3339(at + 1), "--json", "--yes"],
+    );
     let result: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(result["revoked"], 1, "{result}");
 
@@ -485,7 +506,7 @@ async fn actions_report_in_json_and_instants_read_as_rfc_3339() {
             .as_secs()
     };
     let started = unix_now();
-    let out = admin(&path, &keys, &["reset-factor", "alice", "--json"]);
+    let out = admin(&path, &keys, &["reset-factor", "alice", "--json", "--yes"]);
     let result: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(result["factor_removed"], true);
     let out = admin(&path, &keys, &["audit", "--json", "--limit", "1000"]);
@@ -508,4 +529,127 @@ fn rfc3339(seconds: u64) -> String {
         .output()
         .unwrap();
     text(&out.stdout).trim().to_owned()
+}
+
+/// Before ending a partner's sessions the operator sees them; a destructive command says what
+/// it will touch, is refused without `--yes` when no terminal can ask, and `--dry-run`
+/// changes nothing.
+#[tokio::test]
+async fn destructive_commands_ask_first_and_sessions_are_listed() {
+    use verrou::session::Requirement;
+    use verrou::{ClientContext, OrgId, SessionStatus};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.db");
+    let keys = entry("2026-11");
+    let portal = SqliteStore::open(&path, KeyRing::from_config(&keys).unwrap())
+        .await
+        .unwrap();
+    let e = enrolled(portal, support::unbound_config()).await;
+    let mut infected = e.sign_in(Some("provider-42")).await;
+    e.elevate(&mut infected).await;
+    let from = ClientContext::from_addr("203.0.113.9".parse().unwrap());
+    let org = OrgId::new("provider-42").unwrap();
+    let marked = e
+        .verrou
+        .create_session(&e.user, Some(&org), &from)
+        .await
+        .unwrap();
+    let other = e.sign_in(Some("provider-7")).await;
+
+    // The listing: newest first, with assurance, times and the creating address.
+    let out = admin(
+        &path,
+        &keys,
+        &["sessions", "--org", "provider-42", "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed
+        .iter()
+        .all(|s| s["org"] == "provider-42" && s["user"] == "alice"));
+    let ids: Vec<&str> = listed
+        .iter()
+        .map(|s| s["session"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&marked.session.to_string().as_str()));
+    assert!(ids.contains(&infected.id.to_string().as_str()));
+    let marked_row = listed
+        .iter()
+        .find(|s| s["session"] == marked.session.to_string())
+        .unwrap();
+    assert_eq!(marked_row["address"], "203.0.113.9");
+    assert_eq!(marked_row["assurance"], "password_only");
+    assert_eq!(marked_row["binding"], "none");
+    let infected_row = listed
+        .iter()
+        .find(|s| s["session"] == infected.id.to_string())
+        .unwrap();
+    assert_eq!(infected_row["assurance"], "second_factor");
+    assert!(infected_row["created"].as_str().unwrap().ends_with('Z'));
+    let out = admin(&path, &keys, &["sessions", "--user", "alice"]);
+    let printed = text(&out.stdout);
+    assert!(
+        printed.starts_with("SESSION") && printed.lines().count() == 4,
+        "{printed}"
+    );
+    assert_eq!(admin(&path, &keys, &["sessions"]).status.code(), Some(2));
+
+    // No terminal, no --yes: refused, naming the count, nothing changed.
+    for args in [
+        &["revoke-org", "provider-42"][..],
+        &["revoke-before", "now"],
+        &["reset-factor", "alice"],
+    ] {
+        let out = admin(&path, &keys, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains("--yes") && err.contains("sessions"), "{err}");
+    }
+    assert!(e.verrou.has_active_totp(&e.user).await.unwrap());
+    let status = e.status(&infected, Requirement::SecondFactor).await;
+    assert!(matches!(status, SessionStatus::Active(_)));
+
+    // A dry run counts and changes nothing.
+    let out = admin(
+        &path,
+        &keys,
+        &["revoke-org", "provider-42", "--dry-run", "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["sessions"], 2);
+    let out = admin(&path, &keys, &["reset-factor", "alice", "--dry-run"]);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("a factor to remove, 3 sessions to revoke"),
+        "{said}"
+    );
+    assert!(said.contains("nothing changed"), "{said}");
+    assert!(e.verrou.has_active_totp(&e.user).await.unwrap());
+    let status = e.status(&infected, Requirement::SecondFactor).await;
+    assert!(matches!(status, SessionStatus::Active(_)));
+    assert!(matches!(
+        e.status(&other, Requirement::AnySession).await,
+        SessionStatus::Active(_)
+    ));
+    assert_eq!(
+        admin(
+            &path,
+            &keys,
+            &["revoke-org", "provider-42", "--yes", "--dry-run"]
+        )
+        .status
+        .code(),
+        Some(2)
+    );
+
+    // --yes goes ahead.
+    let out = admin(&path, &keys, &["revoke-org", "provider-42", "--yes"]);
+    assert_eq!(text(&out.stdout).trim(), "2 sessions revoked");
 }

@@ -1,0 +1,307 @@
+//! The commands that work on the store. Those that end sessions or remove factors first say
+//! what they will touch, and go ahead only with `--yes`, a "y" on the terminal, or not at
+//! all with `--dry-run`.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+use verrou::session::RevocationScope;
+use verrou::store::backend::SessionRecord;
+use verrou::store::KeyRotation;
+use verrou::{AuditKind, ClientContext, SessionId, UserId, Verrou, VerrouConfig};
+
+use crate::cli::{Command, Confirm};
+use crate::output::{print_events, print_result, print_table, rfc3339, Format};
+use crate::Failure;
+
+/// How far back the audit trail is read for the address a session was created from.
+const ADDRESS_LOOKBACK: usize = 10_000;
+
+pub(crate) async fn on_store<S: KeyRotation>(
+    store: S,
+    command: Command,
+    format: Format,
+) -> Result<(), Failure> {
+    let verrou = Verrou::new(store, VerrouConfig::new("verrou-admin")?);
+    match command {
+        Command::GenerateKey { .. } | Command::Completions { .. } => Ok(()),
+        Command::RotateKeys => rotate_keys(&verrou, format).await,
+        Command::ResetFactor { user, confirm } => {
+            let has_factor = verrou.has_active_totp(&user).await?;
+            let sessions = verrou.store().user_sessions(&user).await?.len();
+            let shown = user.as_str().escape_debug();
+            let plan = format!(
+                "reset-factor {shown}: {}, {sessions} sessions to revoke",
+                if has_factor {
+                    "a factor to remove"
+                } else {
+                    "no factor"
+                }
+            );
+            let counts = json!({"factor": has_factor, "sessions": sessions});
+            if !go_ahead(&confirm, &plan, "reset-factor", counts, format)? {
+                return Ok(());
+            }
+            let removed = verrou.remove_totp_factor(&user).await?;
+            let what = if removed {
+                "factor removed"
+            } else {
+                "had no factor"
+            };
+            print_result(
+                format,
+                &format!("{shown}: {what}; recovery codes voided; sessions revoked"),
+                json!({"command": "reset-factor", "user": user.as_str(), "factor_removed": removed}),
+            );
+            Ok(())
+        }
+        Command::LiftLock { user } => {
+            verrou.lift_lock(&user).await?;
+            print_result(
+                format,
+                &format!(
+                    "{}: lock lifted, failures cleared",
+                    user.as_str().escape_debug()
+                ),
+                json!({"command": "lift-lock", "user": user.as_str()}),
+            );
+            Ok(())
+        }
+        Command::RevokeOrg { org, confirm } => {
+            let scope = RevocationScope::Org(org);
+            revoke(&verrou, "revoke-org", scope, Some(&confirm), format).await
+        }
+        Command::RevokeUser { user, confirm } => {
+            let scope = RevocationScope::User { user, except: None };
+            revoke(&verrou, "revoke-user", scope, Some(&confirm), format).await
+        }
+        Command::RevokeSession { session } => {
+            let scope = RevocationScope::Session(session);
+            revoke(&verrou, "revoke-session", scope, None, format).await
+        }
+        Command::RevokeBefore { when, confirm } => {
+            let scope = RevocationScope::IssuedBefore(when);
+            revoke(&verrou, "revoke-before", scope, Some(&confirm), format).await
+        }
+        Command::Sessions { user, org } => {
+            let scope = match (user, org) {
+                (Some(user), _) => RevocationScope::User { user, except: None },
+                (None, Some(org)) => RevocationScope::Org(org),
+                (None, None) => return Err(Failure::Usage("give --user or --org".into())),
+            };
+            list_sessions(&verrou, &scope, format).await
+        }
+        Command::Audit { user, limit } => {
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            let events = verrou.audit_trail(user.as_ref(), limit).await?;
+            print_events(&events, format);
+            Ok(())
+        }
+    }
+}
+
+/// Whether to go on with `command`, whose `plan` says what it will touch (`counts` for
+/// JSON). `--dry-run` prints the plan and stops; `--yes` goes on; a terminal is asked;
+/// without one the command is refused (a usage error: a script must say `--yes`).
+fn go_ahead(
+    confirm: &Confirm,
+    plan: &str,
+    command: &str,
+    counts: Value,
+    format: Format,
+) -> Result<bool, Failure> {
+    if confirm.dry_run {
+        let mut record = json!({"command": command, "dry_run": true});
+        if let (Some(record), Value::Object(counts)) = (record.as_object_mut(), counts) {
+            record.extend(counts);
+        }
+        print_result(format, &format!("dry run: {plan}; nothing changed"), record);
+        return Ok(false);
+    }
+    if confirm.yes {
+        return Ok(true);
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(Failure::Usage(format!(
+            "{plan}: not confirmed, and there is no terminal to ask on; nothing changed \
+             (add --yes to go ahead, or --dry-run to count only)"
+        )));
+    }
+    eprint!("{plan}. Go ahead? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(true)
+    } else {
+        Err(Failure::Operation("not confirmed; nothing changed".into()))
+    }
+}
+
+async fn revoke<S: KeyRotation>(
+    verrou: &Verrou<S>,
+    command: &str,
+    scope: RevocationScope,
+    confirm: Option<&Confirm>,
+    format: Format,
+) -> Result<(), Failure> {
+    if let Some(confirm) = confirm {
+        let count = verrou.store().sessions_in(&scope).await?.len();
+        let plan = format!("{command}: {count} sessions to revoke");
+        if !go_ahead(confirm, &plan, command, json!({"sessions": count}), format)? {
+            return Ok(());
+        }
+    }
+    let revoked = verrou
+        .revoke_sessions(&scope, &ClientContext::unknown())
+        .await?;
+    print_result(
+        format,
+        &format!("{revoked} sessions revoked"),
+        json!({"command": command, "revoked": revoked}),
+    );
+    Ok(())
+}
+
+/// Prints the sessions in `scope`: id, user, organisation, assurance, created, last seen,
+/// binding (the device-binding kind, `offered` before a device registered, `none`) and the
+/// address the session was created from (from its `session_created` record).
+async fn list_sessions<S: KeyRotation>(
+    verrou: &Verrou<S>,
+    scope: &RevocationScope,
+    format: Format,
+) -> Result<(), Failure> {
+    let sessions = verrou.store().sessions_in(scope).await?;
+    let addresses = creation_addresses(verrou, &sessions).await?;
+    let mut rows = Vec::with_capacity(sessions.len());
+    for session in &sessions {
+        let binding = match verrou.store().binding(session.id).await? {
+            Some(record) => record.key.map_or("offered", |(_, kind)| kind.name()),
+            None => "none",
+        };
+        let address = addresses.get(&session.id).copied().flatten();
+        rows.push((session, binding, address));
+    }
+    if let Format::Json = format {
+        for (session, binding, address) in rows {
+            let record = json!({
+                "session": session.id.to_string(),
+                "user": session.user.as_str(),
+                "org": session.org.as_ref().map(|org| org.as_str()),
+                "assurance": session.assurance.name(),
+                "created": rfc3339(session.created_at),
+                "last_seen": rfc3339(session.last_seen),
+                "expires": rfc3339(session.expires_at),
+                "binding": binding,
+                "address": address.map(|a| a.to_string()),
+            });
+            println!("{record}");
+        }
+        return Ok(());
+    }
+    let table: Vec<[String; 8]> = rows
+        .into_iter()
+        .map(|(session, binding, address)| {
+            [
+                session.id.to_string(),
+                session.user.as_str().escape_debug().to_string(),
+                session
+                    .org
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |org| org.as_str().escape_debug().to_string()),
+                session.assurance.name().to_owned(),
+                rfc3339(session.created_at),
+                rfc3339(session.last_seen),
+                binding.to_owned(),
+                address.map_or_else(|| "-".into(), |a| a.to_string()),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "SESSION",
+            "USER",
+            "ORG",
+            "ASSURANCE",
+            "CREATED",
+            "LAST SEEN",
+            "BINDING",
+            "ADDRESS",
+        ],
+        &table,
+    );
+    Ok(())
+}
+
+/// The address each of `sessions` was created from, as its `session_created` record says
+/// (`None` where the portal gave no address or the record is older than the look-back).
+async fn creation_addresses<S: KeyRotation>(
+    verrou: &Verrou<S>,
+    sessions: &[SessionRecord],
+) -> Result<HashMap<SessionId, Option<IpAddr>>, Failure> {
+    let mut users: Vec<&UserId> = sessions.iter().map(|s| &s.user).collect();
+    users.sort();
+    users.dedup();
+    let mut addresses = HashMap::new();
+    for user in users {
+        for event in verrou.audit_trail(Some(user), ADDRESS_LOOKBACK).await? {
+            if let AuditKind::SessionCreated { session } = event.kind {
+                addresses.entry(session).or_insert(event.client);
+            }
+        }
+    }
+    Ok(addresses)
+}
+
+async fn rotate_keys<S: KeyRotation>(verrou: &Verrou<S>, format: Format) -> Result<(), Failure> {
+    let report = verrou.store().rotate_keys().await?;
+    let unreadable: Vec<_> = report
+        .unreadable
+        .iter()
+        .map(
+            |row| json!({"user": row.user, "factor": row.factor, "reason": row.reason.to_string()}),
+        )
+        .collect();
+    print_result(
+        format,
+        &format!(
+            "scanned {} sealed secrets, re-sealed {}, still under another key {}, unreadable {}",
+            report.scanned,
+            report.resealed,
+            report.stale,
+            report.unreadable.len()
+        ),
+        json!({
+            "command": "rotate-keys",
+            "scanned": report.scanned,
+            "resealed": report.resealed,
+            "stale": report.stale,
+            "unreadable": unreadable,
+        }),
+    );
+    if let Format::Text = format {
+        for row in &report.unreadable {
+            println!(
+                "unreadable: user {}, factor {}: {} (skipped; reset this user's factor)",
+                row.user.escape_debug(),
+                row.factor.escape_debug(),
+                row.reason
+            );
+        }
+    }
+    if !report.unreadable.is_empty() {
+        return Err(Failure::Operation(
+            "some secrets could not be opened and were skipped: see above".into(),
+        ));
+    }
+    if report.stale > 0 {
+        return Err(Failure::Operation(
+            "some secrets are still sealed with another key: a portal instance may still run \
+             with an older active key; run again once every instance has the new \
+             configuration"
+                .into(),
+        ));
+    }
+    Ok(())
+}
