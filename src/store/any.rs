@@ -175,12 +175,8 @@ impl Store for AnyStore {
         each!(self, store => store.record_audit(event).await)
     }
 
-    async fn audit_trail(
-        &self,
-        user: Option<&UserId>,
-        limit: usize,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
-        each!(self, store => store.audit_trail(user, limit).await)
+    async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        each!(self, store => store.audit_events(query).await)
     }
 }
 

@@ -4,8 +4,9 @@
 use std::future::Future;
 
 use super::{
-    Activation, AttemptVerdict, Consumption, PendingTotp, RecoveryCodeRecord, Replacement,
-    Reservation, SessionStore, StepAdvance, ThrottleKey, TotpAttempt, TotpFactor,
+    Activation, AttemptVerdict, AuditEntry, AuditQuery, Consumption, PendingTotp,
+    RecoveryCodeRecord, Replacement, Reservation, SessionStore, StepAdvance, ThrottleKey,
+    TotpAttempt, TotpFactor,
 };
 use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
@@ -174,10 +175,23 @@ pub trait Store: SessionStore + Send + Sync {
         event: AuditEvent,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// The audit events `query` selects, with their cursors: newest first, or after
+    /// `query.after` oldest first.
+    fn audit_events(
+        &self,
+        query: &AuditQuery,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+
     /// The newest `limit` events of the audit trail, newest first: `user`'s, or everyone's.
     fn audit_trail(
         &self,
         user: Option<&UserId>,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send {
+        let query = AuditQuery::newest(limit).user(user.cloned());
+        async move {
+            let entries = self.audit_events(&query).await?;
+            Ok(entries.into_iter().map(|entry| entry.event).collect())
+        }
+    }
 }

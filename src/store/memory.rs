@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::sessions::{Elevation, RevocationContext, SessionStore};
 use super::{
-    Activation, AttemptVerdict, Consumption, PendingTotp, RecoveryCodeRecord, Replacement,
-    Reservation, StepAdvance, Store, ThrottleKey, TotpAttempt, TotpFactor,
+    Activation, AttemptVerdict, AuditEntry, AuditQuery, Consumption, PendingTotp,
+    RecoveryCodeRecord, Replacement, Reservation, StepAdvance, Store, ThrottleKey, TotpAttempt,
+    TotpFactor,
 };
 use crate::audit::AuditEvent;
 use crate::audit::AuditKind;
@@ -39,7 +40,10 @@ pub const MEMORY_AUDIT_CAPACITY: usize = 10_000;
 struct Inner {
     users: Map<UserId, UserEntry>,
     addresses: Map<IpAddr, ThrottleState>,
-    audit: VecDeque<AuditEvent>,
+    /// The trail, each event with its sequence number (a cursor for `AuditQuery::after`).
+    audit: VecDeque<AuditEntry>,
+    /// The sequence number of the last event appended.
+    audit_seq: u64,
     sessions: Map<SessionId, SessionRecord>,
     tokens: Map<TokenHash, SessionId>,
     bindings: Map<SessionId, BindingRecord>,
@@ -51,7 +55,8 @@ impl Inner {
         if self.audit.len() >= MEMORY_AUDIT_CAPACITY {
             self.audit.pop_front();
         }
-        self.audit.push_back(event);
+        self.audit_seq = self.audit_seq.saturating_add(1);
+        self.audit.push_back(AuditEntry::new(self.audit_seq, event));
     }
 
     /// Removes one session with its token index entry and binding.
@@ -367,18 +372,28 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn audit_trail(
-        &self,
-        user: Option<&UserId>,
-        limit: usize,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let inner = self.lock()?;
-        let events = inner.audit.iter().rev();
-        Ok(events
-            .filter(|event| user.is_none_or(|user| event.user == *user))
-            .take(limit)
-            .cloned()
-            .collect())
+        let selected = |entry: &&AuditEntry| query.matches(&entry.event);
+        let entries: Vec<AuditEntry> = match query.after {
+            Some(after) => inner
+                .audit
+                .iter()
+                .filter(|entry| entry.seq > after)
+                .filter(selected)
+                .take(query.limit)
+                .cloned()
+                .collect(),
+            None => inner
+                .audit
+                .iter()
+                .rev()
+                .filter(selected)
+                .take(query.limit)
+                .cloned()
+                .collect(),
+        };
+        Ok(entries)
     }
 }
 

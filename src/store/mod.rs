@@ -15,6 +15,7 @@
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod any;
+mod audit_query;
 mod factors;
 mod memory;
 mod outcomes;
@@ -27,6 +28,7 @@ mod throttle;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use self::any::AnyStore;
+pub use self::audit_query::{AuditEntry, AuditQuery};
 pub use self::factors::Store;
 pub use self::memory::{MemoryStore, MEMORY_AUDIT_CAPACITY};
 pub use self::rotation::{KeyRotation, ResealReport, SealedSecrets, UnreadableSecret};
@@ -49,6 +51,7 @@ pub(crate) use self::backend::*;
 /// An implementation must pass the conformance suite in `tests/conformance/` (see the
 /// README's "Storage backends").
 pub mod backend {
+    pub use super::audit_query::{AuditEntry, AuditQuery};
     pub use super::factors::Store;
     pub use super::outcomes::{
         Activation, AttemptVerdict, Consumption, Replacement, StepAdvance, TotpAttempt,

@@ -13,7 +13,7 @@ use verrou::store::backend::{
 };
 use verrou::store::backend::{BindingRecord, SessionRecord};
 use verrou::store::backend::{RevocationContext, SessionStore};
-use verrou::store::Store;
+use verrou::store::{AuditEntry, AuditQuery, Store};
 use verrou::{AuditEvent, FactorId, SessionId, StoreError, Timestamp, UserId};
 
 #[derive(Debug)]
@@ -118,12 +118,8 @@ impl<S: Store> Store for TwoHandles<S> {
     async fn record_audit(&self, event: AuditEvent) -> Result<(), StoreError> {
         self.pick().record_audit(event).await
     }
-    async fn audit_trail(
-        &self,
-        user: Option<&UserId>,
-        limit: usize,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
-        self.pick().audit_trail(user, limit).await
+    async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.pick().audit_events(query).await
     }
 }
 

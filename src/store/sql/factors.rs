@@ -14,8 +14,9 @@ use crate::lockout::{ThrottlePolicy, ThrottleState};
 use crate::recovery::Lookup;
 use crate::secret::TotpSecret;
 use crate::store::{
-    Activation, AttemptVerdict, Consumption, PendingTotp, RecoveryCodeRecord, Replacement,
-    Reservation, StepAdvance, Store, ThrottleKey, TotpAttempt, TotpFactor,
+    Activation, AttemptVerdict, AuditEntry, AuditQuery, Consumption, PendingTotp,
+    RecoveryCodeRecord, Replacement, Reservation, StepAdvance, Store, ThrottleKey, TotpAttempt,
+    TotpFactor,
 };
 use crate::totp::TotpParams;
 
@@ -386,36 +387,57 @@ impl<D: Driver> Store for SqlStore<D> {
         .await
     }
 
-    async fn audit_trail(
-        &self,
-        user: Option<&UserId>,
-        limit: usize,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
-        let rows = Sql::<D>::new(
-            "SELECT at, user_id, client, kind, factor_id, session_id, value, detail \
-             FROM verrou_audit WHERE ($1 IS NULL OR user_id = $1) ORDER BY id DESC LIMIT $2",
-            "read the audit trail",
-        )
-        .opt_text(user.map(|user| user.as_str().to_owned()))
-        .int(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&mut *self.connection("read the audit trail").await?)
-        .await?;
+    async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let (sql, cursor) = match query.after {
+            Some(after) => (AUDIT_AFTER, Some(to_db(after)?)),
+            None => (AUDIT_NEWEST, None),
+        };
+        let rows = Sql::<D>::new(sql, "read the audit trail")
+            .opt_text(query.user.as_ref().map(|user| user.as_str().to_owned()))
+            .opt_text(query.kind.clone())
+            .opt_int(query.since.map(|at| to_db(at.unix_seconds())).transpose()?)
+            .opt_int(query.until.map(|at| to_db(at.unix_seconds())).transpose()?)
+            .opt_int(cursor)
+            .int(i64::try_from(query.limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *self.connection("read the audit trail").await?)
+            .await?;
         rows.iter()
             .map(|row| {
-                audit_event(
-                    row.int(0)?,
-                    &row.text(1)?,
-                    row.opt_text(2)?.as_deref(),
-                    &row.text(3)?,
-                    row.opt_text(4)?.as_deref(),
+                let event = audit_event(
+                    row.int(1)?,
+                    &row.text(2)?,
+                    row.opt_text(3)?.as_deref(),
+                    &row.text(4)?,
                     row.opt_text(5)?.as_deref(),
-                    row.opt_int(6)?,
+                    row.opt_text(6)?.as_deref(),
                     row.opt_int(7)?,
-                )
+                    row.opt_int(8)?,
+                )?;
+                Ok(AuditEntry::new(from_db(row.int(0)?)?, event))
             })
             .collect()
     }
 }
+
+/// The audit events a query selects (`$1` user, `$2` kind, `$3` since, `$4` until, `$5` the
+/// cursor, each `NULL` for no filter; `$6` the limit), written once for both orders.
+macro_rules! audit_select {
+    ($order:literal) => {
+        concat!(
+            "SELECT id, at, user_id, client, kind, factor_id, session_id, value, detail \
+             FROM verrou_audit WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR kind = $2) \
+             AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) \
+             AND ($5 IS NULL OR id > $5) ORDER BY id ",
+            $order,
+            " LIMIT $6"
+        )
+    };
+}
+
+/// The newest events first.
+const AUDIT_NEWEST: &str = audit_select!("DESC");
+/// The events after a cursor, oldest first.
+const AUDIT_AFTER: &str = audit_select!("ASC");
 
 #[allow(private_bounds, reason = "crate-private helpers; Driver is sealed")]
 impl<D: Driver> SqlStore<D> {

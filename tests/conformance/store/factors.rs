@@ -7,7 +7,7 @@ use verrou::audit::{AuditEvent, AuditKind};
 use verrou::lockout::{Gate, ThrottlePolicy, ThrottleState};
 use verrou::recovery::Lookup;
 use verrou::store::backend::{Activation, Consumption, Reservation, StepAdvance, ThrottleKey};
-use verrou::store::Store;
+use verrou::store::{AuditEntry, AuditQuery, Store};
 use verrou::FactorId;
 
 use crate::support::*;
@@ -503,6 +503,79 @@ pub async fn concurrent_recovery_consumption_succeeds_once<S: Store + 'static>(s
         .count();
     assert_eq!((consumed, used), (1, RACERS - 1));
     assert_eq!(store.remaining_recovery_codes(&alice).await.unwrap(), 2);
+}
+
+/// What an operator (or a SIEM) asks of the trail: one user's, one kind, a time range, and
+/// everything after the last event it saw, oldest first, without gaps or repeats.
+pub async fn audit_events_filter_and_follow<S: Store>(store: S) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let factor = FactorId::generate().unwrap();
+    let invalid = AuditKind::TotpInvalid { factor };
+    for i in 0..6u64 {
+        let who = if i % 2 == 0 { &alice } else { &bob };
+        let kind = if i < 3 {
+            invalid.clone()
+        } else {
+            AuditKind::LockLifted
+        };
+        let event = AuditEvent::new(at(START + 10 * i), who.clone(), None, kind);
+        store.record_audit(event).await.unwrap();
+    }
+    let times = |entries: &[AuditEntry]| {
+        entries
+            .iter()
+            .map(|e| e.event.at.unix_seconds() - START)
+            .collect::<Vec<_>>()
+    };
+    let query = AuditQuery::newest(10).user(Some(alice.clone()));
+    assert_eq!(
+        times(&store.audit_events(&query).await.unwrap()),
+        [40, 20, 0]
+    );
+    let query = AuditQuery::newest(10).kind(Some("totp_invalid".into()));
+    assert_eq!(
+        times(&store.audit_events(&query).await.unwrap()),
+        [20, 10, 0]
+    );
+    let query = AuditQuery::newest(10).between(Some(at(START + 10)), Some(at(START + 40)));
+    assert_eq!(
+        times(&store.audit_events(&query).await.unwrap()),
+        [30, 20, 10]
+    );
+    let query = AuditQuery::newest(10)
+        .user(Some(bob.clone()))
+        .kind(Some("lock_lifted".into()));
+    assert_eq!(times(&store.audit_events(&query).await.unwrap()), [50, 30]);
+    assert_eq!(
+        times(&store.audit_events(&AuditQuery::newest(2)).await.unwrap()),
+        [50, 40]
+    );
+
+    // Following: from the newest seen, the later events in order, then nothing.
+    let newest = store.audit_events(&AuditQuery::newest(1)).await.unwrap();
+    let mut cursor = newest[0].seq;
+    for i in 6..9u64 {
+        let event = AuditEvent::new(
+            at(START + 10 * i),
+            alice.clone(),
+            None,
+            AuditKind::LockLifted,
+        );
+        store.record_audit(event).await.unwrap();
+    }
+    let mut followed = Vec::new();
+    loop {
+        let page = store
+            .audit_events(&AuditQuery::after(cursor, 2))
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = last.seq;
+        followed.extend(times(&page));
+    }
+    assert_eq!(followed, [60, 70, 80]);
+    let filtered = AuditQuery::after(newest[0].seq, 10).user(Some(bob.clone()));
+    assert!(store.audit_events(&filtered).await.unwrap().is_empty());
 }
 
 pub async fn audit_trail_is_kept_newest_first<S: Store>(store: S) {
