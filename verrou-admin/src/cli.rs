@@ -137,18 +137,34 @@ pub(crate) enum Command {
         #[arg(long, value_parser = org_id, conflicts_with = "user")]
         org: Option<OrgId>,
     },
-    /// Print the audit trail, newest first.
+    /// Print the audit trail, newest first (with --follow: oldest first, then as it grows).
     #[command(
         after_help = "Examples:\n  verrou-admin audit marie.dupont --limit 20\n  \
-                            verrou-admin audit --json | jq .kind"
+                            verrou-admin audit --kind session_revoked --since 2026-11-28T00:00:00Z\n  \
+                            verrou-admin audit --json --follow | logger -t verrou"
     )]
     Audit {
         /// Only this user's events.
         #[arg(value_parser = user_id)]
         user: Option<UserId>,
-        /// How many events at most.
+        /// Only events of this kind (as printed: totp_invalid, session_revoked, …).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only events at or after this instant (RFC 3339 or Unix seconds).
+        #[arg(long, value_parser = instant)]
+        since: Option<Timestamp>,
+        /// Only events before this instant (RFC 3339 or Unix seconds).
+        #[arg(long, value_parser = instant)]
+        until: Option<Timestamp>,
+        /// How many events at most (with --follow: how many past events first).
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
+        /// Keep printing new events as they are recorded, until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// With --follow, seconds between two reads of the trail (1 to 60).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=60))]
+        interval: u64,
     },
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  verrou-admin completions bash > \

@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use verrou::session::RevocationScope;
 use verrou::store::backend::SessionRecord;
-use verrou::store::KeyRotation;
+use verrou::store::{AuditEntry, AuditQuery, KeyRotation};
 use verrou::{AuditKind, ClientContext, SessionId, UserId, Verrou, VerrouConfig};
 
 use crate::cli::{Command, Confirm};
@@ -18,6 +19,8 @@ use crate::Failure;
 
 /// How far back the audit trail is read for the address a session was created from.
 const ADDRESS_LOOKBACK: usize = 10_000;
+/// How many new events `audit --follow` reads at a time.
+const FOLLOW_PAGE: usize = 1_000;
 
 pub(crate) async fn on_store<S: KeyRotation>(
     store: S,
@@ -93,12 +96,76 @@ pub(crate) async fn on_store<S: KeyRotation>(
             };
             list_sessions(&verrou, &scope, format).await
         }
-        Command::Audit { user, limit } => {
+        Command::Audit {
+            user,
+            kind,
+            since,
+            until,
+            limit,
+            follow,
+            interval,
+        } => {
             let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-            let events = verrou.audit_trail(user.as_ref(), limit).await?;
-            print_events(&events, format);
-            Ok(())
+            let query = AuditQuery::newest(limit)
+                .user(user)
+                .kind(kind)
+                .between(since, until);
+            let mut entries = verrou.store().audit_events(&query).await?;
+            if !follow {
+                let events: Vec<_> = entries.into_iter().map(|entry| entry.event).collect();
+                print_events(&events, format);
+                return Ok(());
+            }
+            entries.reverse();
+            follow_trail(
+                &verrou,
+                &query,
+                entries,
+                Duration::from_secs(interval),
+                format,
+            )
+            .await
         }
+    }
+}
+
+/// Prints `past` (oldest first), then every event `query` selects as it is recorded, reading
+/// the trail every `interval` after the last event read, until the process is stopped. Each
+/// batch is flushed as it is printed, so a pipe sees it at once.
+async fn follow_trail<S: KeyRotation>(
+    verrou: &Verrou<S>,
+    query: &AuditQuery,
+    past: Vec<AuditEntry>,
+    interval: Duration,
+    format: Format,
+) -> Result<(), Failure> {
+    // The cursor starts at the newest event of the whole trail, not of the filtered ones:
+    // nothing recorded before the command started is printed again.
+    let newest = verrou.store().audit_events(&AuditQuery::newest(1)).await?;
+    let mut cursor = newest.first().map_or(0, |entry| entry.seq);
+    let mut batch = past;
+    let mut behind = false;
+    loop {
+        if !batch.is_empty() {
+            let events: Vec<_> = batch.iter().map(|entry| entry.event.clone()).collect();
+            print_events(&events, format);
+            std::io::Write::flush(&mut std::io::stdout())?;
+        }
+        // A full page means more are waiting: read on before sleeping.
+        if !behind {
+            tokio::time::sleep(interval).await;
+        }
+        // Every new event, filtered here, so the cursor moves past those filtered out too.
+        let page = verrou
+            .store()
+            .audit_events(&AuditQuery::after(cursor, FOLLOW_PAGE))
+            .await?;
+        behind = page.len() == FOLLOW_PAGE;
+        cursor = page.last().map_or(cursor, |entry| entry.seq);
+        batch = page
+            .into_iter()
+            .filter(|entry| query.matches(&entry.event))
+            .collect();
     }
 }
 

@@ -653,3 +653,103 @@ async fn destructive_commands_ask_first_and_sessions_are_listed() {
     let out = admin(&path, &keys, &["revoke-org", "provider-42", "--yes"]);
     assert_eq!(text(&out.stdout).trim(), "2 sessions revoked");
 }
+
+/// The regulator's questions: what kind, when; and a SIEM tailing the trail as it grows.
+#[tokio::test]
+async fn the_audit_trail_filters_by_kind_and_time_and_follows() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use verrou::audit::{AuditEvent, AuditKind};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.db");
+    let keys = entry("k1");
+    let store = SqliteStore::open(&path, KeyRing::from_config(&keys).unwrap())
+        .await
+        .unwrap();
+    let record = |seconds: u64, who: &str, kind: AuditKind| {
+        let event = AuditEvent::new(support::at(seconds), UserId::new(who).unwrap(), None, kind);
+        let store = store.clone();
+        async move { store.record_audit(event).await.unwrap() }
+    };
+    let start = support::START;
+    record(start, "alice", AuditKind::LockLifted).await;
+    record(start + 60, "bob", AuditKind::RecoveryCodeInvalid).await;
+    record(start + 120, "alice", AuditKind::RecoveryCodeInvalid).await;
+    record(start + 180, "carol", AuditKind::LockLifted).await;
+
+    let json_lines = |out: &Output| -> Vec<serde_json::Value> {
+        text(&out.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+    let users = |events: &[serde_json::Value]| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["user"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let out = admin(
+        &path,
+        &keys,
+        &["audit", "--kind", "recovery_code_invalid", "--json"],
+    );
+    assert_eq!(users(&json_lines(&out)), ["alice", "bob"]);
+    let since = rfc3339(start + 60);
+    let until = rfc3339(start + 180);
+    let args = ["audit", "--since", &since, "--until", &until, "--json"];
+    assert_eq!(
+        users(&json_lines(&admin(&path, &keys, &args))),
+        ["alice", "bob"]
+    );
+    let args = ["audit", "alice", "--kind", "lock_lifted", "--json"];
+    let only = json_lines(&admin(&path, &keys, &args));
+    assert_eq!(users(&only), ["alice"]);
+    assert_eq!(only[0]["at"], rfc3339(start));
+    let out = admin(&path, &keys, &["audit", "--since", "last tuesday"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // Following: the past first (oldest first), then what is recorded while it runs, filtered.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
+        .args([
+            "audit",
+            "--follow",
+            "--interval",
+            "1",
+            "--json",
+            "--limit",
+            "2",
+        ])
+        .args(["--kind", "lock_lifted"])
+        .env("VERROU_STORE", format!("sqlite:{}", path.display()))
+        .env("VERROU_KEYS", &keys)
+        .env_remove("VERROU_KEYS_FILE")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines_tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        let line = lines_rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("audit --follow printed nothing");
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()
+    };
+    assert_eq!(next()["user"], "alice");
+    assert_eq!(next()["user"], "carol");
+    record(start + 240, "dave", AuditKind::RecoveryCodeInvalid).await;
+    record(start + 300, "erin", AuditKind::LockLifted).await;
+    let followed = next();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(followed["user"], "erin", "{followed}");
+    assert_eq!(followed["at"], rfc3339(start + 300));
+}
