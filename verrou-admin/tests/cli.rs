@@ -753,3 +753,104 @@ async fn the_audit_trail_filters_by_kind_and_time_and_follows() {
     assert_eq!(followed["user"], "erin", "{followed}");
     assert_eq!(followed["at"], rfc3339(start + 300));
 }
+
+/// The README's "Responding to an incident" block, run line by line as written.
+#[tokio::test]
+async fn the_readme_incident_response_runs_as_written() {
+    use verrou::{ClientContext, OrgId};
+
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let section = readme
+        .split("## Responding to an incident")
+        .nth(1)
+        .expect("the README has the section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let lines: Vec<&str> = block
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    assert_eq!(lines.len(), 9, "{lines:?}");
+
+    // The portal's store: Marie enrolled and signed in twice at the partner, a colleague
+    // enrolled and signed in elsewhere.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.db");
+    let old = entry("2026-11");
+    let store = SqliteStore::open(&path, KeyRing::from_config(&old).unwrap())
+        .await
+        .unwrap();
+    let clock = verrou::testing::InsecureManualClock::new(support::at(support::START));
+    let verrou = verrou::Verrou::new(store.clone(), config()).with_clock(clock);
+    let marie = UserId::new("marie.dupont").unwrap();
+    support::enrol(&verrou, &marie).await;
+    let partner = OrgId::new("formation-nord").unwrap();
+    let from = ClientContext::from_addr("198.51.100.23".parse().unwrap());
+    for _ in 0..2 {
+        verrou
+            .create_session(&marie, Some(&partner), &from)
+            .await
+            .unwrap();
+    }
+    let paul = UserId::new("paul.martin").unwrap();
+    support::enrol(&verrou, &paul).await;
+    let elsewhere = OrgId::new("provider-7").unwrap();
+    verrou
+        .create_session(&paul, Some(&elsewhere), &ClientContext::unknown())
+        .await
+        .unwrap();
+    store.close().await;
+
+    let mut ring = old.clone();
+    let mut exported = None;
+    for line in lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[0], "verrou-admin", "{line}");
+        let (args, redirect) = match words.iter().position(|w| *w == ">") {
+            Some(at) => (&words[1..at], words.get(at + 1).copied()),
+            None => (&words[1..], None),
+        };
+        let out = admin(&path, &ring, args);
+        assert!(out.status.success(), "{line}: {}", text(&out.stderr));
+        let printed = text(&out.stdout);
+        match args {
+            ["sessions", ..] => assert_eq!(printed.lines().count(), 3, "{printed}"),
+            ["revoke-org", _, "--dry-run"] => {
+                assert!(printed.contains("2 sessions to revoke"), "{printed}");
+            }
+            ["revoke-org", _, "--yes"] => assert_eq!(printed.trim(), "2 sessions revoked"),
+            ["revoke-before", "now", "--yes"] => assert_eq!(printed.trim(), "1 sessions revoked"),
+            ["reset-factor", ..] => assert!(printed.contains("factor removed"), "{printed}"),
+            ["generate-key", id] => {
+                assert!(printed.starts_with(&format!("{id}:")));
+                // The new entry goes first: it seals from now on.
+                ring = format!("{},{old}", printed.trim());
+            }
+            // Paul's secret; Marie's went with her factor.
+            ["rotate-keys"] => assert!(printed.contains("re-sealed 1,"), "{printed}"),
+            ["audit", ..] => {}
+            other => panic!("a README line the test does not know: {other:?}"),
+        }
+        if let Some(file) = redirect {
+            std::fs::write(dir.path().join(file), &out.stdout).unwrap();
+            exported = Some(dir.path().join(file));
+        }
+    }
+
+    let trail = std::fs::read_to_string(exported.expect("the trail was exported")).unwrap();
+    let kinds: Vec<String> = trail
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"].to_string())
+        .collect();
+    let count = |kind: &str| kinds.iter().filter(|k| k.trim_matches('"') == kind).count();
+    assert_eq!(count("session_revoked"), 3, "{kinds:?}");
+    assert_eq!(count("totp_factor_removed"), 1, "{kinds:?}");
+}
