@@ -157,24 +157,12 @@ CREATE FUNCTION verrou_attempt_totp(
 ) LANGUAGE plpgsql AS $verrou$
 BEGIN
     -- The counters as they stand (an absent counter reads as zero failures at time 0).
-    address_failures := 0;
-    address_last := 0;
-    account_failures := 0;
-    account_last := 0;
-    IF p_address IS NOT NULL THEN
-        SELECT failures, last_failure INTO address_failures, address_last
-        FROM verrou_throttle WHERE throttle_key = p_address;
-        IF NOT FOUND THEN
-            address_failures := 0;
-            address_last := 0;
-        END IF;
-    END IF;
-    SELECT failures, last_failure INTO account_failures, account_last
-    FROM verrou_throttle WHERE throttle_key = p_account;
-    IF NOT FOUND THEN
-        account_failures := 0;
-        account_last := 0;
-    END IF;
+    SELECT coalesce(max(failures) FILTER (WHERE throttle_key = p_address), 0),
+           coalesce(max(last_failure) FILTER (WHERE throttle_key = p_address), 0),
+           coalesce(max(failures) FILTER (WHERE throttle_key = p_account), 0),
+           coalesce(max(last_failure) FILTER (WHERE throttle_key = p_account), 0)
+    INTO address_failures, address_last, account_failures, account_last
+    FROM verrou_throttle WHERE throttle_key IN (p_address, p_account);
     IF (p_address IS NOT NULL
             AND (address_failures <> p_address_seen OR address_last <> p_address_seen_at))
         OR account_failures <> p_account_seen OR account_last <> p_account_seen_at THEN
