@@ -30,6 +30,26 @@ fn admin(store: &Path, keys: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A portal's SQLite file with its key ring (one new key, `key_id`) and alice enrolled, her
+/// sessions unbound; the directory lives as long as the first value.
+async fn portal_file(
+    key_id: &str,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    String,
+    support::Enrolled<SqliteStore>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.db");
+    let keys = entry(key_id);
+    let store = SqliteStore::open(&path, KeyRing::from_config(&keys).unwrap())
+        .await
+        .unwrap();
+    let e = enrolled(store, support::unbound_config()).await;
+    (dir, path, keys, e)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
 }
@@ -231,13 +251,7 @@ async fn operators_revoke_an_organisations_sessions() {
     use verrou::session::Requirement;
     use verrou::SessionStatus;
 
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("portal.db");
-    let keys = entry("2026-11");
-    let portal = SqliteStore::open(&path, KeyRing::from_config(&keys).unwrap())
-        .await
-        .unwrap();
-    let e = enrolled(portal, support::unbound_config()).await;
+    let (_dir, path, keys, e) = portal_file("2026-11").await;
     let mut infected = Vec::new();
     for _ in 0..3 {
         let mut browser = e.sign_in(Some("provider-42")).await;
@@ -469,13 +483,7 @@ fn every_command_has_help_with_an_example_and_completions_exist() {
 /// With `--json`, an action's result is one JSON object too (a response script reads it).
 #[tokio::test]
 async fn actions_report_in_json_and_instants_read_as_rfc_3339() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("portal.db");
-    let keys = entry("k1");
-    let store = SqliteStore::open(&path, KeyRing::from_config(&keys).unwrap())
-        .await
-        .unwrap();
-    let e = enrolled(store, support::unbound_config()).await;
+    let (_dir, path, keys, e) = portal_file("k1").await;
     let at = support::START + 30;
     let session = e
         .verrou
@@ -539,13 +547,7 @@ async fn destructive_commands_ask_first_and_sessions_are_listed() {
     use verrou::session::Requirement;
     use verrou::{ClientContext, OrgId, SessionStatus};
 
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("portal.db");
-    let keys = entry("2026-11");
-    let portal = SqliteStore::open(&path, KeyRing::from_config(&keys).unwrap())
-        .await
-        .unwrap();
-    let e = enrolled(portal, support::unbound_config()).await;
+    let (_dir, path, keys, e) = portal_file("2026-11").await;
     let mut infected = e.sign_in(Some("provider-42")).await;
     e.elevate(&mut infected).await;
     let from = ClientContext::from_addr("203.0.113.9".parse().unwrap());
