@@ -179,6 +179,13 @@ pub enum AuditKind {
         /// Why.
         reason: ProofError,
     },
+    /// An operator ran a command on the store (`verrou-admin`): the event's user is the
+    /// operator as `login@host`, so the trail shows the response as well as the attack.
+    OperatorCommand {
+        /// What was run: the command and its arguments (never a key, a secret or the store's
+        /// URL).
+        command: String,
+    },
 }
 
 impl AuditKind {
@@ -210,6 +217,7 @@ impl AuditKind {
             Self::BindingRefreshed { .. } => "binding_refreshed",
             Self::BoundCookieRefused { .. } => "bound_cookie_refused",
             Self::BindingProofFailed { .. } => "binding_proof_failed",
+            Self::OperatorCommand { .. } => "operator_command",
         }
     }
 }
@@ -304,6 +312,7 @@ impl AuditKind {
             } => {
                 vec![session(id), ("reason", Text(reason.name().to_owned()))]
             }
+            Self::OperatorCommand { command } => vec![("command", Text(command.clone()))],
         }
     }
 }

@@ -11,7 +11,10 @@ use serde_json::{json, Value};
 use verrou::session::RevocationScope;
 use verrou::store::backend::SessionRecord;
 use verrou::store::{AuditEntry, AuditQuery, KeyRotation};
-use verrou::{AuditKind, ClientContext, SessionId, UserId, Verrou, VerrouConfig};
+use verrou::{
+    AuditEvent, AuditKind, ClientContext, Clock, SessionId, SystemClock, UserId, Verrou,
+    VerrouConfig,
+};
 
 use crate::cli::{Command, Confirm};
 use crate::output::{print_events, print_result, print_table, rfc3339, Format};
@@ -28,6 +31,13 @@ pub(crate) async fn on_store<S: KeyRotation>(
     format: Format,
 ) -> Result<(), Failure> {
     let verrou = Verrou::new(store, VerrouConfig::new("verrou-admin")?);
+    // The trail shows the response as well as the attack: who ran what, from which host,
+    // recorded before the command acts (a command that cannot be recorded does not run).
+    if let Some(text) = describe(&command) {
+        let kind = AuditKind::OperatorCommand { command: text };
+        let event = AuditEvent::new(SystemClock.now()?, operator()?, None, kind);
+        verrou.store().record_audit(event).await?;
+    }
     match command {
         Command::GenerateKey { .. } | Command::Completions { .. } => Ok(()),
         Command::RotateKeys => rotate_keys(&verrou, format).await,
@@ -127,6 +137,89 @@ pub(crate) async fn on_store<S: KeyRotation>(
             .await
         }
     }
+}
+
+/// The operator as the trail names them: `login@host`. The login is the person behind
+/// `sudo` if there is one (`SUDO_USER`), else `USER` or `LOGNAME`; the host is the kernel's
+/// host name.
+fn operator() -> Result<UserId, verrou::InputError> {
+    let login = ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into());
+    // A login or host name an id cannot hold (a control character): named as unknown.
+    UserId::new(format!("{login}@{host}")).or_else(|_| UserId::new("unknown@unknown-host"))
+}
+
+/// What an operator ran, as the trail records it: the command with its arguments, from the
+/// parsed form (so never the store's URL, which may hold a password, nor a key). `None` for
+/// the commands that do not touch the store.
+fn describe(command: &Command) -> Option<String> {
+    let flags = |confirm: &Confirm| {
+        if confirm.dry_run {
+            " --dry-run"
+        } else if confirm.yes {
+            " --yes"
+        } else {
+            ""
+        }
+    };
+    Some(match command {
+        Command::GenerateKey { .. } | Command::Completions { .. } => return None,
+        Command::RotateKeys => "rotate-keys".into(),
+        Command::ResetFactor { user, confirm } => {
+            format!("reset-factor {}{}", user.as_str(), flags(confirm))
+        }
+        Command::LiftLock { user } => format!("lift-lock {}", user.as_str()),
+        Command::RevokeOrg { org, confirm } => {
+            format!("revoke-org {}{}", org.as_str(), flags(confirm))
+        }
+        Command::RevokeUser { user, confirm } => {
+            format!("revoke-user {}{}", user.as_str(), flags(confirm))
+        }
+        Command::RevokeSession { session } => format!("revoke-session {session}"),
+        Command::RevokeBefore { when, confirm } => {
+            format!("revoke-before {}{}", rfc3339(*when), flags(confirm))
+        }
+        Command::Sessions { user, org } => match (user, org) {
+            (Some(user), _) => format!("sessions --user {}", user.as_str()),
+            (None, Some(org)) => format!("sessions --org {}", org.as_str()),
+            (None, None) => "sessions".into(),
+        },
+        Command::Audit {
+            user,
+            kind,
+            since,
+            until,
+            follow,
+            ..
+        } => {
+            let mut text = String::from("audit");
+            if let Some(user) = user {
+                text.push_str(&format!(" {}", user.as_str()));
+            }
+            if let Some(kind) = kind {
+                text.push_str(&format!(" --kind {kind}"));
+            }
+            if let Some(since) = since {
+                text.push_str(&format!(" --since {}", rfc3339(*since)));
+            }
+            if let Some(until) = until {
+                text.push_str(&format!(" --until {}", rfc3339(*until)));
+            }
+            if *follow {
+                text.push_str(" --follow");
+            }
+            text
+        }
+    })
 }
 
 /// Prints `past` (oldest first), then every event `query` selects as it is recorded, reading

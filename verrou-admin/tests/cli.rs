@@ -229,7 +229,17 @@ async fn operators_reach_a_postgres_store_in_its_schema() {
     assert!(text(&out.stdout).contains("totp_enrollment_confirmed"));
     let out = run(&["audit", "--json", "--limit", "1"]);
     let newest: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
-    assert_eq!(newest["kind"], "session_elevated");
+    assert_eq!(newest["kind"], "operator_command");
+    assert_eq!(newest["command"], "audit");
+    let out = run(&[
+        "audit",
+        "--json",
+        "--limit",
+        "1",
+        "--kind",
+        "session_elevated",
+    ]);
+    let newest: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(newest["session"], browser.id.to_string());
 
     let out = run(&["sessions", "--org", "provider-42", "--json"]);
@@ -855,4 +865,54 @@ async fn the_readme_incident_response_runs_as_written() {
     let count = |kind: &str| kinds.iter().filter(|k| k.trim_matches('"') == kind).count();
     assert_eq!(count("session_revoked"), 3, "{kinds:?}");
     assert_eq!(count("totp_factor_removed"), 1, "{kinds:?}");
+}
+
+/// Each command that touches the store leaves its own record first: who (login@host), what
+/// (the command as parsed: never the store's URL or a key), even when it is refused.
+#[tokio::test]
+async fn every_store_command_records_who_ran_what() {
+    let (_dir, path, keys, _e) = portal_file("k1").await;
+    let url = format!("sqlite:{}", path.display());
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
+            .args(args)
+            .env("VERROU_STORE", format!("sqlite:{}", path.display()))
+            .env("VERROU_KEYS", &keys)
+            .env("SUDO_USER", "marc.operator")
+            .env_remove("VERROU_KEYS_FILE")
+            .output()
+            .unwrap()
+    };
+    run(&["revoke-org", "formation-nord", "--dry-run"]);
+    run(&["revoke-org", "formation-nord"]); // refused: no terminal, no --yes
+    run(&["lift-lock", "alice"]);
+    run(&["--store", &url, "sessions", "--user", "alice"]);
+    run(&["generate-key", "k2"]); // touches no store: no record
+
+    let out = run(&["audit", "--kind", "operator_command", "--json"]);
+    let records: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let commands: Vec<&str> = records
+        .iter()
+        .map(|r| r["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "audit --kind operator_command",
+            "sessions --user alice",
+            "lift-lock alice",
+            "revoke-org formation-nord",
+            "revoke-org formation-nord --dry-run",
+        ]
+    );
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    for record in &records {
+        assert_eq!(record["user"], format!("marc.operator@{}", host.trim()));
+    }
+    // The store's URL (a PostgreSQL one may hold a password) is never recorded.
+    assert!(!text(&out.stdout).contains(&url));
+    assert!(!text(&out.stdout).contains(keys.split_once(':').unwrap().1));
 }

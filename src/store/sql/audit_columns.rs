@@ -18,11 +18,19 @@ pub(crate) struct KindColumns {
     pub(crate) session: Option<SessionId>,
     pub(crate) value: Option<u64>,
     pub(crate) detail: Option<i64>,
+    /// Free text: an operator command.
+    pub(crate) note: Option<String>,
 }
 
 impl AuditKind {
     /// The kind's fields as columns (see [`AuditKind::from_columns`]).
     pub(crate) fn to_columns(&self) -> KindColumns {
+        if let Self::OperatorCommand { command } = self {
+            return KindColumns {
+                note: Some(command.clone()),
+                ..KindColumns::default()
+            };
+        }
         let (session, value) = match *self {
             Self::SessionCreated { session }
             | Self::SessionSignalsChanged { session }
@@ -53,6 +61,7 @@ impl AuditKind {
                 session,
                 value,
                 detail: None,
+                note: None,
             };
         }
         let (factor, value, detail) = match *self {
@@ -93,6 +102,7 @@ impl AuditKind {
             session: None,
             value,
             detail,
+            note: None,
         }
     }
 
@@ -168,6 +178,9 @@ impl AuditKind {
             "binding_proof_failed" => Self::BindingProofFailed {
                 session: session()?,
                 reason: from_code(&ProofError::ALL, value())?,
+            },
+            "operator_command" => Self::OperatorCommand {
+                command: columns.note.clone()?,
             },
             _ => return None,
         })

@@ -412,6 +412,7 @@ impl<D: Driver> Store for SqlStore<D> {
                     row.opt_text(6)?.as_deref(),
                     row.opt_int(7)?,
                     row.opt_int(8)?,
+                    row.opt_text(9)?,
                 )?;
                 Ok(AuditEntry::new(from_db(row.int(0)?)?, event))
             })
@@ -424,7 +425,7 @@ impl<D: Driver> Store for SqlStore<D> {
 macro_rules! audit_select {
     ($order:literal) => {
         concat!(
-            "SELECT id, at, user_id, client, kind, factor_id, session_id, value, detail \
+            "SELECT id, at, user_id, client, kind, factor_id, session_id, value, detail, note \
              FROM verrou_audit WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR kind = $2) \
              AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) \
              AND ($5 IS NULL OR id > $5) ORDER BY id ",

@@ -234,11 +234,13 @@ async fn insert_audit<D: Driver>(
     bind_audit(
         Sql::<D>::new(
             "INSERT INTO verrou_audit (at, user_id, client, kind, factor_id, value, detail, \
-             session_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             session_id, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             "record an audit event",
         ),
         event,
     )?
+    // The note, which the one-call verification's accepted record never has.
+    .opt_text(event.kind.to_columns().note)
     .execute(on)
     .await?;
     Ok(())
@@ -246,7 +248,8 @@ async fn insert_audit<D: Driver>(
 
 /// Binds `event` as the next eight parameters of `sql`, in the order of `verrou_audit`'s
 /// columns `at, user_id, client, kind, factor_id, value, detail, session_id` (the
-/// statements that store an event name them in that order).
+/// statements that store an event name them in that order; `note`, which only an operator
+/// command fills, is bound after them by `insert_audit`).
 fn bind_audit<D: Driver>(sql: Sql<D>, event: &AuditEvent) -> Result<Sql<D>, StoreError> {
     let columns = event.kind.to_columns();
     Ok(sql

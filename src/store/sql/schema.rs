@@ -3,13 +3,14 @@
 use crate::error::{StoreError, StoreErrorKind};
 
 /// The schema version this build of verrou writes. A database at a later version is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// Migration `i` takes the schema from version `i` to `i + 1` (version 1: factors, recovery
 /// codes, throttle counters; version 2: the audit trail; version 3: sessions and their device
 /// bindings, and the audit trail's session column; version 4: the key check, a value sealed
 /// under the ring that created the store, so a foreign ring is refused at open; version 5: the
-/// dialect's one-call verification, [`Spelling::attempt_function`]). Written once for both
+/// dialect's one-call verification, [`Spelling::attempt_function`]; version 6: the audit
+/// trail's `note` column, an operator command's text). Written once for both
 /// dialects: `{blob}` becomes the binary type, `{serial}` the auto-increment key and
 /// `{attempt_function}` the dialect's function, if it has one.
 const MIGRATIONS: &[&str] = &[
@@ -103,6 +104,7 @@ CREATE TABLE verrou_key_check (
 );
 ",
     "{attempt_function}",
+    "ALTER TABLE verrou_audit ADD COLUMN note TEXT;",
 ];
 
 /// How a dialect spells what the migrations leave open.
@@ -175,7 +177,7 @@ mod tests {
     #[test]
     fn an_older_database_gets_only_the_missing_ones() {
         let missing = pending_migrations(1, &TEST).unwrap();
-        assert_eq!(missing.len(), 4);
+        assert_eq!(missing.len(), 5);
         assert!(missing[0].1.contains("verrou_audit"));
         assert!(missing[1].1.contains("verrou_sessions"));
         assert!(missing[2].1.contains("verrou_key_check"));

@@ -113,12 +113,14 @@ pub(crate) fn audit_event(
     session: Option<&str>,
     value: Option<i64>,
     detail: Option<i64>,
+    note: Option<String>,
 ) -> Result<crate::audit::AuditEvent, StoreError> {
     let columns = super::audit_columns::KindColumns {
         factor: factor.map(factor_id).transpose()?,
         session: session.map(session_id).transpose()?,
         value: value.map(from_db).transpose()?,
         detail,
+        note,
     };
     Ok(crate::audit::AuditEvent {
         at: timestamp(at)?,
@@ -187,7 +189,17 @@ mod tests {
 
     #[test]
     fn audit_rows_that_do_not_fit_are_corrupt() {
-        let bad_kind = audit_event(1, "alice", None, "no_such_kind", None, None, None, None);
+        let bad_kind = audit_event(
+            1,
+            "alice",
+            None,
+            "no_such_kind",
+            None,
+            None,
+            None,
+            None,
+            None,
+        );
         assert_eq!(bad_kind.unwrap_err().kind(), StoreErrorKind::Corrupt);
         let bad_client = audit_event(
             1,
@@ -198,9 +210,10 @@ mod tests {
             None,
             None,
             None,
+            None,
         );
         assert_eq!(bad_client.unwrap_err().kind(), StoreErrorKind::Corrupt);
-        let bad_user = audit_event(1, "", None, "lock_lifted", None, None, None, None);
+        let bad_user = audit_event(1, "", None, "lock_lifted", None, None, None, None, None);
         assert_eq!(bad_user.unwrap_err().kind(), StoreErrorKind::Corrupt);
         let good = audit_event(
             1,
@@ -211,7 +224,21 @@ mod tests {
             None,
             None,
             None,
+            None,
         );
         assert_eq!(good.unwrap().kind, crate::audit::AuditKind::LockLifted);
+        // An operator command without its text does not fit.
+        let bare = audit_event(
+            1,
+            "root@h",
+            None,
+            "operator_command",
+            None,
+            None,
+            None,
+            None,
+            None,
+        );
+        assert_eq!(bare.unwrap_err().kind(), StoreErrorKind::Corrupt);
     }
 }

@@ -576,6 +576,18 @@ pub async fn audit_events_filter_and_follow<S: Store>(store: S) {
     assert_eq!(followed, [60, 70, 80]);
     let filtered = AuditQuery::after(newest[0].seq, 10).user(Some(bob.clone()));
     assert!(store.audit_events(&filtered).await.unwrap().is_empty());
+
+    // An operator's command, with its text, reads back as recorded.
+    let operator = user("root@admin-1");
+    let command = AuditKind::OperatorCommand {
+        command: "revoke-org formation-nord --yes".into(),
+    };
+    let event = AuditEvent::new(at(START + 90), operator.clone(), None, command);
+    store.record_audit(event.clone()).await.unwrap();
+    let query = AuditQuery::newest(5).kind(Some("operator_command".into()));
+    let read = store.audit_events(&query).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].event, event);
 }
 
 pub async fn audit_trail_is_kept_newest_first<S: Store>(store: S) {
