@@ -71,6 +71,14 @@ impl AnyStore {
     pub async fn close(&self) {
         each!(self, store => store.close().await)
     }
+
+    /// The schema version of the database (see [`SqlStore::schema_version`](super::SqlStore::schema_version)).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        each!(self, store => store.schema_version().await)
+    }
 }
 
 impl Store for AnyStore {
@@ -156,6 +164,10 @@ impl Store for AnyStore {
 
     async fn throttle(&self, key: &ThrottleKey<'_>) -> Result<ThrottleState, StoreError> {
         each!(self, store => store.throttle(key).await)
+    }
+
+    async fn failing_accounts(&self) -> Result<Vec<(UserId, ThrottleState)>, StoreError> {
+        each!(self, store => store.failing_accounts().await)
     }
 
     async fn reserve_attempt(

@@ -153,6 +153,12 @@ pub trait Store: SessionStore + Send + Sync {
         key: &ThrottleKey<'_>,
     ) -> impl Future<Output = Result<ThrottleState, StoreError>> + Send;
 
+    /// Every account whose counter holds failures, with its state (for operators: who is
+    /// locked or slowed down, judged by the caller's policy), in user id order.
+    fn failing_accounts(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(UserId, ThrottleState)>, StoreError>> + Send;
+
     /// Atomically evaluates `policy` on the counter for `key` at `now` and, if the gate is
     /// open, counts one failure ([`Reservation::decide`] says what to do; the store makes it
     /// atomic).

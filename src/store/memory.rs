@@ -343,6 +343,18 @@ impl Store for MemoryStore {
         Ok(state.unwrap_or_default())
     }
 
+    async fn failing_accounts(&self) -> Result<Vec<(UserId, ThrottleState)>, StoreError> {
+        let inner = self.lock()?;
+        let mut failing: Vec<(UserId, ThrottleState)> = inner
+            .users
+            .iter()
+            .filter(|(_, entry)| entry.throttle.failures > 0)
+            .map(|(user, entry)| (user.clone(), entry.throttle))
+            .collect();
+        failing.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(failing)
+    }
+
     async fn reserve_attempt(
         &self,
         key: &ThrottleKey<'_>,

@@ -53,6 +53,7 @@ macro_rules! store_conformance {
             recovery_codes_exist_only_with_an_active_factor,
             audit_trail_is_kept_newest_first,
             audit_events_filter_and_follow,
+            failing_accounts_are_listed,
             service_writes_its_audit_trail_to_the_store,
             sessions_are_created_found_and_touched,
             elevation_swaps_the_token_once,

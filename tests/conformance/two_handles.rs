@@ -118,6 +118,9 @@ impl<S: Store> Store for TwoHandles<S> {
     async fn record_audit(&self, event: AuditEvent) -> Result<(), StoreError> {
         self.pick().record_audit(event).await
     }
+    async fn failing_accounts(&self) -> Result<Vec<(UserId, ThrottleState)>, StoreError> {
+        self.pick().failing_accounts().await
+    }
     async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         self.pick().audit_events(query).await
     }

@@ -166,6 +166,10 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=60))]
         interval: u64,
     },
+    /// The store at a glance: schema version, keys and how many secrets each seals, sessions
+    /// by organisation and assurance, accounts locked or slowed down.
+    #[command(after_help = "Examples:\n  verrou-admin status\n  verrou-admin status --json")]
+    Status,
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  verrou-admin completions bash > \
                             /etc/bash_completion.d/verrou-admin")]

@@ -2,18 +2,20 @@
 //! what they will touch, and go ahead only with `--yes`, a "y" on the terminal, or not at
 //! all with `--dry-run`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use verrou::lockout::{Gate, ThrottlePolicy};
 use verrou::session::RevocationScope;
 use verrou::store::backend::SessionRecord;
-use verrou::store::{AuditEntry, AuditQuery, KeyRotation};
+use verrou::store::backend::SessionStore;
+use verrou::store::{AnyStore, AuditEntry, AuditQuery, KeyRotation, Store};
 use verrou::{
-    AuditEvent, AuditKind, ClientContext, Clock, SessionId, SystemClock, UserId, Verrou,
-    VerrouConfig,
+    AuditEvent, AuditKind, ClientContext, Clock, KeyRing, SessionId, SystemClock, Timestamp,
+    UserId, Verrou, VerrouConfig,
 };
 
 use crate::cli::{Command, Confirm};
@@ -25,8 +27,9 @@ const ADDRESS_LOOKBACK: usize = 10_000;
 /// How many new events `audit --follow` reads at a time.
 const FOLLOW_PAGE: usize = 1_000;
 
-pub(crate) async fn on_store<S: KeyRotation>(
-    store: S,
+pub(crate) async fn on_store(
+    store: AnyStore,
+    keys: &KeyRing,
     command: Command,
     format: Format,
 ) -> Result<(), Failure> {
@@ -41,6 +44,7 @@ pub(crate) async fn on_store<S: KeyRotation>(
     match command {
         Command::GenerateKey { .. } | Command::Completions { .. } => Ok(()),
         Command::RotateKeys => rotate_keys(&verrou, format).await,
+        Command::Status => status(&verrou, keys, format).await,
         Command::ResetFactor { user, confirm } => {
             let has_factor = verrou.has_active_totp(&user).await?;
             let sessions = verrou.store().user_sessions(&user).await?.len();
@@ -139,6 +143,112 @@ pub(crate) async fn on_store<S: KeyRotation>(
     }
 }
 
+/// Prints the store at a glance: its schema version; the ring's keys (the active one first)
+/// with how many secrets each seals (a rotation's progress); sessions by organisation and
+/// assurance; and the accounts whose counter holds failures, as the default account policy
+/// judges them now (locked, slowed down, or open).
+async fn status(verrou: &Verrou<AnyStore>, keys: &KeyRing, format: Format) -> Result<(), Failure> {
+    let store = verrou.store();
+    let schema = store.schema_version().await?;
+    let sealed = store.sealed_secrets().await?;
+    let now = SystemClock.now()?;
+    let everyone = RevocationScope::IssuedBefore(now.saturating_add(Duration::from_secs(1)));
+    let mut sessions: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
+    for session in store.sessions_in(&everyone).await? {
+        let org = session
+            .org
+            .map_or_else(|| "-".into(), |org| org.as_str().to_owned());
+        *sessions.entry((org, session.assurance.name())).or_default() += 1;
+    }
+    let policy = ThrottlePolicy::ACCOUNT_DEFAULT;
+    let accounts: Vec<(UserId, u32, &str, Option<Timestamp>)> = store
+        .failing_accounts()
+        .await?
+        .into_iter()
+        .map(|(user, state)| {
+            let (gate, until) = match policy.gate(&state, now) {
+                Gate::Locked { until } => ("locked", until),
+                Gate::Backoff { until } => ("slowed", Some(until)),
+                _ => ("open", None),
+            };
+            (user, state.failures, gate, until)
+        })
+        .collect();
+    let key_rows: Vec<(String, bool, usize)> = keys
+        .key_ids()
+        .map(|id| {
+            let count = sealed.by_key.get(id).copied().unwrap_or(0);
+            (id.to_string(), id == keys.active_id(), count)
+        })
+        .collect();
+    // Secrets under keys this ring does not hold: what it could no longer open.
+    let foreign = sealed.beyond(keys);
+
+    if let Format::Json = format {
+        let record = json!({
+            "schema_version": schema,
+            "keys": key_rows.iter().map(|(id, active, sealed)| {
+                json!({"id": id, "active": active, "sealed": sealed})
+            }).collect::<Vec<_>>(),
+            "sealed_under_other_keys": foreign,
+            "malformed_sealed": sealed.malformed,
+            "sessions": sessions.iter().map(|((org, assurance), count)| {
+                json!({"org": org, "assurance": assurance, "count": count})
+            }).collect::<Vec<_>>(),
+            "accounts": accounts.iter().map(|(user, failures, gate, until)| {
+                json!({"user": user.as_str(), "failures": failures, "gate": gate,
+                       "until": until.map(rfc3339)})
+            }).collect::<Vec<_>>(),
+        });
+        println!("{record}");
+        return Ok(());
+    }
+    println!("schema version {schema}");
+    println!();
+    let rows: Vec<[String; 3]> = key_rows
+        .iter()
+        .map(|(id, active, count)| {
+            let role = if *active { "active" } else { "opens only" };
+            [
+                id.escape_debug().to_string(),
+                role.to_owned(),
+                count.to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["KEY", "ROLE", "SECRETS SEALED"], &rows);
+    println!(
+        "under keys not in this ring: {foreign}; malformed: {}",
+        sealed.malformed
+    );
+    println!();
+    let rows: Vec<[String; 3]> = sessions
+        .iter()
+        .map(|((org, assurance), count)| {
+            [
+                org.escape_debug().to_string(),
+                (*assurance).to_owned(),
+                count.to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["ORG", "ASSURANCE", "SESSIONS"], &rows);
+    println!();
+    let rows: Vec<[String; 4]> = accounts
+        .iter()
+        .map(|(user, failures, gate, until)| {
+            [
+                user.as_str().escape_debug().to_string(),
+                failures.to_string(),
+                (*gate).to_owned(),
+                until.map_or_else(|| "-".into(), rfc3339),
+            ]
+        })
+        .collect();
+    print_table(&["ACCOUNT", "FAILURES", "GATE", "UNTIL"], &rows);
+    Ok(())
+}
+
 /// The operator as the trail names them: `login@host`. The login is the person behind
 /// `sudo` if there is one (`SUDO_USER`), else `USER` or `LOGNAME`; the host is the kernel's
 /// host name.
@@ -174,6 +284,7 @@ fn describe(command: &Command) -> Option<String> {
     Some(match command {
         Command::GenerateKey { .. } | Command::Completions { .. } => return None,
         Command::RotateKeys => "rotate-keys".into(),
+        Command::Status => "status".into(),
         Command::ResetFactor { user, confirm } => {
             format!("reset-factor {}{}", user.as_str(), flags(confirm))
         }

@@ -100,12 +100,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         _ => {}
     }
     let keys = key_ring()?;
+    let ring = keys.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let store = open(&cli.global, keys).await?;
-        let result = on_store(store.clone(), cli.command, format).await;
+        let result = on_store(store.clone(), &ring, cli.command, format).await;
         store.close().await;
         result
     })

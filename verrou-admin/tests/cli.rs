@@ -242,6 +242,12 @@ async fn operators_reach_a_postgres_store_in_its_schema() {
     let newest: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(newest["session"], browser.id.to_string());
 
+    let out = run(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(status["schema_version"], 6);
+    assert_eq!(status["keys"][0]["sealed"], 1, "{status}");
+    assert_eq!(status["sessions"][0]["org"], "provider-42");
+
     let out = run(&["sessions", "--org", "provider-42", "--json"]);
     let listed: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     assert_eq!(listed["session"], browser.id.to_string());
@@ -463,6 +469,7 @@ fn every_command_has_help_with_an_example_and_completions_exist() {
         "revoke-session",
         "revoke-before",
         "audit",
+        "status",
         "completions",
     ];
     let top = run(&["--help"]);
@@ -915,4 +922,93 @@ async fn every_store_command_records_who_ran_what() {
     // The store's URL (a PostgreSQL one may hold a password) is never recorded.
     assert!(!text(&out.stdout).contains(&url));
     assert!(!text(&out.stdout).contains(keys.split_once(':').unwrap().1));
+}
+
+/// At 3 a.m., one command says where things stand: the schema, how far a rotation got, who
+/// is signed in where, who is locked out.
+#[tokio::test]
+async fn status_shows_keys_rotation_progress_sessions_and_locked_accounts() {
+    use verrou::lockout::ThrottlePolicy;
+    use verrou::store::backend::ThrottleKey;
+
+    let (_dir, path, old, e) = portal_file("2026-11").await;
+    let mut staff = e.sign_in(Some("formation-nord")).await;
+    e.elevate(&mut staff).await;
+    e.sign_in(Some("formation-nord")).await;
+    e.sign_in(None).await;
+    let policy = ThrottlePolicy::ACCOUNT_DEFAULT;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Bob guessed until locked out, just now; carol failed once, long ago.
+    let carol = UserId::new("carol").unwrap();
+    let key = ThrottleKey::Account(&carol);
+    e.verrou
+        .store()
+        .reserve_attempt(&key, &policy, support::at(support::START))
+        .await
+        .unwrap();
+    e.verrou.store().close().await;
+    sqlx::query(
+        "INSERT INTO verrou_throttle (throttle_key, failures, last_failure) \
+         VALUES ('account:bob', $1, $2)",
+    )
+    .bind(i64::from(policy.lock_after))
+    .bind(i64::try_from(now).unwrap())
+    .execute(&mut support::sqlite::raw(&path).await)
+    .await
+    .unwrap();
+    // A new key put first in the ring, the rotation not run yet.
+    let ring = format!("{},{old}", entry("2026-12"));
+
+    let out = admin(&path, &ring, &["status", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(status["schema_version"], 6);
+    let keys = status["keys"].as_array().unwrap();
+    assert_eq!(keys[0]["id"], "2026-12");
+    assert_eq!(keys[0]["active"], true);
+    assert_eq!(keys[0]["sealed"], 0);
+    assert_eq!(keys[1]["id"], "2026-11");
+    assert_eq!(
+        keys[1]["sealed"], 1,
+        "alice's secret, still under the old key"
+    );
+    let sessions = status["sessions"].as_array().unwrap();
+    let count = |org: &str, assurance: &str| {
+        sessions
+            .iter()
+            .find(|s| s["org"] == org && s["assurance"] == assurance)
+            .map_or(0, |s| s["count"].as_u64().unwrap())
+    };
+    assert_eq!(count("formation-nord", "second_factor"), 1);
+    assert_eq!(count("formation-nord", "password_only"), 1);
+    assert_eq!(count("-", "password_only"), 1);
+    let accounts = status["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 2, "{accounts:?}");
+    assert_eq!(accounts[0]["user"], "bob");
+    assert_eq!(accounts[0]["gate"], "locked");
+    assert!(accounts[0]["until"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(accounts[1]["user"], "carol");
+    assert_eq!(accounts[1]["gate"], "open");
+
+    // After the rotation, the old key seals nothing: it can leave the ring.
+    assert!(admin(&path, &ring, &["rotate-keys"]).status.success());
+    let out = admin(&path, &ring, &["status"]);
+    let printed = text(&out.stdout);
+    assert!(printed.starts_with("schema version 6"), "{printed}");
+    let line = |key: &str| {
+        printed
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        line("2026-12").contains("active") && line("2026-12").ends_with('1'),
+        "{printed}"
+    );
+    assert!(line("2026-11").ends_with('0'), "{printed}");
+    assert!(line("bob").contains("locked"), "{printed}");
 }

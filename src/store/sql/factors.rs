@@ -4,6 +4,7 @@
 use super::driver::{Driver, Fields, Sql};
 use super::values::{
     account_key, audit_event, factor_id, failures, from_db, params, sealing, timestamp, to_db,
+    user_id,
 };
 use super::{insert_audit, reset_account, SqlStore};
 use crate::audit::AuditEvent;
@@ -353,6 +354,27 @@ impl<D: Driver> Store for SqlStore<D> {
             Some(row) => throttle_state(&row),
             None => Ok(ThrottleState::default()),
         }
+    }
+
+    async fn failing_accounts(&self) -> Result<Vec<(UserId, ThrottleState)>, StoreError> {
+        let rows = Sql::<D>::new(
+            "SELECT throttle_key, failures, last_failure FROM verrou_throttle \
+             WHERE throttle_key LIKE 'account:%' AND failures > 0 ORDER BY throttle_key",
+            "list failing accounts",
+        )
+        .fetch_all(&mut *self.connection("list failing accounts").await?)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let key = row.text(0)?;
+                let user = user_id(key.strip_prefix("account:").unwrap_or(&key))?;
+                let state = ThrottleState {
+                    failures: failures(row.int(1)?)?,
+                    last_failure: timestamp(row.int(2)?)?,
+                };
+                Ok((user, state))
+            })
+            .collect()
     }
 
     async fn reserve_attempt(

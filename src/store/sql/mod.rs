@@ -105,6 +105,20 @@ impl<D: sqlx::Database> SqlStore<D> {
 
 #[allow(private_bounds, reason = "crate-private helpers; Driver is sealed")]
 impl<D: Driver> SqlStore<D> {
+    /// The schema version the database is at (opening brings it to this build's).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let row = Sql::<D>::new(
+            "SELECT version FROM verrou_schema_version",
+            "read the schema version",
+        )
+        .fetch_one(&mut *self.connection("read the schema version").await?)
+        .await?;
+        row.int(0)
+    }
+
     /// The store over `pool` (and `writer` for write transactions), its schema brought up to
     /// date and the key ring checked against what it holds; the pools are closed if either
     /// fails.

@@ -590,6 +590,44 @@ pub async fn audit_events_filter_and_follow<S: Store>(store: S) {
     assert_eq!(read[0].event, event);
 }
 
+/// What an operator's status shows: the accounts with failures counted, and nothing for
+/// addresses or for accounts cleared by a success or an operator.
+pub async fn failing_accounts_are_listed<S: Store>(store: S) {
+    let policy = ThrottlePolicy::ACCOUNT_DEFAULT;
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    for _ in 0..2 {
+        let key = ThrottleKey::Account(&bob);
+        store
+            .reserve_attempt(&key, &policy, at(START))
+            .await
+            .unwrap();
+    }
+    let key = ThrottleKey::Account(&alice);
+    store
+        .reserve_attempt(&key, &policy, at(START + 5))
+        .await
+        .unwrap();
+    let key = ThrottleKey::Account(&carol);
+    store
+        .reserve_attempt(&key, &policy, at(START))
+        .await
+        .unwrap();
+    store.clear_throttle(&key).await.unwrap();
+    let address = ThrottleKey::for_address("192.0.2.7".parse().unwrap());
+    store
+        .reserve_attempt(&address, &policy, at(START))
+        .await
+        .unwrap();
+
+    let failing = store.failing_accounts().await.unwrap();
+    let listed: Vec<(&str, u32)> = failing
+        .iter()
+        .map(|(user, state)| (user.as_str(), state.failures))
+        .collect();
+    assert_eq!(listed, [("alice", 1), ("bob", 2)]);
+    assert_eq!(failing[0].1.last_failure, at(START + 5));
+}
+
 pub async fn audit_trail_is_kept_newest_first<S: Store>(store: S) {
     let (alice, bob) = (user("alice"), user("bob"));
     let factor = FactorId::generate().unwrap();
