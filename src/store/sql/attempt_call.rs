@@ -16,8 +16,9 @@
 //! failures costs a second call. A refusal is answered only on counters the function read.
 
 use super::bind_audit;
-use super::driver::{Driver, Fields, Sql};
-use super::values::{account_key, failures, timestamp, to_db};
+use super::driver::{Driver, Sql};
+use super::factors::throttle_state;
+use super::values::{account_key, to_db};
 use super::SqlStore;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::UserId;
@@ -88,8 +89,8 @@ impl<D: Driver> SqlStore<D> {
                 "already_used" => Some(StepAdvance::AlreadyUsed),
                 "no_such_factor" => Some(StepAdvance::NoSuchFactor),
                 "changed" => {
-                    seen_address = found_counter(&row, 1)?;
-                    seen_account = found_counter(&row, 3)?;
+                    seen_address = throttle_state(&row, 1)?;
+                    seen_account = throttle_state(&row, 3)?;
                     read = true;
                     continue;
                 }
@@ -111,16 +112,4 @@ fn bind_counter<D: Driver>(sql: Sql<D>, state: ThrottleState) -> Result<Sql<D>, 
     Ok(sql
         .int(i64::from(state.failures))
         .int(to_db(state.last_failure.unix_seconds())?))
-}
-
-/// The counter the function found in columns `first, first + 1` (absent: none was asked
-/// for, which the caller never reads).
-fn found_counter<D: Driver>(row: &Fields<D>, first: usize) -> Result<ThrottleState, StoreError> {
-    match (row.opt_int(first)?, row.opt_int(first + 1)?) {
-        (Some(count), Some(at)) => Ok(ThrottleState {
-            failures: failures(count)?,
-            last_failure: timestamp(at)?,
-        }),
-        _ => Ok(ThrottleState::default()),
-    }
 }

@@ -351,7 +351,7 @@ impl<D: Driver> Store for SqlStore<D> {
         .fetch_optional(&mut *self.connection("read a throttle counter").await?)
         .await?;
         match row {
-            Some(row) => throttle_state(&row),
+            Some(row) => throttle_state(&row, 0),
             None => Ok(ThrottleState::default()),
         }
     }
@@ -368,11 +368,7 @@ impl<D: Driver> Store for SqlStore<D> {
             .map(|row| {
                 let key = row.text(0)?;
                 let user = user_id(key.strip_prefix("account:").unwrap_or(&key))?;
-                let state = ThrottleState {
-                    failures: failures(row.int(1)?)?,
-                    last_failure: timestamp(row.int(2)?)?,
-                };
-                Ok((user, state))
+                Ok((user, throttle_state(row, 1)?))
             })
             .collect()
     }
@@ -526,7 +522,7 @@ async fn decide<D: Driver>(
     .text(key)
     .fetch_one(tx)
     .await?;
-    Ok(Reservation::decide(policy, &throttle_state(&row)?, now))
+    Ok(Reservation::decide(policy, &throttle_state(&row, 0)?, now))
 }
 
 /// Writes the counter `key`'s new state.
@@ -614,10 +610,14 @@ async fn count_unused<D: Driver>(
     Ok(usize::try_from(from_db(row.int(0)?)?).unwrap_or(usize::MAX))
 }
 
-fn throttle_state<D: Driver>(row: &Fields<D>) -> Result<ThrottleState, StoreError> {
+/// The counter in columns `first` (`failures`) and `first + 1` (`last_failure`).
+pub(super) fn throttle_state<D: Driver>(
+    row: &Fields<D>,
+    first: usize,
+) -> Result<ThrottleState, StoreError> {
     Ok(ThrottleState {
-        failures: failures(row.int(0)?)?,
-        last_failure: timestamp(row.int(1)?)?,
+        failures: failures(row.int(first)?)?,
+        last_failure: timestamp(row.int(first + 1)?)?,
     })
 }
 
