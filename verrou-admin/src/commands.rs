@@ -12,7 +12,7 @@ use verrou::lockout::{Gate, ThrottlePolicy};
 use verrou::session::RevocationScope;
 use verrou::store::backend::SessionRecord;
 use verrou::store::backend::SessionStore;
-use verrou::store::{AnyStore, AuditEntry, AuditQuery, KeyRotation, Store};
+use verrou::store::{AnyStore, AuditQuery, KeyRotation, Store};
 use verrou::{
     AuditEvent, AuditKind, ClientContext, Clock, KeyRing, SessionId, SystemClock, Timestamp,
     UserId, Verrou, VerrouConfig,
@@ -124,21 +124,11 @@ pub(crate) async fn on_store(
                 .user(user)
                 .kind(kind)
                 .between(since, until);
-            let mut entries = verrou.store().audit_events(&query).await?;
-            if !follow {
-                let events: Vec<_> = entries.into_iter().map(|entry| entry.event).collect();
-                print_events(&events, format);
-                return Ok(());
+            if follow {
+                return follow_trail(&verrou, &query, Duration::from_secs(interval), format).await;
             }
-            entries.reverse();
-            follow_trail(
-                &verrou,
-                &query,
-                entries,
-                Duration::from_secs(interval),
-                format,
-            )
-            .await
+            print_events(&verrou.store().audit_events(&query).await?, format);
+            Ok(())
         }
     }
 }
@@ -333,26 +323,27 @@ fn describe(command: &Command) -> Option<String> {
     })
 }
 
-/// Prints `past` (oldest first), then every event `query` selects as it is recorded, reading
-/// the trail every `interval` after the last event read, until the process is stopped. Each
-/// batch is flushed as it is printed, so a pipe sees it at once.
+/// Prints the newest events `query` selects (oldest first), then every one it selects as it
+/// is recorded, reading the trail every `interval` after the last event read, until the
+/// process is stopped. Each batch is flushed as it is printed, so a pipe sees it at once.
 async fn follow_trail<S: KeyRotation>(
     verrou: &Verrou<S>,
     query: &AuditQuery,
-    past: Vec<AuditEntry>,
     interval: Duration,
     format: Format,
 ) -> Result<(), Failure> {
-    // The cursor starts at the newest event of the whole trail, not of the filtered ones:
-    // nothing recorded before the command started is printed again.
+    // The cursor is the newest event of the whole trail (not of the filtered ones), read
+    // before the past events: one recorded in between is followed, not skipped, and the
+    // past keeps only what the cursor covers, so nothing is printed twice.
     let newest = verrou.store().audit_events(&AuditQuery::newest(1)).await?;
     let mut cursor = newest.first().map_or(0, |entry| entry.seq);
-    let mut batch = past;
+    let mut batch = verrou.store().audit_events(query).await?;
+    batch.retain(|entry| entry.seq <= cursor);
+    batch.reverse();
     let mut behind = false;
     loop {
         if !batch.is_empty() {
-            let events: Vec<_> = batch.iter().map(|entry| entry.event.clone()).collect();
-            print_events(&events, format);
+            print_events(&batch, format);
             std::io::Write::flush(&mut std::io::stdout())?;
         }
         // A full page means more are waiting: read on before sleeping.
@@ -506,7 +497,8 @@ async fn list_sessions<S: KeyRotation>(
 }
 
 /// The address each of `sessions` was created from, as its `session_created` record says
-/// (`None` where the portal gave no address or the record is older than the look-back).
+/// (`None` where the portal gave no address or the record is beyond its user's newest
+/// [`ADDRESS_LOOKBACK`] session records).
 async fn creation_addresses<S: KeyRotation>(
     verrou: &Verrou<S>,
     sessions: &[SessionRecord],
@@ -516,9 +508,12 @@ async fn creation_addresses<S: KeyRotation>(
     users.dedup();
     let mut addresses = HashMap::new();
     for user in users {
-        for event in verrou.audit_trail(Some(user), ADDRESS_LOOKBACK).await? {
-            if let AuditKind::SessionCreated { session } = event.kind {
-                addresses.entry(session).or_insert(event.client);
+        let created = AuditQuery::newest(ADDRESS_LOOKBACK)
+            .user(Some(user.clone()))
+            .kind(Some("session_created".into()));
+        for entry in verrou.store().audit_events(&created).await? {
+            if let AuditKind::SessionCreated { session } = entry.event.kind {
+                addresses.entry(session).or_insert(entry.event.client);
             }
         }
     }

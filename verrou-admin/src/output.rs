@@ -6,6 +6,7 @@
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use verrou::store::AuditEntry;
 use verrou::{AuditEvent, AuditValue, Timestamp};
 
 /// How records are printed.
@@ -64,7 +65,8 @@ fn value_text(value: &AuditValue) -> String {
 }
 
 /// Prints audit events: a table with aligned columns, or one JSON object per line.
-pub(crate) fn print_events(events: &[AuditEvent], format: Format) {
+pub(crate) fn print_events(entries: &[AuditEntry], format: Format) {
+    let events = entries.iter().map(|entry| &entry.event);
     if let Format::Json = format {
         for event in events {
             println!("{}", event_json(event));
@@ -72,7 +74,6 @@ pub(crate) fn print_events(events: &[AuditEvent], format: Format) {
         return;
     }
     let rows: Vec<[String; 5]> = events
-        .iter()
         .map(|event| {
             let fields: Vec<String> = event
                 .kind
