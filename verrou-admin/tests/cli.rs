@@ -40,14 +40,21 @@ async fn portal_file(
     String,
     support::Enrolled<SqliteStore>,
 ) {
+    let (dir, path, keys, store) = store_file(key_id).await;
+    let e = enrolled(store, support::unbound_config()).await;
+    (dir, path, keys, e)
+}
+
+/// A new SQLite store in a temporary directory, sealing under a new key `key_id`: the
+/// directory (it lives as long as the first value), the file, the ring's entry, the store.
+async fn store_file(key_id: &str) -> (tempfile::TempDir, std::path::PathBuf, String, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("portal.db");
     let keys = entry(key_id);
     let store = SqliteStore::open(&path, KeyRing::from_config(&keys).unwrap())
         .await
         .unwrap();
-    let e = enrolled(store, support::unbound_config()).await;
-    (dir, path, keys, e)
+    (dir, path, keys, store)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -327,12 +334,7 @@ async fn operators_revoke_an_organisations_sessions() {
 /// and must be revoked too.
 #[tokio::test]
 async fn revoke_before_now_includes_this_seconds_sessions() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("portal.db");
-    let keys = entry("k1");
-    let store = SqliteStore::open(&path, KeyRing::from_config(&keys).unwrap())
-        .await
-        .unwrap();
+    let (_dir, path, keys, store) = store_file("k1").await;
     let verrou = verrou::Verrou::new(store.clone(), config());
     let alice = UserId::new("alice").unwrap();
     let session = verrou
@@ -389,12 +391,7 @@ async fn the_audit_trail_escapes_invisible_characters_in_ids() {
 /// re-sealed, and the exit status says the run is incomplete.
 #[tokio::test]
 async fn rotation_skips_and_reports_a_malformed_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("portal.db");
-    let old = entry("k1");
-    let store = SqliteStore::open(&path, KeyRing::from_config(&old).unwrap())
-        .await
-        .unwrap();
+    let (_dir, path, old, store) = store_file("k1").await;
     let clock = verrou::testing::InsecureManualClock::new(support::at(support::START));
     let verrou = verrou::Verrou::new(store.clone(), config()).with_clock(clock);
     for name in ["alice", "bob", "carol"] {
@@ -680,12 +677,7 @@ async fn the_audit_trail_filters_by_kind_and_time_and_follows() {
     use std::process::Stdio;
     use verrou::audit::{AuditEvent, AuditKind};
 
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("portal.db");
-    let keys = entry("k1");
-    let store = SqliteStore::open(&path, KeyRing::from_config(&keys).unwrap())
-        .await
-        .unwrap();
+    let (_dir, path, keys, store) = store_file("k1").await;
     let record = |seconds: u64, who: &str, kind: AuditKind| {
         let event = AuditEvent::new(support::at(seconds), UserId::new(who).unwrap(), None, kind);
         let store = store.clone();
@@ -801,12 +793,7 @@ async fn the_readme_incident_response_runs_as_written() {
 
     // The portal's store: Marie enrolled and signed in twice at the partner, a colleague
     // enrolled and signed in elsewhere.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("portal.db");
-    let old = entry("2026-11");
-    let store = SqliteStore::open(&path, KeyRing::from_config(&old).unwrap())
-        .await
-        .unwrap();
+    let (dir, path, old, store) = store_file("2026-11").await;
     let clock = verrou::testing::InsecureManualClock::new(support::at(support::START));
     let verrou = verrou::Verrou::new(store.clone(), config()).with_clock(clock);
     let marie = UserId::new("marie.dupont").unwrap();
