@@ -7,7 +7,7 @@ use super::backend::*;
 use super::PostgresStore;
 #[cfg(feature = "sqlite")]
 use super::SqliteStore;
-use super::{KeyRotation, ResealReport, SealedSecrets};
+use super::{KeyRotation, ResealBatch, ResealPosition, SealedSecrets};
 use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
 use crate::error::{StoreError, StoreErrorKind};
@@ -259,8 +259,12 @@ impl SessionStore for AnyStore {
 }
 
 impl KeyRotation for AnyStore {
-    async fn reseal_stale(&self, limit: usize) -> Result<ResealReport, StoreError> {
-        each!(self, store => store.reseal_stale(limit).await)
+    async fn reseal_batch(
+        &self,
+        from: &ResealPosition,
+        limit: usize,
+    ) -> Result<ResealBatch, StoreError> {
+        each!(self, store => store.reseal_batch(from, limit).await)
     }
 
     async fn sealed_secrets(&self) -> Result<SealedSecrets, StoreError> {

@@ -31,7 +31,10 @@ pub use self::any::AnyStore;
 pub use self::audit_query::{AuditEntry, AuditQuery};
 pub use self::factors::Store;
 pub use self::memory::{MemoryStore, MEMORY_AUDIT_CAPACITY};
-pub use self::rotation::{KeyRotation, ResealReport, SealedSecrets, UnreadableSecret};
+pub use self::rotation::{
+    KeyRotation, ResealBatch, ResealPosition, ResealReport, RotationProgress, SealedSecrets,
+    UnreadableSecret,
+};
 #[cfg(feature = "postgres")]
 pub use self::sql::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
@@ -60,7 +63,10 @@ pub mod backend {
         BindingRecord, IssuedChallenge, IssuedCookie, PendingTotp, RecoveryCodeRecord,
         SessionRecord, TotpFactor,
     };
-    pub use super::rotation::{KeyRotation, ResealReport, SealedSecrets, UnreadableSecret};
+    pub use super::rotation::{
+        KeyRotation, ResealBatch, ResealPosition, ResealReport, RotationProgress, SealedSecrets,
+        UnreadableSecret,
+    };
     pub use super::sessions::{Elevation, RevocationContext, SessionStore};
     pub use super::throttle::{Reservation, ThrottleKey};
     pub use crate::lockout::{Gate, ThrottleState};

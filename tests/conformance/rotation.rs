@@ -125,6 +125,29 @@ pub async fn an_interrupted_rotation_resumes<D: Database>(db: D) {
     all_verify(db.open(new_only()).await, &users, START + 3_600).await;
 }
 
+/// A rotation tells its observer how far it has come after each batch (pending secrets, then
+/// active ones), and the last word matches the report; a second run finds everything
+/// current.
+pub async fn a_rotation_reports_its_progress_batch_by_batch<D: Database>(db: D) {
+    populate(db.open(old()).await, 7, 2).await;
+    let store = db.open(rotating()).await;
+    let mut seen = Vec::new();
+    let report = store
+        .rotate_keys_with(|progress| seen.push((progress.pass, progress.report.clone())))
+        .await
+        .unwrap();
+    let scanned: Vec<_> = seen
+        .iter()
+        .map(|(pass, r)| (*pass, r.scanned, r.resealed))
+        .collect();
+    assert_eq!(scanned, [(1, 2, 2), (1, 9, 9)], "{seen:?}");
+    assert_eq!(seen.last().map(|(_, r)| r), Some(&report));
+    assert_eq!(report.current(), 0);
+
+    let again = store.rotate_keys().await.unwrap();
+    assert_eq!((again.scanned, again.resealed, again.current()), (9, 0, 9));
+}
+
 pub async fn rotation_is_safe_while_verifications_run<D: Database>(db: D) {
     const STEPS: u64 = 6;
     let users = populate(db.open(old()).await, 16, 0).await;
@@ -282,6 +305,7 @@ macro_rules! rotation_cases {
         rotation_cases!(@cases $make;
             rotation_reseals_everything_and_the_old_key_can_go,
             an_interrupted_rotation_resumes,
+            a_rotation_reports_its_progress_batch_by_batch,
             rotation_is_safe_while_verifications_run,
             an_unreadable_secret_is_reported_and_the_rotation_goes_on,
             a_foreign_key_ring_is_refused_when_the_store_opens,

@@ -8,7 +8,9 @@ use super::values::{factor_id, key_check_value, sealing, user_id};
 use super::SqlStore;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::keyring::{KeyRing, KeyRingError};
-use crate::store::{KeyRotation, ResealReport, SealedSecrets, UnreadableSecret};
+use crate::store::{
+    KeyRotation, ResealBatch, ResealPosition, ResealReport, SealedSecrets, UnreadableSecret,
+};
 
 /// The tables that hold sealed secrets: how to read them in pages in user-id order, and how
 /// to swap one row's sealed blob (compare-and-set on the old blob).
@@ -45,70 +47,98 @@ impl SealedRow {
             sealed: row.bytes(2)?,
         })
     }
+
+    /// This row's secret sealed anew under the active key of `keys`, or why it cannot be
+    /// opened.
+    fn resealed(&self, keys: &KeyRing) -> Result<Vec<u8>, KeyRingError> {
+        // Ids that do not parse cannot have sealed this blob's associated data.
+        let (Ok(user), Ok(factor)) = (user_id(&self.user), factor_id(&self.factor)) else {
+            return Err(KeyRingError::Authentication);
+        };
+        let secret = keys.open(&self.sealed, &user, &factor)?;
+        keys.seal(&secret, &user, &factor)
+    }
+}
+
+/// Where a pass goes after reading `rows` from `SEALED_TABLES[table]`: further in the same
+/// table after a full page, else the next table, else nowhere.
+fn next_position(table: usize, rows: &[SealedRow]) -> Option<ResealPosition> {
+    match rows.last() {
+        Some(last) if rows.len() == PAGE => Some(ResealPosition {
+            table,
+            after: last.user.clone(),
+        }),
+        _ if table + 1 < SEALED_TABLES.len() => Some(ResealPosition {
+            table: table + 1,
+            after: String::new(),
+        }),
+        _ => None,
+    }
 }
 
 impl<D: Driver> KeyRotation for SqlStore<D> {
-    async fn reseal_stale(&self, limit: usize) -> Result<ResealReport, StoreError> {
+    async fn reseal_batch(
+        &self,
+        from: &ResealPosition,
+        limit: usize,
+    ) -> Result<ResealBatch, StoreError> {
         let keys = self.keys();
-        self.reseal_key_check(&keys).await?;
-        let active = keys.active_id().clone();
+        if from.is_start() {
+            self.reseal_key_check(&keys).await?;
+        }
+        let Some((_, update)) = SEALED_TABLES.get(from.table) else {
+            return Ok(ResealBatch::default());
+        };
+        let rows = self.sealed_page(from.table, &from.after).await?;
+        let next = next_position(from.table, &rows);
         let mut report = ResealReport::default();
-        for (table, (_, update)) in SEALED_TABLES.iter().enumerate() {
-            let mut after = String::new();
-            loop {
-                let rows = self.sealed_page(table, &after).await?;
-                for row in &rows {
-                    report.scanned += 1;
-                    let resealed = match KeyRing::sealed_with(&row.sealed) {
-                        Ok(id) if id == active => None,
-                        Ok(_) if report.resealed >= limit => Some(Ok(false)),
-                        Ok(_) => Some(self.reseal_row(&keys, update, row).await?),
-                        Err(reason) => Some(Err(reason)),
-                    };
-                    match resealed {
-                        None => {}
-                        Some(Ok(true)) => report.resealed += 1,
-                        Some(Ok(false)) => report.stale += 1,
-                        Some(Err(reason)) => {
-                            tracing::warn!(
-                                target: "verrou::store",
-                                user = row.user.as_str(),
-                                factor = row.factor.as_str(),
-                                %reason,
-                                "a sealed secret cannot be opened: skipped by the rotation"
-                            );
-                            report.unreadable.push(UnreadableSecret {
-                                user: row.user.clone(),
-                                factor: row.factor.clone(),
-                                reason,
-                            });
-                        }
-                    }
+        let mut swaps = Vec::new();
+        for row in rows {
+            report.scanned += 1;
+            let resealed = match KeyRing::sealed_with(&row.sealed) {
+                Ok(id) if id == *keys.active_id() => continue,
+                Ok(_) if swaps.len() >= limit => {
+                    report.stale += 1;
+                    continue;
                 }
-                match rows.last() {
-                    Some(last) if rows.len() == PAGE => after.clone_from(&last.user),
-                    _ => break,
+                Ok(_) => row.resealed(&keys),
+                Err(reason) => Err(reason),
+            };
+            match resealed {
+                Ok(blob) => swaps.push((row, blob)),
+                Err(reason) => {
+                    tracing::warn!(
+                        target: "verrou::store",
+                        user = row.user.as_str(),
+                        factor = row.factor.as_str(),
+                        %reason,
+                        "a sealed secret cannot be opened: skipped by the rotation"
+                    );
+                    report.unreadable.push(UnreadableSecret {
+                        user: row.user,
+                        factor: row.factor,
+                        reason,
+                    });
                 }
             }
         }
-        Ok(report)
+        let attempted = swaps.len();
+        report.resealed = self.swap_sealed(update, swaps).await?;
+        // A row a writer changed since it was read keeps its blob: still stale.
+        report.stale += attempted - report.resealed;
+        Ok(ResealBatch { report, next })
     }
 
     async fn sealed_secrets(&self) -> Result<SealedSecrets, StoreError> {
         let mut counts = SealedSecrets::default();
-        for table in 0..SEALED_TABLES.len() {
-            let mut after = String::new();
-            loop {
-                let rows = self.sealed_page(table, &after).await?;
-                for row in &rows {
-                    match KeyRing::sealed_with(&row.sealed) {
-                        Ok(id) => *counts.by_key.entry(id).or_default() += 1,
-                        Err(_) => counts.malformed += 1,
-                    }
-                }
-                match rows.last() {
-                    Some(last) if rows.len() == PAGE => after.clone_from(&last.user),
-                    _ => break,
+        let mut at = Some(ResealPosition::default());
+        while let Some(from) = at {
+            let rows = self.sealed_page(from.table, &from.after).await?;
+            at = next_position(from.table, &rows);
+            for row in &rows {
+                match KeyRing::sealed_with(&row.sealed) {
+                    Ok(id) => *counts.by_key.entry(id).or_default() += 1,
+                    Err(_) => counts.malformed += 1,
                 }
             }
         }
@@ -228,40 +258,45 @@ impl<D: Driver> SqlStore<D> {
         if KeyRing::sealed_with(&row.sealed).ok().as_ref() == Some(keys.active_id()) {
             return Ok(());
         }
+        // A check that does not open is reported when a store opens, not here.
+        let Ok(resealed) = row.resealed(keys) else {
+            return Ok(());
+        };
         let update = "UPDATE verrou_key_check SET sealed = $4 \
                       WHERE user_id = $1 AND factor_id = $2 AND sealed = $3";
-        // A check that does not open is reported when a store opens, not here.
-        let _ = self.reseal_row(keys, update, &row).await?;
+        self.swap_sealed(update, vec![(row, resealed)]).await?;
         Ok(())
     }
 
-    /// Re-seals one stored secret under the active key if its row still holds the blob it
-    /// was read with (compare-and-set): `Ok(Ok(false))` if a concurrent writer changed it,
-    /// `Ok(Err(reason))` if the blob cannot be opened.
-    async fn reseal_row(
+    /// Writes each row's new blob in one transaction, where the row still holds the blob it
+    /// was read with (compare-and-set, `update` taking user, factor, old and new blob):
+    /// returns how many were written; a row a concurrent writer changed keeps its blob.
+    async fn swap_sealed(
         &self,
-        keys: &KeyRing,
         update: &'static str,
-        row: &SealedRow,
-    ) -> Result<Result<bool, KeyRingError>, StoreError> {
-        // Ids that do not parse cannot have sealed this blob's associated data.
-        let (Ok(user), Ok(factor)) = (user_id(&row.user), factor_id(&row.factor)) else {
-            return Ok(Err(KeyRingError::Authentication));
-        };
-        let resealed = keys
-            .open(&row.sealed, &user, &factor)
-            .and_then(|secret| keys.seal(&secret, &user, &factor));
-        let resealed = match resealed {
-            Ok(resealed) => resealed,
-            Err(reason) => return Ok(Err(reason)),
-        };
-        let swapped = Sql::<D>::new(update, "re-seal a TOTP secret")
-            .text(row.user.clone())
-            .text(row.factor.clone())
-            .bytes(row.sealed.clone())
-            .bytes(resealed)
-            .execute(&mut *self.write_connection("re-seal a TOTP secret").await?)
-            .await?;
-        Ok(Ok(swapped == 1))
+        swaps: Vec<(SealedRow, Vec<u8>)>,
+    ) -> Result<usize, StoreError> {
+        if swaps.is_empty() {
+            return Ok(0);
+        }
+        self.write("re-seal TOTP secrets", move |tx, _| {
+            Box::pin(async move {
+                let mut swapped = 0;
+                for (row, resealed) in swaps {
+                    let written = Sql::<D>::new(update, "re-seal a TOTP secret")
+                        .text(row.user)
+                        .text(row.factor)
+                        .bytes(row.sealed)
+                        .bytes(resealed)
+                        .execute(tx)
+                        .await?;
+                    if written == 1 {
+                        swapped += 1;
+                    }
+                }
+                Ok(swapped)
+            })
+        })
+        .await
     }
 }
