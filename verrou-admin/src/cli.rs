@@ -64,6 +64,11 @@ pub(crate) enum Command {
         id: KeyId,
     },
     /// Re-seal every TOTP secret under the ring's active key (the first entry).
+    ///
+    /// Shows its progress on standard error (a bar on a terminal, a line per tenth
+    /// otherwise) and ends with a summary. Safe to interrupt: each batch is written in one
+    /// transaction, and running it again skips what is already under the active key. A
+    /// secret that cannot be opened is reported and skipped (exit status 1).
     #[command(
         after_help = "Example:\n  VERROU_KEYS_FILE=/etc/portal/keys verrou-admin rotate-keys"
     )]

@@ -20,6 +20,7 @@ use verrou::{
 
 use crate::cli::{Command, Confirm};
 use crate::output::{print_events, print_result, print_table, rfc3339, Format};
+use crate::rotation::rotate_keys;
 use crate::Failure;
 
 /// How far back the audit trail is read for the address a session was created from.
@@ -518,56 +519,4 @@ async fn creation_addresses<S: KeyRotation>(
         }
     }
     Ok(addresses)
-}
-
-async fn rotate_keys<S: KeyRotation>(verrou: &Verrou<S>, format: Format) -> Result<(), Failure> {
-    let report = verrou.store().rotate_keys().await?;
-    let unreadable: Vec<_> = report
-        .unreadable
-        .iter()
-        .map(
-            |row| json!({"user": row.user, "factor": row.factor, "reason": row.reason.to_string()}),
-        )
-        .collect();
-    print_result(
-        format,
-        &format!(
-            "scanned {} sealed secrets, re-sealed {}, still under another key {}, unreadable {}",
-            report.scanned,
-            report.resealed,
-            report.stale,
-            report.unreadable.len()
-        ),
-        json!({
-            "command": "rotate-keys",
-            "scanned": report.scanned,
-            "resealed": report.resealed,
-            "stale": report.stale,
-            "unreadable": unreadable,
-        }),
-    );
-    if let Format::Text = format {
-        for row in &report.unreadable {
-            println!(
-                "unreadable: user {}, factor {}: {} (skipped; reset this user's factor)",
-                row.user.escape_debug(),
-                row.factor.escape_debug(),
-                row.reason
-            );
-        }
-    }
-    if !report.unreadable.is_empty() {
-        return Err(Failure::Operation(
-            "some secrets could not be opened and were skipped: see above".into(),
-        ));
-    }
-    if report.stale > 0 {
-        return Err(Failure::Operation(
-            "some secrets are still sealed with another key: a portal instance may still run \
-             with an older active key; run again once every instance has the new \
-             configuration"
-                .into(),
-        ));
-    }
-    Ok(())
 }

@@ -12,6 +12,7 @@
 mod cli;
 mod commands;
 mod output;
+mod rotation;
 
 use std::process::ExitCode;
 

@@ -999,3 +999,194 @@ async fn status_shows_keys_rotation_progress_sessions_and_locked_accounts() {
     assert!(line("2026-11").ends_with('0'), "{printed}");
     assert!(line("bob").contains("locked"), "{printed}");
 }
+
+/// How many sealed secrets the rotation-at-scale tests hold (plus two that cannot be opened).
+const MANY: usize = 100_000;
+
+/// `MANY` TOTP secrets sealed under `keys` for users `user-000000`…, and two rows a rotation
+/// cannot open among them: a blob too short to parse, and one sealed for another user.
+fn many_sealed_rows(keys: &KeyRing) -> Vec<(String, String, Vec<u8>)> {
+    use verrou::{FactorId, TotpSecret};
+    let secret = TotpSecret::generate().unwrap();
+    let mut rows: Vec<_> = (0..MANY)
+        .map(|i| {
+            let user = UserId::new(format!("user-{i:06}")).unwrap();
+            let factor = FactorId::generate().unwrap();
+            let sealed = keys.seal(&secret, &user, &factor).unwrap();
+            (user.as_str().to_owned(), factor.to_string(), sealed)
+        })
+        .collect();
+    let swapped = rows[1].2.clone();
+    rows.push(("user-033333-garbled".into(), rows[2].1.clone(), vec![1]));
+    rows.push(("user-066666-swapped".into(), rows[1].1.clone(), swapped));
+    rows
+}
+
+/// A rotation over `MANY` sealed secrets, killed partway, leaves each secret under one key
+/// or the other; run again, it re-seals exactly those left (skipping the ones done), reports
+/// the two it cannot open without stopping, and ends with every other secret under the new
+/// key. `run` starts `verrou-admin` on the store with the ring `new,old` (new active).
+fn a_rotation_killed_midway_resumes(run: impl Fn(&[&str]) -> Command) {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+
+    let status = |run: &dyn Fn(&[&str]) -> Command| {
+        let out = run(&["status", "--json"]).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let status: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+        let keys = status["keys"].as_array().unwrap();
+        assert_eq!(
+            (&keys[0]["id"], &keys[1]["id"]),
+            (&"new".into(), &"old".into())
+        );
+        (
+            keys[0]["sealed"].as_u64().unwrap(),
+            keys[1]["sealed"].as_u64().unwrap(),
+        )
+    };
+
+    // Started, then killed once it says it has read a tenth.
+    let mut first = run(&["rotate-keys"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(first.stderr.take().unwrap());
+    let line = stderr.lines().next().unwrap().unwrap();
+    assert!(line.starts_with("rotate-keys: pass 1: "), "{line}");
+    assert!(
+        line.contains(&format!("of {} secrets read", MANY + 2)),
+        "{line}"
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the rotation finished before it could be interrupted"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (done, left) = status(&run);
+    assert!(done > 0 && left > 1, "new {done}, old {left}");
+    assert_eq!(
+        done + left,
+        MANY as u64 + 1,
+        "each secret under one key or the other"
+    );
+
+    // Run again: only what was left is re-sealed; the two bad rows are named, the run goes on.
+    let out = run(&["rotate-keys", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(summary["current"], done, "{summary}");
+    assert_eq!(summary["resealed"], MANY as u64 - done, "{summary}");
+    assert_eq!(summary["stale"], 0);
+    let unreadable: Vec<_> = summary["unreadable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["user"].as_str().unwrap(),
+                row["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(unreadable.len(), 2, "{summary}");
+    assert_eq!(unreadable[0].0, "user-033333-garbled");
+    assert_eq!(unreadable[1].0, "user-066666-swapped");
+    let progress = text(&out.stderr);
+    assert!(progress.contains("(100%)"), "{progress}");
+    assert!(!progress.contains(" of 0 "), "{progress}");
+
+    // Every secret that opens is under the new key; the one sealed for someone else stays.
+    assert_eq!(status(&run), (MANY as u64, 1));
+}
+
+/// Writes `rows` (user, factor, sealed blob) as active TOTP factors into `table`, a hundred
+/// to a statement, in one transaction.
+async fn insert_factors<DB>(
+    conn: &mut DB::Connection,
+    table: &str,
+    rows: Vec<(String, String, Vec<u8>)>,
+) where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+{
+    use sqlx::Connection as _;
+    let algorithm = verrou::TotpParams::DEFAULT.algorithm().as_str();
+    let mut tx = conn.begin().await.unwrap();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let mut insert = sqlx::QueryBuilder::<DB>::new(format!(
+            "INSERT INTO {table} (user_id, factor_id, sealed, algorithm, digits, period, \
+             last_step, activated_at) "
+        ));
+        insert.push_values(
+            rows.by_ref().take(100),
+            |mut row, (user, factor, sealed)| {
+                row.push_bind(user)
+                    .push_bind(factor)
+                    .push_bind(sealed)
+                    .push_bind(algorithm)
+                    .push_unseparated(", 6, 30, 0, 0");
+            },
+        );
+        insert.build().execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_over_100000_sqlite_secrets_killed_midway_resumes() {
+    use sqlx::Connection as _;
+    let (_dir, path, old, store) = store_file("old").await;
+    store.close().await;
+    let rows = many_sealed_rows(&KeyRing::from_config(&old).unwrap());
+    let mut conn = support::sqlite::raw(&path).await;
+    insert_factors::<sqlx::Sqlite>(&mut conn, "verrou_totp_active", rows).await;
+    conn.close().await.unwrap();
+    let ring = format!("{},{old}", entry("new"));
+    a_rotation_killed_midway_resumes(|args| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_verrou-admin"));
+        command
+            .args(args)
+            .env("VERROU_STORE", format!("sqlite:{}", path.display()))
+            .env("VERROU_KEYS", &ring)
+            .env_remove("VERROU_KEYS_FILE");
+        command
+    });
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_over_100000_postgres_secrets_killed_midway_resumes() {
+    use sqlx::Connection as _;
+    use verrou::store::PostgresStore;
+    let (url, schema) = support::postgres::server();
+    let old = entry("old");
+    let ring = KeyRing::from_config(&old).unwrap();
+    PostgresStore::connect_in_schema(&url, &schema.name, ring.clone())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let rows = many_sealed_rows(&ring);
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let table = format!("\"{}\".verrou_totp_active", schema.name);
+    insert_factors::<sqlx::Postgres>(&mut conn, &table, rows).await;
+    conn.close().await.unwrap();
+    let ring = format!("{},{old}", entry("new"));
+    a_rotation_killed_midway_resumes(|args| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_verrou-admin"));
+        command
+            .args(args)
+            .env("VERROU_STORE", &url)
+            .env("VERROU_PG_SCHEMA", &schema.name)
+            .env("VERROU_KEYS", &ring)
+            .env_remove("VERROU_KEYS_FILE");
+        command
+    });
+}
