@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::clock::Timestamp;
-use crate::ids::{FactorId, SessionId, UserId};
+use crate::ids::{FactorId, OrgId, SessionId, UserId};
 use crate::session::proof::ProofError;
 use crate::session::{BindingKind, BoundCookieProblem, RevocationReason, SecondFactorMethod};
 
@@ -23,19 +23,31 @@ pub struct AuditEvent {
     pub user: UserId,
     /// The client address the portal trusts, if it gave one.
     pub client: Option<IpAddr>,
+    /// The partner organisation of the session the event is about, when it is about a
+    /// session the portal created with one (`None` for factor and account events, which
+    /// belong to the user alone).
+    pub org: Option<OrgId>,
     /// What happened.
     pub kind: AuditKind,
 }
 
 impl AuditEvent {
-    /// An event (for stores and sinks that rebuild events, and for tests).
+    /// An event about no session's organisation (for stores and sinks that rebuild events,
+    /// and for tests); [`AuditEvent::in_org`] adds one.
     pub fn new(at: Timestamp, user: UserId, client: Option<IpAddr>, kind: AuditKind) -> Self {
         Self {
             at,
             user,
             client,
+            org: None,
             kind,
         }
+    }
+
+    /// This event, about a session of `org`.
+    #[must_use]
+    pub fn in_org(self, org: Option<OrgId>) -> Self {
+        Self { org, ..self }
     }
 }
 
@@ -360,11 +372,13 @@ impl AuditSink for MemoryAuditSink {
 }
 
 /// Emits an event on `tracing` (target `verrou::audit`).
-pub(crate) fn trace(at: Timestamp, user: &UserId, client: Option<IpAddr>, kind: &AuditKind) {
+pub(crate) fn trace(event: &AuditEvent) {
+    let kind = &event.kind;
     let name = kind.name();
-    let at = at.unix_seconds();
-    let user = user.as_str();
-    let client = client.map(tracing::field::display);
+    let at = event.at.unix_seconds();
+    let user = event.user.as_str();
+    let client = event.client.map(tracing::field::display);
+    let org = event.org.as_ref().map(OrgId::as_str);
     match kind {
         AuditKind::TotpReplayed { .. }
         | AuditKind::RecoveryCodeReplayed
@@ -375,9 +389,11 @@ pub(crate) fn trace(at: Timestamp, user: &UserId, client: Option<IpAddr>, kind: 
         | AuditKind::SessionSignalsChanged { .. }
         | AuditKind::BoundCookieRefused { .. }
         | AuditKind::BindingProofFailed { .. } => {
-            tracing::warn!(target: "verrou::audit", kind = name, at, user, client, detail = ?kind);
+            tracing::warn!(target: "verrou::audit", kind = name, at, user, client, org, detail = ?kind);
         }
-        _ => tracing::info!(target: "verrou::audit", kind = name, at, user, client, detail = ?kind),
+        _ => {
+            tracing::info!(target: "verrou::audit", kind = name, at, user, client, org, detail = ?kind);
+        }
     }
 }
 

@@ -151,8 +151,8 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 .await?
             {
                 let session = record.id;
-                self.emit(
-                    &record.user,
+                self.emit_about(
+                    &record,
                     ctx,
                     now,
                     AuditKind::BindingRegistered { session, kind },
@@ -175,7 +175,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
     ) -> Result<(), Error> {
         let session = record.id;
         let kind = AuditKind::BindingProofFailed { session, reason };
-        self.emit(&record.user, ctx, now, kind).await
+        self.emit_about(record, ctx, now, kind).await
     }
 
     async fn refuse(
@@ -256,13 +256,8 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 .swap_binding(session, Some(binding.version), next)
                 .await?
             {
-                self.emit(
-                    &record.user,
-                    ctx,
-                    now,
-                    AuditKind::BindingRefreshed { session },
-                )
-                .await?;
+                self.emit_about(&record, ctx, now, AuditKind::BindingRefreshed { session })
+                    .await?;
                 return Ok(RefreshOutcome::Refreshed(credential));
             }
         }

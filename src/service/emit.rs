@@ -5,6 +5,7 @@ use crate::audit::{self, AuditEvent, AuditKind};
 use crate::clock::{Clock, Timestamp};
 use crate::error::Error;
 use crate::ids::UserId;
+use crate::store::backend::SessionRecord;
 use crate::store::Store;
 use crate::totp::MalformedCode;
 
@@ -26,12 +27,23 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         now: Timestamp,
         kind: AuditKind,
     ) -> Result<(), Error> {
-        let event = AuditEvent {
-            at: now,
-            user: user.clone(),
-            client: ctx.addr,
-            kind,
-        };
+        self.record(AuditEvent::new(now, user.clone(), ctx.addr, kind))
+            .await
+    }
+
+    /// Records an event about the session `record`: its user's, in its organisation.
+    pub(super) async fn emit_about(
+        &self,
+        record: &SessionRecord,
+        ctx: &ClientContext,
+        now: Timestamp,
+        kind: AuditKind,
+    ) -> Result<(), Error> {
+        let event = AuditEvent::new(now, record.user.clone(), ctx.addr, kind);
+        self.record(event.in_org(record.org.clone())).await
+    }
+
+    pub(super) async fn record(&self, event: AuditEvent) -> Result<(), Error> {
         self.announce(&event);
         self.store.record_audit(event).await?;
         Ok(())
@@ -39,7 +51,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
 
     /// Sends an event to `tracing` and to the sink (the store's copy is written elsewhere).
     pub(super) fn announce(&self, event: &AuditEvent) {
-        audit::trace(event.at, &event.user, event.client, &event.kind);
+        audit::trace(event);
         if let Some(sink) = &self.sink {
             sink.record(event);
         }

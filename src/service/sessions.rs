@@ -243,8 +243,9 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             signals: ctx.signals(),
         };
         self.store.create_session(record).await?;
-        self.emit(user, ctx, now, AuditKind::SessionCreated { session })
-            .await?;
+        let kind = AuditKind::SessionCreated { session };
+        let event = AuditEvent::new(now, user.clone(), ctx.addr, kind).in_org(org.cloned());
+        self.record(event).await?;
         Ok(NewSession {
             token,
             session,
@@ -292,7 +293,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
                 BindingStatus::Refused(problem) => {
                     let session = record.id;
                     let kind = AuditKind::BoundCookieRefused { session, problem };
-                    self.emit(&record.user, ctx, now, kind).await?;
+                    self.emit_about(&record, ctx, now, kind).await?;
                     let session = self.active(&record);
                     return Ok(SessionStatus::RefreshRequired { session });
                 }
@@ -314,7 +315,7 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         }
         if policy.soft_signals && ctx.signals() != record.signals {
             let kind = AuditKind::SessionSignalsChanged { session: record.id };
-            self.emit(&record.user, ctx, now, kind).await?;
+            self.emit_about(&record, ctx, now, kind).await?;
             let reason = StepUpReason::SignalsChanged;
             return Ok(SessionStatus::StepUpRequired { session, reason });
         }
@@ -481,12 +482,9 @@ impl<S: Store, C: Clock> Verrou<S, C> {
         let session = record.id;
         let method = proof.method();
         let (binding, binding_offer) = self.binding_offer(now)?;
-        let event = AuditEvent {
-            at: now,
-            user: record.user.clone(),
-            client: ctx.addr(),
-            kind: AuditKind::SessionElevated { session, method },
-        };
+        let kind = AuditKind::SessionElevated { session, method };
+        let event =
+            AuditEvent::new(now, record.user.clone(), ctx.addr(), kind).in_org(record.org.clone());
         let elevation = Elevation {
             token: token.hash(TokenKind::Session),
             second_factor: (proof.verified_at(), method),

@@ -111,16 +111,12 @@ impl<S: Store, C: Clock> Verrou<S, C> {
             _ => (None, 0),
         };
         let factor = factor.id;
-        let accepted = AuditEvent {
-            at: now,
-            user: user.clone(),
-            client: ctx.addr,
-            kind: AuditKind::TotpAccepted {
-                factor,
-                step: fresh_step.unwrap_or_default(),
-                drift,
-            },
+        let kind = AuditKind::TotpAccepted {
+            factor,
+            step: fresh_step.unwrap_or_default(),
+            drift,
         };
+        let accepted = AuditEvent::new(now, user.clone(), ctx.addr, kind);
         let attempt = TotpAttempt {
             factor,
             now,

@@ -1,10 +1,10 @@
 //! Which audit events to read ([`Store::audit_events`](super::Store::audit_events)): by user,
-//! kind and time range, newest first, or after a cursor oldest first (to follow the trail as
+//! organisation, kind and time range, newest first, or after a cursor oldest first (to follow the trail as
 //! it grows).
 
 use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
-use crate::ids::UserId;
+use crate::ids::{OrgId, UserId};
 
 /// A filter over the audit trail. Start from [`AuditQuery::newest`] or
 /// [`AuditQuery::after`] and narrow it with the setters.
@@ -13,6 +13,9 @@ use crate::ids::UserId;
 pub struct AuditQuery {
     /// Only this user's events.
     pub user: Option<UserId>,
+    /// Only events about sessions of this organisation ([`AuditEvent::org`]): factor and
+    /// account events belong to a user, not to an organisation, and are not selected.
+    pub org: Option<OrgId>,
     /// Only events of this kind ([`AuditKind::name`](crate::AuditKind::name)).
     pub kind: Option<String>,
     /// Only events at or after this instant.
@@ -31,6 +34,7 @@ impl AuditQuery {
     pub fn newest(limit: usize) -> Self {
         Self {
             user: None,
+            org: None,
             kind: None,
             since: None,
             until: None,
@@ -54,6 +58,12 @@ impl AuditQuery {
         Self { user, ..self }
     }
 
+    /// Only events about sessions of `org` (`None`: any or none).
+    #[must_use]
+    pub fn org(self, org: Option<OrgId>) -> Self {
+        Self { org, ..self }
+    }
+
     /// Only events of `kind` (`None`: every kind).
     #[must_use]
     pub fn kind(self, kind: Option<String>) -> Self {
@@ -73,6 +83,10 @@ impl AuditQuery {
     /// Whether `event` passes the filters (not the cursor or the limit).
     pub fn matches(&self, event: &AuditEvent) -> bool {
         self.user.as_ref().is_none_or(|user| event.user == *user)
+            && self
+                .org
+                .as_ref()
+                .is_none_or(|org| event.org.as_ref() == Some(org))
             && self
                 .kind
                 .as_deref()

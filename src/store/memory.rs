@@ -488,7 +488,8 @@ impl SessionStore for MemoryStore {
                     session: id,
                     reason: context.reason,
                 };
-                let event = AuditEvent::new(context.at, record.user, context.client, kind);
+                let event = AuditEvent::new(context.at, record.user, context.client, kind)
+                    .in_org(record.org);
                 inner.append_audit(event.clone());
                 events.push(event);
             }

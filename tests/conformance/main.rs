@@ -74,6 +74,7 @@ macro_rules! store_conformance {
             service_soft_signals_ask_for_step_up_when_on,
             service_a_second_factor_rebinds_a_session_that_lost_its_key,
             service_reenrolment_revokes_the_other_sessions,
+            service_session_events_name_their_organisation,
             service_client_flags_never_raise_a_level,
             service_challenge_floods_do_not_evict_the_browsers_challenge,
         );

@@ -112,7 +112,8 @@ async fn a_version_4_schema_gains_the_verification_function() {
     store.close().await;
     sqlx::raw_sql(
         "DROP FUNCTION verrou_attempt_totp; DROP FUNCTION verrou_swap_count; \
-         ALTER TABLE verrou_audit DROP COLUMN note; UPDATE verrou_schema_version SET version = 4",
+         ALTER TABLE verrou_audit DROP COLUMN note; ALTER TABLE verrou_audit DROP COLUMN org_id; \
+         UPDATE verrou_schema_version SET version = 4",
     )
     .execute(&mut raw(&url, &schema).await)
     .await
@@ -124,7 +125,7 @@ async fn a_version_4_schema_gains_the_verification_function() {
         .fetch_one(&mut raw(&url, &schema).await)
         .await
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     let again = verrou::Verrou::new(store, config()).with_clock(alice.clock.clone());
     let outcome = again
         .verify_totp(

@@ -145,7 +145,7 @@ async fn an_older_schema_is_upgraded_in_place() {
 
     let path = f.path.clone();
     let (again, _dir) = f.reopen().await;
-    assert_eq!(schema_version(&path).await, 6);
+    assert_eq!(schema_version(&path).await, 7);
     // The factor written at version 1 still works, and the trail is recorded again.
     again.accept(&again.code(0)).await;
     let trail = again.verrou.audit_trail(None, 10).await.unwrap();
@@ -243,6 +243,7 @@ async fn a_store_from_before_the_check_is_checked_against_its_secrets() {
     raw_exec(
         &f.path,
         "DROP TABLE verrou_key_check; ALTER TABLE verrou_audit DROP COLUMN note; \
+         DROP INDEX verrou_audit_by_org; ALTER TABLE verrou_audit DROP COLUMN org_id; \
          UPDATE verrou_schema_version SET version = 3; \
          UPDATE verrou_totp_active SET sealed = x'01' WHERE user_id = 'bob'",
     )

@@ -417,6 +417,7 @@ impl<D: Driver> Store for SqlStore<D> {
             .opt_int(query.until.map(|at| to_db(at.unix_seconds())).transpose()?)
             .opt_int(cursor)
             .int(i64::try_from(query.limit).unwrap_or(i64::MAX))
+            .opt_text(query.org.as_ref().map(|org| org.as_str().to_owned()))
             .fetch_all(&mut *self.connection("read the audit trail").await?)
             .await?;
         rows.iter()
@@ -431,6 +432,7 @@ impl<D: Driver> Store for SqlStore<D> {
                     row.opt_int(7)?,
                     row.opt_int(8)?,
                     row.opt_text(9)?,
+                    row.opt_text(10)?.as_deref(),
                 )?;
                 Ok(AuditEntry::new(from_db(row.int(0)?)?, event))
             })
@@ -439,14 +441,16 @@ impl<D: Driver> Store for SqlStore<D> {
 }
 
 /// The audit events a query selects (`$1` user, `$2` kind, `$3` since, `$4` until, `$5` the
-/// cursor, each `NULL` for no filter; `$6` the limit), written once for both orders.
+/// cursor, `$7` organisation, each `NULL` for no filter; `$6` the limit), written once for
+/// both orders.
 macro_rules! audit_select {
     ($order:literal) => {
         concat!(
-            "SELECT id, at, user_id, client, kind, factor_id, session_id, value, detail, note \
-             FROM verrou_audit WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR kind = $2) \
-             AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) \
-             AND ($5 IS NULL OR id > $5) ORDER BY id ",
+            "SELECT id, at, user_id, client, kind, factor_id, session_id, value, detail, note, \
+             org_id FROM verrou_audit WHERE ($1 IS NULL OR user_id = $1) \
+             AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR at >= $3) \
+             AND ($4 IS NULL OR at < $4) AND ($5 IS NULL OR id > $5) \
+             AND ($7 IS NULL OR org_id = $7) ORDER BY id ",
             $order,
             " LIMIT $6"
         )

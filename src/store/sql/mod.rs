@@ -248,13 +248,15 @@ async fn insert_audit<D: Driver>(
     bind_audit(
         Sql::<D>::new(
             "INSERT INTO verrou_audit (at, user_id, client, kind, factor_id, value, detail, \
-             session_id, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             session_id, note, org_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             "record an audit event",
         ),
         event,
     )?
-    // The note, which the one-call verification's accepted record never has.
+    // The note and the organisation, which the one-call verification's accepted record
+    // never has.
     .opt_text(event.kind.to_columns().note)
+    .opt_text(event.org.as_ref().map(|org| org.as_str().to_owned()))
     .execute(on)
     .await?;
     Ok(())
@@ -263,7 +265,8 @@ async fn insert_audit<D: Driver>(
 /// Binds `event` as the next eight parameters of `sql`, in the order of `verrou_audit`'s
 /// columns `at, user_id, client, kind, factor_id, value, detail, session_id` (the
 /// statements that store an event name them in that order; `note`, which only an operator
-/// command fills, is bound after them by `insert_audit`).
+/// command fills, and `org_id`, which only session events fill, are bound after them by
+/// `insert_audit`).
 fn bind_audit<D: Driver>(sql: Sql<D>, event: &AuditEvent) -> Result<Sql<D>, StoreError> {
     let columns = event.kind.to_columns();
     Ok(sql

@@ -3,7 +3,7 @@
 use crate::error::{StoreError, StoreErrorKind};
 
 /// The schema version this build of verrou writes. A database at a later version is refused.
-pub(crate) const SCHEMA_VERSION: i64 = 6;
+pub(crate) const SCHEMA_VERSION: i64 = 7;
 
 /// Migration `i` takes the schema from version `i` to `i + 1` (version 1: factors, recovery
 /// codes, throttle counters; version 2: the audit trail; version 3: sessions and their device
@@ -105,6 +105,10 @@ CREATE TABLE verrou_key_check (
 ",
     "{attempt_function}",
     "ALTER TABLE verrou_audit ADD COLUMN note TEXT;",
+    r"
+ALTER TABLE verrou_audit ADD COLUMN org_id TEXT;
+CREATE INDEX verrou_audit_by_org ON verrou_audit (org_id, user_id);
+",
 ];
 
 /// How a dialect spells what the migrations leave open.
@@ -177,11 +181,12 @@ mod tests {
     #[test]
     fn an_older_database_gets_only_the_missing_ones() {
         let missing = pending_migrations(1, &TEST).unwrap();
-        assert_eq!(missing.len(), 5);
+        assert_eq!(missing.len(), 6);
         assert!(missing[0].1.contains("verrou_audit"));
         assert!(missing[1].1.contains("verrou_sessions"));
         assert!(missing[2].1.contains("verrou_key_check"));
         assert_eq!(missing[3].1, TEST.attempt_function);
+        assert!(missing[5].1.contains("org_id"));
         assert!(pending_migrations(SCHEMA_VERSION, &TEST)
             .unwrap()
             .is_empty());

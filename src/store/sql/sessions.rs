@@ -103,7 +103,7 @@ const REVOKE_BINDINGS: &str = concat!(
 const REVOKE_SESSIONS: &str = concat!(
     "DELETE FROM verrou_sessions WHERE ",
     in_scope!(),
-    " RETURNING session_id, user_id"
+    " RETURNING session_id, user_id, org_id"
 );
 
 impl<D: Driver> SessionStore for SqlStore<D> {
@@ -245,7 +245,8 @@ impl<D: Driver> SessionStore for SqlStore<D> {
                         reason: context.reason,
                     };
                     let user = user_id(&row.text(1)?)?;
-                    let event = AuditEvent::new(context.at, user, context.client, kind);
+                    let org = row.opt_text(2)?.as_deref().map(org_id).transpose()?;
+                    let event = AuditEvent::new(context.at, user, context.client, kind).in_org(org);
                     insert_audit::<D>(tx, &event).await?;
                     events.push(event);
                 }

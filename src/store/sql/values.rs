@@ -114,6 +114,7 @@ pub(crate) fn audit_event(
     value: Option<i64>,
     detail: Option<i64>,
     note: Option<String>,
+    org: Option<&str>,
 ) -> Result<crate::audit::AuditEvent, StoreError> {
     let columns = super::audit_columns::KindColumns {
         factor: factor.map(factor_id).transpose()?,
@@ -129,6 +130,7 @@ pub(crate) fn audit_event(
             .map(str::parse)
             .transpose()
             .map_err(|_| corrupt("stored audit client address is malformed"))?,
+        org: org.map(org_id).transpose()?,
         kind: crate::audit::AuditKind::from_columns(kind, &columns)
             .ok_or_else(|| corrupt("stored audit event kind is unknown or incomplete"))?,
     })
@@ -199,6 +201,7 @@ mod tests {
             None,
             None,
             None,
+            None,
         );
         assert_eq!(bad_kind.unwrap_err().kind(), StoreErrorKind::Corrupt);
         let bad_client = audit_event(
@@ -211,9 +214,21 @@ mod tests {
             None,
             None,
             None,
+            None,
         );
         assert_eq!(bad_client.unwrap_err().kind(), StoreErrorKind::Corrupt);
-        let bad_user = audit_event(1, "", None, "lock_lifted", None, None, None, None, None);
+        let bad_user = audit_event(
+            1,
+            "",
+            None,
+            "lock_lifted",
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        );
         assert_eq!(bad_user.unwrap_err().kind(), StoreErrorKind::Corrupt);
         let good = audit_event(
             1,
@@ -225,14 +240,29 @@ mod tests {
             None,
             None,
             None,
+            None,
         );
         assert_eq!(good.unwrap().kind, crate::audit::AuditKind::LockLifted);
+        let bad_org = audit_event(
+            1,
+            "alice",
+            None,
+            "lock_lifted",
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some(""),
+        );
+        assert_eq!(bad_org.unwrap_err().kind(), StoreErrorKind::Corrupt);
         // An operator command without its text does not fit.
         let bare = audit_event(
             1,
             "root@h",
             None,
             "operator_command",
+            None,
             None,
             None,
             None,

@@ -848,3 +848,48 @@ pub async fn service_binding_refusals_name_the_user<S: Store>(store: S) {
         &e.status(&browser, Requirement::SecondFactor).await
     ));
 }
+
+/// Session events carry the session's organisation, so the trail answers "what happened at
+/// this partner" (`AuditQuery::org`); the user's factor events carry none, and another
+/// partner's sessions stay out.
+pub async fn service_session_events_name_their_organisation<S: Store>(store: S) {
+    use verrou::store::AuditQuery;
+    let e = enrolled(store, unbound_config()).await;
+    let mut at_partner = e.sign_in(Some("formation-nord")).await;
+    e.elevate(&mut at_partner).await;
+    e.sign_in(Some("formation-sud")).await;
+    e.sign_in(None).await;
+    let org = OrgId::new("formation-nord").unwrap();
+    let revoked = e
+        .verrou
+        .revoke_sessions(
+            &RevocationScope::Org(org.clone()),
+            &ClientContext::unknown(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(revoked, 1);
+
+    let store = e.verrou.store();
+    let query = AuditQuery::newest(100).org(Some(org.clone()));
+    let partner = store.audit_events(&query).await.unwrap();
+    let kinds: Vec<_> = partner.iter().map(|e| e.event.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        ["session_revoked", "session_elevated", "session_created"]
+    );
+    assert!(partner.iter().all(|e| e.event.org.as_ref() == Some(&org)));
+    let everything = store.audit_events(&AuditQuery::newest(100)).await.unwrap();
+    let org_of = |kind: &str| -> Vec<Option<&str>> {
+        everything
+            .iter()
+            .filter(|e| e.event.kind.name() == kind)
+            .map(|e| e.event.org.as_ref().map(OrgId::as_str))
+            .collect()
+    };
+    assert_eq!(org_of("totp_accepted"), [None]);
+    assert_eq!(
+        org_of("session_created"),
+        [None, Some("formation-sud"), Some("formation-nord")]
+    );
+}
