@@ -145,6 +145,7 @@ pub(crate) enum Command {
     /// Print the audit trail, newest first (with --follow: oldest first, then as it grows).
     #[command(
         after_help = "Examples:\n  verrou-admin audit marie.dupont --limit 20\n  \
+                            verrou-admin audit --org formation-nord --since 2026-11-28T00:00:00Z\n  \
                             verrou-admin audit --kind session_revoked --since 2026-11-28T00:00:00Z\n  \
                             verrou-admin audit --json --follow | logger -t verrou"
     )]
@@ -152,6 +153,11 @@ pub(crate) enum Command {
         /// Only this user's events.
         #[arg(value_parser = user_id)]
         user: Option<UserId>,
+        /// Only events about this organisation's sessions (created, elevated, revoked, bound,
+        /// refused cookies); a user's code and lockout events carry no organisation: read them
+        /// by user.
+        #[arg(long, value_parser = org_id)]
+        org: Option<OrgId>,
         /// Only events of this kind (as printed: totp_invalid, session_revoked, …).
         #[arg(long)]
         kind: Option<String>,

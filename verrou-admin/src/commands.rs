@@ -19,7 +19,7 @@ use verrou::{
 };
 
 use crate::cli::{Command, Confirm};
-use crate::output::{print_events, print_result, print_table, rfc3339, Format};
+use crate::output::{print_events, print_result, print_table, rfc3339, EventPrinter, Format};
 use crate::rotation::rotate_keys;
 use crate::Failure;
 
@@ -113,6 +113,7 @@ pub(crate) async fn on_store(
         }
         Command::Audit {
             user,
+            org,
             kind,
             since,
             until,
@@ -123,6 +124,7 @@ pub(crate) async fn on_store(
             let limit = usize::try_from(limit).unwrap_or(usize::MAX);
             let query = AuditQuery::newest(limit)
                 .user(user)
+                .org(org)
                 .kind(kind)
                 .between(since, until);
             if follow {
@@ -207,7 +209,7 @@ async fn status(verrou: &Verrou<AnyStore>, keys: &KeyRing, format: Format) -> Re
             ]
         })
         .collect();
-    print_table(&["KEY", "ROLE", "SECRETS SEALED"], &rows);
+    print_table(["KEY", "ROLE", "SECRETS SEALED"], &rows);
     println!(
         "under keys not in this ring: {foreign}; malformed: {}",
         sealed.malformed
@@ -223,7 +225,7 @@ async fn status(verrou: &Verrou<AnyStore>, keys: &KeyRing, format: Format) -> Re
             ]
         })
         .collect();
-    print_table(&["ORG", "ASSURANCE", "SESSIONS"], &rows);
+    print_table(["ORG", "ASSURANCE", "SESSIONS"], &rows);
     println!();
     let rows: Vec<[String; 4]> = accounts
         .iter()
@@ -236,7 +238,7 @@ async fn status(verrou: &Verrou<AnyStore>, keys: &KeyRing, format: Format) -> Re
             ]
         })
         .collect();
-    print_table(&["ACCOUNT", "FAILURES", "GATE", "UNTIL"], &rows);
+    print_table(["ACCOUNT", "FAILURES", "GATE", "UNTIL"], &rows);
     Ok(())
 }
 
@@ -297,6 +299,7 @@ fn describe(command: &Command) -> Option<String> {
         },
         Command::Audit {
             user,
+            org,
             kind,
             since,
             until,
@@ -306,6 +309,9 @@ fn describe(command: &Command) -> Option<String> {
             let mut text = String::from("audit");
             if let Some(user) = user {
                 text.push_str(&format!(" {}", user.as_str()));
+            }
+            if let Some(org) = org {
+                text.push_str(&format!(" --org {}", org.as_str()));
             }
             if let Some(kind) = kind {
                 text.push_str(&format!(" --kind {kind}"));
@@ -342,9 +348,10 @@ async fn follow_trail<S: KeyRotation>(
     batch.retain(|entry| entry.seq <= cursor);
     batch.reverse();
     let mut behind = false;
+    let mut printer = EventPrinter::new(format);
     loop {
         if !batch.is_empty() {
-            print_events(&batch, format);
+            printer.print(&batch);
             std::io::Write::flush(&mut std::io::stdout())?;
         }
         // A full page means more are waiting: read on before sleeping.
@@ -482,7 +489,7 @@ async fn list_sessions<S: KeyRotation>(
         })
         .collect();
     print_table(
-        &[
+        [
             "SESSION",
             "USER",
             "ORG",

@@ -26,12 +26,17 @@ pub(crate) fn rfc3339(at: Timestamp) -> String {
         .unwrap_or_else(|| at.unix_seconds().to_string())
 }
 
-/// An audit event as one JSON object: `at`, `user`, `client`, `kind`, then the kind's fields.
+/// An audit event as one JSON object: `at`, `user`, `client`, `org`, `kind`, then the kind's
+/// fields.
 pub(crate) fn event_json(event: &AuditEvent) -> Value {
     let mut object = Map::new();
     object.insert("at".into(), json!(rfc3339(event.at)));
     object.insert("user".into(), json!(event.user.as_str()));
     object.insert("client".into(), json!(event.client.map(|c| c.to_string())));
+    object.insert(
+        "org".into(),
+        json!(event.org.as_ref().map(|org| org.as_str())),
+    );
     object.insert("kind".into(), json!(event.kind.name()));
     for (name, value) in event.kind.fields() {
         object.insert(name.into(), value_json(&value));
@@ -66,47 +71,101 @@ fn value_text(value: &AuditValue) -> String {
 
 /// Prints audit events: a table with aligned columns, or one JSON object per line.
 pub(crate) fn print_events(entries: &[AuditEntry], format: Format) {
-    let events = entries.iter().map(|entry| &entry.event);
-    if let Format::Json = format {
-        for event in events {
-            println!("{}", event_json(event));
+    EventPrinter::new(format).print(entries);
+}
+
+/// Prints audit events batch after batch (`audit --follow`): in text, one table whose header
+/// is printed once, above the first batch.
+pub(crate) struct EventPrinter {
+    format: Format,
+    table: Table<6>,
+}
+
+impl EventPrinter {
+    pub(crate) fn new(format: Format) -> Self {
+        Self {
+            format,
+            table: Table::new(["TIME", "USER", "CLIENT", "ORG", "EVENT", "DETAILS"]),
         }
-        return;
     }
-    let rows: Vec<[String; 5]> = events
-        .map(|event| {
-            let fields: Vec<String> = event
-                .kind
-                .fields()
-                .iter()
-                .map(|(name, value)| format!("{name}={}", value_text(value)))
-                .collect();
-            [
-                rfc3339(event.at),
-                event.user.as_str().escape_debug().to_string(),
-                event
-                    .client
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                event.kind.name().to_owned(),
-                fields.join(" "),
-            ]
-        })
-        .collect();
-    print_table(&["TIME", "USER", "CLIENT", "EVENT", "DETAILS"], &rows);
+
+    pub(crate) fn print(&mut self, entries: &[AuditEntry]) {
+        let events = entries.iter().map(|entry| &entry.event);
+        if let Format::Json = self.format {
+            for event in events {
+                println!("{}", event_json(event));
+            }
+            return;
+        }
+        let shown = |text: Option<String>| text.unwrap_or_else(|| "-".into());
+        let rows: Vec<[String; 6]> = events
+            .map(|event| {
+                let fields: Vec<String> = event
+                    .kind
+                    .fields()
+                    .iter()
+                    .map(|(name, value)| format!("{name}={}", value_text(value)))
+                    .collect();
+                [
+                    rfc3339(event.at),
+                    event.user.as_str().escape_debug().to_string(),
+                    shown(event.client.map(|c| c.to_string())),
+                    shown(
+                        event
+                            .org
+                            .as_ref()
+                            .map(|org| org.as_str().escape_debug().to_string()),
+                    ),
+                    event.kind.name().to_owned(),
+                    fields.join(" "),
+                ]
+            })
+            .collect();
+        self.table.print(&rows);
+    }
 }
 
 /// Prints `rows` under `header`, each column as wide as its widest cell (the last one free).
-pub(crate) fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
-    let mut widths = header.map(|title| title.chars().count());
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+pub(crate) fn print_table<const N: usize>(header: [&'static str; N], rows: &[[String; N]]) {
+    Table::new(header).print(rows);
+}
+
+/// A text table printed in batches: the header above the first one; each column as wide as
+/// its widest cell so far (the last one free), so later batches stay aligned with earlier
+/// ones unless a wider cell comes.
+pub(crate) struct Table<const N: usize> {
+    header: [&'static str; N],
+    widths: [usize; N],
+    started: bool,
+}
+
+impl<const N: usize> Table<N> {
+    pub(crate) fn new(header: [&'static str; N]) -> Self {
+        Self {
+            header,
+            widths: header.map(|title| title.chars().count()),
+            started: false,
         }
     }
-    let line = |cells: Vec<&str>| {
+
+    pub(crate) fn print(&mut self, rows: &[[String; N]]) {
+        for row in rows {
+            for (width, cell) in self.widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        if !self.started {
+            self.started = true;
+            self.line(self.header.iter().copied());
+        }
+        for row in rows {
+            self.line(row.iter().map(String::as_str));
+        }
+    }
+
+    fn line<'a>(&self, cells: impl Iterator<Item = &'a str>) {
         let mut out = String::new();
-        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+        for (i, (cell, width)) in cells.zip(self.widths).enumerate() {
             if i + 1 == N {
                 out.push_str(cell);
             } else {
@@ -114,10 +173,6 @@ pub(crate) fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N
             }
         }
         println!("{}", out.trim_end());
-    };
-    line(header.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
     }
 }
 

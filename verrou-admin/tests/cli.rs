@@ -251,7 +251,7 @@ async fn operators_reach_a_postgres_store_in_its_schema() {
 
     let out = run(&["status", "--json"]);
     let status: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
-    assert_eq!(status["schema_version"], 6);
+    assert_eq!(status["schema_version"], 7);
     assert_eq!(status["keys"][0]["sealed"], 1, "{status}");
     assert_eq!(status["sessions"][0]["org"], "provider-42");
 
@@ -672,7 +672,7 @@ async fn destructive_commands_ask_first_and_sessions_are_listed() {
 
 /// The regulator's questions: what kind, when; and a SIEM tailing the trail as it grows.
 #[tokio::test]
-async fn the_audit_trail_filters_by_kind_and_time_and_follows() {
+async fn the_audit_trail_filters_by_kind_time_and_organisation_and_follows() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     use verrou::audit::{AuditEvent, AuditKind};
@@ -721,48 +721,101 @@ async fn the_audit_trail_filters_by_kind_and_time_and_follows() {
     let out = admin(&path, &keys, &["audit", "--since", "last tuesday"]);
     assert_eq!(out.status.code(), Some(2));
 
-    // Following: the past first (oldest first), then what is recorded while it runs, filtered.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
-        .args([
-            "audit",
-            "--follow",
-            "--interval",
-            "1",
-            "--json",
-            "--limit",
-            "2",
-        ])
-        .args(["--kind", "lock_lifted"])
-        .env("VERROU_STORE", format!("sqlite:{}", path.display()))
-        .env("VERROU_KEYS", &keys)
-        .env_remove("VERROU_KEYS_FILE")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if lines_tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
-    let next = || {
-        let line = lines_rx
-            .recv_timeout(std::time::Duration::from_secs(20))
-            .expect("audit --follow printed nothing");
-        serde_json::from_str::<serde_json::Value>(&line).unwrap()
+    // By organisation: the events about its sessions, each naming it.
+    let session = |org: &str| {
+        let event = AuditEvent::new(
+            support::at(start + 30),
+            UserId::new(if org == "formation-nord" {
+                "alice"
+            } else {
+                "bob"
+            })
+            .unwrap(),
+            None,
+            AuditKind::SessionCreated {
+                session: verrou::SessionId::generate().unwrap(),
+            },
+        );
+        let event = event.in_org(Some(verrou::OrgId::new(org).unwrap()));
+        let store = store.clone();
+        async move { store.record_audit(event).await.unwrap() }
     };
+    session("formation-nord").await;
+    session("formation-sud").await;
+    let args = ["audit", "--org", "formation-nord", "--json"];
+    let partner = json_lines(&admin(&path, &keys, &args));
+    assert_eq!(users(&partner), ["alice"]);
+    assert_eq!(partner[0]["org"], "formation-nord");
+    assert_eq!(partner[0]["kind"], "session_created");
+    let out = admin(&path, &keys, &["audit", "--org", "formation-sud"]);
+    let printed = text(&out.stdout);
+    assert!(
+        printed.lines().next().unwrap().contains(" ORG "),
+        "{printed}"
+    );
+    assert!(
+        printed.lines().nth(1).unwrap().contains(" formation-sud "),
+        "{printed}"
+    );
+    assert_eq!(printed.lines().count(), 2, "{printed}");
+
+    // Following: the past first (oldest first), then what is recorded while it runs,
+    // filtered; in JSON one object a line, in text one table whose header comes once.
+    let follow = |json: bool| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
+            .args(["audit", "--follow", "--interval", "1", "--limit", "2"])
+            .args(["--kind", "lock_lifted"])
+            .args(json.then_some("--json"))
+            .env("VERROU_STORE", format!("sqlite:{}", path.display()))
+            .env("VERROU_KEYS", &keys)
+            .env_remove("VERROU_KEYS_FILE")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if lines_tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        let next = move || {
+            lines_rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .expect("audit --follow printed nothing")
+        };
+        (child, next)
+    };
+    let (mut json_child, next_json) = follow(true);
+    let next = || serde_json::from_str::<serde_json::Value>(&next_json()).unwrap();
     assert_eq!(next()["user"], "alice");
     assert_eq!(next()["user"], "carol");
+    let (mut text_child, next_text) = follow(false);
+    let header = next_text();
+    assert!(header.starts_with("TIME"), "{header}");
+    let column = |line: &str| line.find("lock_lifted");
+    let past = [next_text(), next_text()];
+    assert!(
+        past[0].contains(" alice ") && past[1].contains(" carol "),
+        "{past:?}"
+    );
+    assert_eq!(column(&past[0]), header.find("EVENT"), "{header}\n{past:?}");
+
     record(start + 240, "dave", AuditKind::RecoveryCodeInvalid).await;
     record(start + 300, "erin", AuditKind::LockLifted).await;
     let followed = next();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let followed_text = next_text();
+    for child in [&mut json_child, &mut text_child] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
     assert_eq!(followed["user"], "erin", "{followed}");
     assert_eq!(followed["at"], rfc3339(start + 300));
+    // A row of the same table: no second header, the same columns.
+    assert!(followed_text.contains(" erin "), "{followed_text}");
+    assert_eq!(column(&followed_text), column(&past[0]), "{followed_text}");
 }
 
 /// The README's "Responding to an incident" block, run line by line as written.
@@ -794,7 +847,8 @@ async fn the_readme_incident_response_runs_as_written() {
     // The portal's store: Marie enrolled and signed in twice at the partner, a colleague
     // enrolled and signed in elsewhere.
     let (dir, path, old, store) = store_file("2026-11").await;
-    let clock = verrou::testing::InsecureManualClock::new(support::at(support::START));
+    // 2026-11-30, after the theft (2026-11-28T06:00:00Z).
+    let clock = verrou::testing::InsecureManualClock::new(support::at(1_796_000_000));
     let verrou = verrou::Verrou::new(store.clone(), config()).with_clock(clock);
     let marie = UserId::new("marie.dupont").unwrap();
     support::enrol(&verrou, &marie).await;
@@ -842,7 +896,13 @@ async fn the_readme_incident_response_runs_as_written() {
             }
             // Paul's secret; Marie's went with her factor.
             ["rotate-keys"] => assert!(printed.contains("re-sealed 1,"), "{printed}"),
-            ["audit", ..] => {}
+            ["audit", "--org", org, ..] => {
+                let rows: Vec<&str> = printed.lines().skip(1).collect();
+                assert_eq!(rows.len(), 2, "{printed}");
+                assert!(rows.iter().all(|row| row.contains(org)), "{printed}");
+                assert!(rows.iter().all(|row| row.contains("session_created")));
+            }
+            ["audit", .., "--json"] => {}
             other => panic!("a README line the test does not know: {other:?}"),
         }
         if let Some(file) = redirect {
@@ -858,6 +918,14 @@ async fn the_readme_incident_response_runs_as_written() {
         .collect();
     let count = |kind: &str| kinds.iter().filter(|k| k.trim_matches('"') == kind).count();
     assert_eq!(count("session_revoked"), 3, "{kinds:?}");
+    // The revocations name the organisation of each session they ended.
+    let orgs: Vec<String> = trail
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|event| event["kind"] == "session_revoked")
+        .map(|event| event["org"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(orgs, ["provider-7", "formation-nord", "formation-nord"]);
     assert_eq!(count("totp_factor_removed"), 1, "{kinds:?}");
 }
 
@@ -952,7 +1020,7 @@ async fn status_shows_keys_rotation_progress_sessions_and_locked_accounts() {
     let out = admin(&path, &ring, &["status", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let status: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
-    assert_eq!(status["schema_version"], 6);
+    assert_eq!(status["schema_version"], 7);
     let keys = status["keys"].as_array().unwrap();
     assert_eq!(keys[0]["id"], "2026-12");
     assert_eq!(keys[0]["active"], true);
@@ -984,7 +1052,7 @@ async fn status_shows_keys_rotation_progress_sessions_and_locked_accounts() {
     assert!(admin(&path, &ring, &["rotate-keys"]).status.success());
     let out = admin(&path, &ring, &["status"]);
     let printed = text(&out.stdout);
-    assert!(printed.starts_with("schema version 6"), "{printed}");
+    assert!(printed.starts_with("schema version 7"), "{printed}");
     let line = |key: &str| {
         printed
             .lines()
