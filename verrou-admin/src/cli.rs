@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use verrou::lockout::ThrottlePolicy;
 use verrou::{Clock, KeyId, OrgId, SessionId, SystemClock, Timestamp, UserId};
 
 /// verrou's incident-response commands, over the same store and key ring as the portal.
@@ -179,8 +180,18 @@ pub(crate) enum Command {
     },
     /// The store at a glance: schema version, keys and how many secrets each seals, sessions
     /// by organisation and assurance, accounts locked or slowed down.
-    #[command(after_help = "Examples:\n  verrou-admin status\n  verrou-admin status --json")]
-    Status,
+    ///
+    /// Accounts are judged by the account throttle the portal runs with: the library's
+    /// default unless the options below say otherwise (give the values the portal passes
+    /// to `VerrouConfig::with_account_throttle`).
+    #[command(
+        after_help = "Examples:\n  verrou-admin status\n  verrou-admin status --json\n  \
+                            verrou-admin status --lock-after 5 --lock-for 30m"
+    )]
+    Status {
+        #[command(flatten)]
+        policy: AccountPolicy,
+    },
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  verrou-admin completions bash > \
                             /etc/bash_completion.d/verrou-admin")]
@@ -188,6 +199,46 @@ pub(crate) enum Command {
         /// The shell.
         shell: Shell,
     },
+}
+
+/// The portal's account throttle, field by field; each defaults to
+/// `ThrottlePolicy::ACCOUNT_DEFAULT`'s (checked by a test).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "The portal's account throttle")]
+pub(crate) struct AccountPolicy {
+    /// Failures allowed before any delay.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    free_failures: u32,
+    /// The first backoff delay, doubling with each further failure.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "1s")]
+    base_delay: Duration,
+    /// Failures that start a temporary lock.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    lock_after: u32,
+    /// The first lock's length, doubling with each further failure.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "15m")]
+    lock_for: Duration,
+    /// The longest temporary lock.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "24h")]
+    max_lock: Duration,
+    /// Failures after which only an operator can unlock (lift-lock).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    permanent_after: u32,
+}
+
+impl AccountPolicy {
+    /// The policy, or why an account policy cannot be so (a usage error).
+    pub(crate) fn policy(&self) -> Result<ThrottlePolicy, String> {
+        ThrottlePolicy::account()
+            .free_failures(self.free_failures)
+            .base_delay(self.base_delay)
+            .lock_after(self.lock_after)
+            .lock_duration(self.lock_for)
+            .max_lock_duration(self.max_lock)
+            .permanent_lock_after(Some(self.permanent_after))
+            .build_for_account()
+            .map_err(|e| format!("account throttle: {e}"))
+    }
 }
 
 /// How a command that ends sessions or removes factors is confirmed. Without either flag it
@@ -231,6 +282,28 @@ fn revocation_instant(text: &str) -> Result<Timestamp, String> {
     instant(text)
 }
 
+/// A length of time: a whole number with a unit, `s`, `m`, `h` or `d` (`90s`, `15m`, `24h`),
+/// or of seconds without one.
+fn duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err("expected a number and s, m, h or d (15m, 24h)".into()),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .map(Duration::from_secs)
+        .ok_or_else(|| "expected a number and s, m, h or d (15m, 24h)".into())
+}
+
 /// An RFC 3339 instant or Unix seconds.
 pub(crate) fn instant(text: &str) -> Result<Timestamp, String> {
     let seconds = match text.parse::<u64>() {
@@ -242,4 +315,41 @@ pub(crate) fn instant(text: &str) -> Result<Timestamp, String> {
         }
     };
     Timestamp::from_unix_seconds(seconds).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+mod tests {
+    use super::*;
+
+    /// Without options, `status` judges accounts exactly as a portal with the library's
+    /// default account throttle does.
+    #[test]
+    fn the_account_throttle_options_default_to_the_librarys() {
+        let cli = Cli::try_parse_from(["verrou-admin", "status"]).unwrap();
+        let Command::Status { policy } = cli.command else {
+            panic!("not status");
+        };
+        assert_eq!(policy.policy().unwrap(), ThrottlePolicy::ACCOUNT_DEFAULT);
+    }
+
+    #[test]
+    fn durations_read_with_their_unit() {
+        assert_eq!(duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(duration("24h").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(duration("2d").unwrap(), Duration::from_secs(172_800));
+        for bad in [
+            "",
+            "m",
+            "15 m",
+            "1.5h",
+            "15min",
+            "-1s",
+            "99999999999999999999d",
+        ] {
+            assert!(duration(bad).is_err(), "{bad}");
+        }
+    }
 }

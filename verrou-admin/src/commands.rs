@@ -45,7 +45,10 @@ pub(crate) async fn on_store(
     match command {
         Command::GenerateKey { .. } | Command::Completions { .. } => Ok(()),
         Command::RotateKeys => rotate_keys(&verrou, format).await,
-        Command::Status => status(&verrou, keys, format).await,
+        Command::Status { policy } => {
+            let policy = policy.policy().map_err(Failure::Usage)?;
+            status(&verrou, keys, &policy, format).await
+        }
         Command::ResetFactor { user, confirm } => {
             let has_factor = verrou.has_active_totp(&user).await?;
             let sessions = verrou.store().user_sessions(&user).await?.len();
@@ -138,9 +141,14 @@ pub(crate) async fn on_store(
 
 /// Prints the store at a glance: its schema version; the ring's keys (the active one first)
 /// with how many secrets each seals (a rotation's progress); sessions by organisation and
-/// assurance; and the accounts whose counter holds failures, as the default account policy
-/// judges them now (locked, slowed down, or open).
-async fn status(verrou: &Verrou<AnyStore>, keys: &KeyRing, format: Format) -> Result<(), Failure> {
+/// assurance; and the accounts whose counter holds failures, as the portal's account
+/// `policy` judges them now (locked, slowed down, or open).
+async fn status(
+    verrou: &Verrou<AnyStore>,
+    keys: &KeyRing,
+    policy: &ThrottlePolicy,
+    format: Format,
+) -> Result<(), Failure> {
     let store = verrou.store();
     let schema = store.schema_version().await?;
     let sealed = store.sealed_secrets().await?;
@@ -153,7 +161,6 @@ async fn status(verrou: &Verrou<AnyStore>, keys: &KeyRing, format: Format) -> Re
             .map_or_else(|| "-".into(), |org| org.as_str().to_owned());
         *sessions.entry((org, session.assurance.name())).or_default() += 1;
     }
-    let policy = ThrottlePolicy::ACCOUNT_DEFAULT;
     let accounts: Vec<(UserId, u32, &str, Option<Timestamp>)> = store
         .failing_accounts()
         .await?
@@ -188,6 +195,14 @@ async fn status(verrou: &Verrou<AnyStore>, keys: &KeyRing, format: Format) -> Re
             "sessions": sessions.iter().map(|((org, assurance), count)| {
                 json!({"org": org, "assurance": assurance, "count": count})
             }).collect::<Vec<_>>(),
+            "account_policy": {
+                "free_failures": policy.free_failures,
+                "base_delay_seconds": policy.base_delay.as_secs(),
+                "lock_after": policy.lock_after,
+                "lock_seconds": policy.lock_duration.as_secs(),
+                "max_lock_seconds": policy.max_lock_duration.as_secs(),
+                "permanent_after": policy.permanent_lock_after,
+            },
             "accounts": accounts.iter().map(|(user, failures, gate, until)| {
                 json!({"user": user.as_str(), "failures": failures, "gate": gate,
                        "until": until.map(rfc3339)})
@@ -238,6 +253,18 @@ async fn status(verrou: &Verrou<AnyStore>, keys: &KeyRing, format: Format) -> Re
             ]
         })
         .collect();
+    println!(
+        "accounts judged by: {} free failures, delays from {}s, locked after {} for {}s \
+         (doubling up to {}s), for good after {}",
+        policy.free_failures,
+        policy.base_delay.as_secs(),
+        policy.lock_after,
+        policy.lock_duration.as_secs(),
+        policy.max_lock_duration.as_secs(),
+        policy
+            .permanent_lock_after
+            .map_or_else(|| "never".into(), |n| n.to_string()),
+    );
     print_table(["ACCOUNT", "FAILURES", "GATE", "UNTIL"], &rows);
     Ok(())
 }
@@ -277,7 +304,7 @@ fn describe(command: &Command) -> Option<String> {
     Some(match command {
         Command::GenerateKey { .. } | Command::Completions { .. } => return None,
         Command::RotateKeys => "rotate-keys".into(),
-        Command::Status => "status".into(),
+        Command::Status { .. } => "status".into(),
         Command::ResetFactor { user, confirm } => {
             format!("reset-factor {}{}", user.as_str(), flags(confirm))
         }

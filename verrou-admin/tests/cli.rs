@@ -1047,6 +1047,36 @@ async fn status_shows_keys_rotation_progress_sessions_and_locked_accounts() {
     assert!(accounts[0]["until"].as_str().unwrap().ends_with('Z'));
     assert_eq!(accounts[1]["user"], "carol");
     assert_eq!(accounts[1]["gate"], "open");
+    assert_eq!(status["account_policy"]["lock_after"], policy.lock_after);
+
+    // A portal that locks later: bob is only slowed down by its policy.
+    let args = [
+        "status",
+        "--json",
+        "--lock-after",
+        "20",
+        "--lock-for",
+        "30m",
+        "--permanent-after",
+        "60",
+    ];
+    let out = admin(&path, &ring, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(status["accounts"][0]["user"], "bob");
+    assert_eq!(status["accounts"][0]["gate"], "slowed");
+    assert_eq!(status["account_policy"]["lock_seconds"], 1_800);
+    // A policy no portal could run with is a usage error that names the rule.
+    let out = admin(&path, &ring, &["status", "--lock-after", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("lock_after must exceed free_failures"));
+    let out = admin(&path, &ring, &["status", "--lock-for", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--lock-for"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // After the rotation, the old key seals nothing: it can leave the ring.
     assert!(admin(&path, &ring, &["rotate-keys"]).status.success());
