@@ -1288,3 +1288,186 @@ async fn a_rotation_over_100000_postgres_secrets_killed_midway_resumes() {
         command
     });
 }
+
+/// What `prepare_portal` made: alice's sessions (two at `formation-nord`, the first elevated,
+/// one without an organisation) and her account locked.
+struct Portal {
+    sessions: [verrou::SessionId; 3],
+}
+
+/// Alice signs in three times and guesses until her account locks (failures spaced so the
+/// backoff lets each one count, the last a minute ago, real time).
+async fn prepare_portal<S: Store>(e: &support::Enrolled<S>) -> Portal {
+    let mut first = e.sign_in(Some("formation-nord")).await;
+    e.elevate(&mut first).await;
+    let second = e.sign_in(Some("formation-nord")).await;
+    let third = e.sign_in(None).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let policy = verrou::lockout::ThrottlePolicy::ACCOUNT_DEFAULT;
+    let key = ThrottleKey::Account(&e.user);
+    for i in 0..u64::from(policy.lock_after) {
+        let at = support::at(now - 60 - 300 * (u64::from(policy.lock_after) - 1 - i));
+        let counted = e.verrou.store().reserve_attempt(&key, &policy, at).await;
+        assert!(matches!(
+            counted.unwrap(),
+            verrou::store::backend::Reservation::Counted(_)
+        ));
+    }
+    Portal {
+        sessions: [first.id, second.id, third.id],
+    }
+}
+
+/// Every subcommand that works on a store, with `--json` parsed back: `run` starts
+/// `verrou-admin` on the store `prepare_portal` filled, with its ring.
+fn every_store_subcommand(portal: &Portal, run: impl Fn(&[&str]) -> Output) {
+    let json = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = run(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+    let one = |args: &[&str]| -> serde_json::Value {
+        let mut records = json(args);
+        assert_eq!(records.len(), 1, "{args:?}: {records:?}");
+        records.remove(0)
+    };
+    let [first, second, third] = portal.sessions.map(|id| id.to_string());
+
+    let status = one(&["status", "--json"]);
+    assert_eq!(status["schema_version"], 7);
+    assert_eq!(status["keys"][0]["sealed"], 1);
+    assert_eq!(status["accounts"][0]["user"], "alice");
+    assert_eq!(status["accounts"][0]["gate"], "locked");
+
+    let listed = json(&["sessions", "--user", "alice", "--json"]);
+    let mut ids: Vec<&str> = listed
+        .iter()
+        .map(|s| s["session"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut expected = [first.as_str(), second.as_str(), third.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    assert_eq!(
+        json(&["sessions", "--org", "formation-nord", "--json"]).len(),
+        2
+    );
+
+    let trail = json(&["audit", "--org", "formation-nord", "--json"]);
+    let kinds: Vec<&str> = trail.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["session_created", "session_elevated", "session_created"]
+    );
+    let since = rfc3339(support::START);
+    let created = json(&[
+        "audit",
+        "alice",
+        "--kind",
+        "session_created",
+        "--since",
+        &since,
+        "--json",
+    ]);
+    assert_eq!(created.len(), 3);
+    assert!(json(&["audit", "--until", &since, "--json"]).is_empty());
+
+    assert_eq!(one(&["lift-lock", "alice", "--json"])["user"], "alice");
+    assert!(one(&["status", "--json"])["accounts"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    let revoked = one(&["revoke-session", &second, "--json"]);
+    assert_eq!(revoked["revoked"], 1);
+    let plan = one(&["revoke-user", "alice", "--dry-run", "--json"]);
+    assert_eq!(
+        (plan["dry_run"].clone(), plan["sessions"].clone()),
+        (true.into(), 2.into())
+    );
+    assert_eq!(
+        run(&["revoke-user", "alice"]).status.code(),
+        Some(2),
+        "no terminal, no --yes"
+    );
+    assert_eq!(
+        one(&["revoke-user", "alice", "--yes", "--json"])["revoked"],
+        2
+    );
+    assert_eq!(
+        one(&["revoke-before", "now", "--dry-run", "--json"])["sessions"],
+        0
+    );
+    assert_eq!(
+        one(&["revoke-before", "now", "--yes", "--json"])["revoked"],
+        0
+    );
+    assert_eq!(
+        one(&["revoke-org", "formation-nord", "--yes", "--json"])["revoked"],
+        0
+    );
+
+    let plan = one(&["reset-factor", "alice", "--dry-run", "--json"]);
+    assert_eq!(plan["factor"], true);
+    let reset = one(&["reset-factor", "alice", "--yes", "--json"]);
+    assert_eq!(reset["factor_removed"], true);
+    let rotated = one(&["rotate-keys", "--json"]);
+    assert_eq!(
+        (rotated["scanned"].clone(), rotated["resealed"].clone()),
+        (0.into(), 0.into())
+    );
+
+    // The response is in the trail too: every command above and this one, oldest first.
+    let mut commands: Vec<String> = json(&["audit", "--kind", "operator_command", "--json"])
+        .iter()
+        .map(|e| e["command"].as_str().unwrap().to_owned())
+        .collect();
+    commands.reverse();
+    assert_eq!(commands.len(), 19, "{commands:?}");
+    assert_eq!(commands[0], "status");
+    assert_eq!(commands[17], "rotate-keys");
+    assert_eq!(commands[18], "audit --kind operator_command");
+    assert!(
+        commands.contains(&format!("revoke-session {second}")),
+        "{commands:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_store_subcommand_on_sqlite() {
+    let (_dir, path, keys, e) = portal_file("k1").await;
+    let portal = prepare_portal(&e).await;
+    e.verrou.store().close().await;
+    every_store_subcommand(&portal, |args| admin(&path, &keys, args));
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn every_store_subcommand_on_postgres() {
+    use verrou::store::PostgresStore;
+    let (url, schema) = support::postgres::server();
+    let keys = entry("k1");
+    let store =
+        PostgresStore::connect_in_schema(&url, &schema.name, KeyRing::from_config(&keys).unwrap())
+            .await
+            .unwrap();
+    let e = enrolled(store, support::unbound_config()).await;
+    let portal = prepare_portal(&e).await;
+    e.verrou.store().close().await;
+    every_store_subcommand(&portal, |args| {
+        Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
+            .args(args)
+            .env("VERROU_STORE", &url)
+            .env("VERROU_PG_SCHEMA", &schema.name)
+            .env("VERROU_KEYS", &keys)
+            .env_remove("VERROU_KEYS_FILE")
+            .output()
+            .unwrap()
+    });
+}
