@@ -330,7 +330,7 @@ impl AuditKind {
 }
 
 /// A `usize` count as a `u64` (lossless on every platform Rust supports today).
-fn widen(count: usize) -> u64 {
+pub(crate) fn widen(count: usize) -> u64 {
     u64::try_from(count).unwrap_or(u64::MAX)
 }
 

@@ -2,6 +2,8 @@
 //! their configuration decide. It adds nothing to the backend it holds: every operation, the
 //! atomic ones included, is the backend's own.
 
+use std::collections::BTreeMap;
+
 use super::backend::*;
 #[cfg(feature = "postgres")]
 use super::PostgresStore;
@@ -11,11 +13,11 @@ use super::{KeyRotation, ResealBatch, ResealPosition, SealedSecrets};
 use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
 use crate::error::{StoreError, StoreErrorKind};
-use crate::ids::{FactorId, SessionId, UserId};
+use crate::ids::{FactorId, OrgId, SessionId, UserId};
 use crate::keyring::KeyRing;
 use crate::lockout::ThrottlePolicy;
 use crate::recovery::Lookup;
-use crate::session::{RevocationScope, TokenHash};
+use crate::session::{Assurance, RevocationScope, TokenHash};
 
 /// Runs `$body` on the backend `self` holds, bound as `$store` (the one place the
 /// backends' `cfg`s are written out).
@@ -234,6 +236,12 @@ impl SessionStore for AnyStore {
 
     async fn sessions_in(&self, scope: &RevocationScope) -> Result<Vec<SessionRecord>, StoreError> {
         each!(self, store => store.sessions_in(scope).await)
+    }
+
+    async fn session_counts(
+        &self,
+    ) -> Result<BTreeMap<(Option<OrgId>, Assurance), usize>, StoreError> {
+        each!(self, store => store.session_counts().await)
     }
 
     async fn binding(&self, session: SessionId) -> Result<Option<BindingRecord>, StoreError> {

@@ -386,24 +386,13 @@ impl Store for MemoryStore {
 
     async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let inner = self.lock()?;
-        let selected = |entry: &&AuditEntry| query.matches(&entry.event);
-        let entries: Vec<AuditEntry> = match query.after {
-            Some(after) => inner
-                .audit
-                .iter()
-                .filter(|entry| entry.seq > after)
-                .filter(selected)
-                .take(query.limit)
-                .cloned()
-                .collect(),
-            None => inner
-                .audit
-                .iter()
-                .rev()
-                .filter(selected)
-                .take(query.limit)
-                .cloned()
-                .collect(),
+        let selected = inner.audit.iter().filter(|entry| {
+            query.after.is_none_or(|after| entry.seq > after) && query.matches(&entry.event)
+        });
+        // After a cursor, oldest first; otherwise newest first.
+        let entries = match query.after {
+            Some(_) => selected.take(query.limit).cloned().collect(),
+            None => selected.rev().take(query.limit).cloned().collect(),
         };
         Ok(entries)
     }

@@ -9,13 +9,14 @@
 //!   session in one transaction, and every instance reads the store on every request, so it
 //!   takes effect on the next request everywhere.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use crate::audit::AuditEvent;
 use crate::clock::Timestamp;
 use crate::error::StoreError;
-use crate::ids::{SessionId, UserId};
-use crate::session::{RevocationReason, RevocationScope, SecondFactorMethod, TokenHash};
+use crate::ids::{OrgId, SessionId, UserId};
+use crate::session::{Assurance, RevocationReason, RevocationScope, SecondFactorMethod, TokenHash};
 use crate::store::{BindingRecord, SessionRecord};
 
 /// What elevating a session (or a step-up) changes, atomically with the token swap.
@@ -115,6 +116,26 @@ pub trait SessionStore: Send + Sync {
         &self,
         scope: &RevocationScope,
     ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
+
+    /// How many sessions there are by organisation (`None`: created without one) and
+    /// assurance: an operator's overview, without reading each session (SQL stores count
+    /// in the database).
+    ///
+    /// # Errors
+    /// Store failures.
+    fn session_counts(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<(Option<OrgId>, Assurance), usize>, StoreError>> + Send
+    {
+        async {
+            let everyone = RevocationScope::IssuedBefore(Timestamp::MAX);
+            let mut counts = BTreeMap::new();
+            for session in self.sessions_in(&everyone).await? {
+                *counts.entry((session.org, session.assurance)).or_default() += 1;
+            }
+            Ok(counts)
+        }
+    }
 
     /// The user's sessions, newest first.
     fn user_sessions(

@@ -59,6 +59,7 @@ macro_rules! store_conformance {
             elevation_swaps_the_token_once,
             revocation_covers_each_scope,
             sessions_are_listed_by_scope,
+            sessions_are_counted_by_organisation_and_assurance,
             binding_changes_only_by_compare_and_set,
             expired_sessions_are_purged,
             service_sessions_rise_only_through_the_second_factor,

@@ -2,7 +2,7 @@
 //! what they will touch, and go ahead only with `--yes`, a "y" on the terminal, or not at
 //! all with `--dry-run`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -153,14 +153,15 @@ async fn status(
     let schema = store.schema_version().await?;
     let sealed = store.sealed_secrets().await?;
     let now = SystemClock.now()?;
-    let everyone = RevocationScope::IssuedBefore(now.saturating_add(Duration::from_secs(1)));
-    let mut sessions: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
-    for session in store.sessions_in(&everyone).await? {
-        let org = session
-            .org
-            .map_or_else(|| "-".into(), |org| org.as_str().to_owned());
-        *sessions.entry((org, session.assurance.name())).or_default() += 1;
-    }
+    let sessions: Vec<((String, &'static str), usize)> = store
+        .session_counts()
+        .await?
+        .into_iter()
+        .map(|((org, assurance), count)| {
+            let org = org.map_or_else(|| "-".into(), |org| org.as_str().to_owned());
+            ((org, assurance.name()), count)
+        })
+        .collect();
     let accounts: Vec<(UserId, u32, &str, Option<Timestamp>)> = store
         .failing_accounts()
         .await?

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::audit::AuditKind;
+use crate::audit::{widen, AuditKind};
 use crate::clock::Timestamp;
 use crate::ids::{FactorId, SessionId};
 use crate::session::proof::ProofError;
@@ -92,9 +92,7 @@ impl AuditKind {
             }
             Self::RecoveryCodesGenerated { count: n }
             | Self::RecoveryCodeUsed { remaining: n }
-            | Self::RecoveryCodesLow { remaining: n } => {
-                (None, Some(u64::try_from(n).unwrap_or(u64::MAX)), None)
-            }
+            | Self::RecoveryCodesLow { remaining: n } => (None, Some(widen(n)), None),
             _ => (None, None, None),
         };
         KindColumns {

@@ -9,6 +9,8 @@
 //! Several statements share a column list or a condition; a test checks that each spells it
 //! exactly as the others do.
 
+use std::collections::BTreeMap;
+
 use super::driver::{Driver, Fields, Sql};
 use super::values::{
     code, from_code, from_db, org_id, session_id, timestamp, to_db, token_hash, user_id,
@@ -17,7 +19,7 @@ use super::{insert_audit, SqlStore};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::Timestamp;
 use crate::error::{StoreError, StoreErrorKind};
-use crate::ids::SessionId;
+use crate::ids::{OrgId, SessionId};
 use crate::session::proof::DeviceKey;
 use crate::session::{
     Assurance, BindingKind, Challenge, RevocationScope, SecondFactorMethod, TokenHash,
@@ -254,6 +256,25 @@ impl<D: Driver> SessionStore for SqlStore<D> {
             })
         })
         .await
+    }
+
+    async fn session_counts(
+        &self,
+    ) -> Result<BTreeMap<(Option<OrgId>, Assurance), usize>, StoreError> {
+        let rows = Sql::<D>::new(
+            "SELECT org_id, assurance, COUNT(*) FROM verrou_sessions GROUP BY org_id, assurance",
+            "count sessions",
+        )
+        .fetch_all(&mut *self.connection("count sessions").await?)
+        .await?;
+        let mut counts = BTreeMap::new();
+        for row in rows {
+            let org = row.opt_text(0)?.as_deref().map(org_id).transpose()?;
+            let assurance = from_code(&ASSURANCES, row.int(1)?)?;
+            let count = usize::try_from(from_db(row.int(2)?)?).unwrap_or(usize::MAX);
+            counts.insert((org, assurance), count);
+        }
+        Ok(counts)
     }
 
     async fn sessions_in(&self, scope: &RevocationScope) -> Result<Vec<SessionRecord>, StoreError> {

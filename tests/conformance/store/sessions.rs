@@ -206,6 +206,37 @@ pub async fn sessions_are_listed_by_scope<S: Store>(store: S) {
     assert_eq!(listed(org).await, [b1.id]);
 }
 
+/// The operator's overview counts sessions by organisation and assurance, those without an
+/// organisation apart.
+pub async fn sessions_are_counted_by_organisation_and_assurance<S: Store>(store: S) {
+    assert!(store.session_counts().await.unwrap().is_empty());
+    let elevated = SessionRecord {
+        assurance: Assurance::SecondFactor,
+        ..record("alice", Some("org-1"), 1, START)
+    };
+    let sessions = [
+        elevated,
+        record("alice", Some("org-1"), 2, START),
+        record("bob", Some("org-1"), 3, START),
+        record("carol", Some("org-2"), 4, START),
+        record("dave", None, 5, START),
+    ];
+    for session in sessions {
+        store.create_session(session).await.unwrap();
+    }
+    let org = |name: &str| Some(OrgId::new(name).unwrap());
+    let counts: Vec<_> = store.session_counts().await.unwrap().into_iter().collect();
+    assert_eq!(
+        counts,
+        [
+            ((None, Assurance::PasswordOnly), 1),
+            ((org("org-1"), Assurance::PasswordOnly), 2),
+            ((org("org-1"), Assurance::SecondFactor), 1),
+            ((org("org-2"), Assurance::PasswordOnly), 1),
+        ]
+    );
+}
+
 pub async fn revocation_covers_each_scope<S: Store>(store: S) {
     let a1 = record("alice", Some("org-1"), 1, START);
     let a2 = record("alice", Some("org-1"), 2, START + 100);
