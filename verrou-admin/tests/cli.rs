@@ -20,12 +20,24 @@ use verrou::store::backend::ThrottleKey;
 use verrou::store::{SqliteStore, Store};
 use verrou::{KeyRing, UserId};
 
-fn admin(store: &Path, keys: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
+/// `verrou-admin` with `args` on the store at `url` (`sqlite:…`, or `postgres://…` in
+/// `schema` if given), the ring `keys` in its environment and no key file.
+fn admin_command(url: &str, schema: Option<&str>, keys: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_verrou-admin"));
+    command
         .args(args)
-        .env("VERROU_STORE", format!("sqlite:{}", store.display()))
+        .env("VERROU_STORE", url)
         .env("VERROU_KEYS", keys)
-        .env_remove("VERROU_KEYS_FILE")
+        .env_remove("VERROU_KEYS_FILE");
+    if let Some(schema) = schema {
+        command.env("VERROU_PG_SCHEMA", schema);
+    }
+    command
+}
+
+/// `verrou-admin` with `args` run to its end on the SQLite file `store`.
+fn admin(store: &Path, keys: &str, args: &[&str]) -> Output {
+    admin_command(&format!("sqlite:{}", store.display()), None, keys, args)
         .output()
         .unwrap()
 }
@@ -220,12 +232,7 @@ async fn operators_reach_a_postgres_store_in_its_schema() {
     e.verrou.store().close().await;
     let rotating = format!("{},{keys}", entry("k2"));
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
-            .args(args)
-            .env("VERROU_STORE", &url)
-            .env("VERROU_PG_SCHEMA", &schema.name)
-            .env("VERROU_KEYS", &rotating)
-            .env_remove("VERROU_KEYS_FILE")
+        admin_command(&url, Some(&schema.name), &rotating, args)
             .output()
             .unwrap()
     };
@@ -762,13 +769,11 @@ async fn the_audit_trail_filters_by_kind_time_and_organisation_and_follows() {
     // Following: the past first (oldest first), then what is recorded while it runs,
     // filtered; in JSON one object a line, in text one table whose header comes once.
     let follow = |json: bool| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
-            .args(["audit", "--follow", "--interval", "1", "--limit", "2"])
+        let url = format!("sqlite:{}", path.display());
+        let args = ["audit", "--follow", "--interval", "1", "--limit", "2"];
+        let mut child = admin_command(&url, None, &keys, &args)
             .args(["--kind", "lock_lifted"])
             .args(json.then_some("--json"))
-            .env("VERROU_STORE", format!("sqlite:{}", path.display()))
-            .env("VERROU_KEYS", &keys)
-            .env_remove("VERROU_KEYS_FILE")
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -936,12 +941,8 @@ async fn every_store_command_records_who_ran_what() {
     let (_dir, path, keys, _e) = portal_file("k1").await;
     let url = format!("sqlite:{}", path.display());
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
-            .args(args)
-            .env("VERROU_STORE", format!("sqlite:{}", path.display()))
-            .env("VERROU_KEYS", &keys)
+        admin_command(&url, None, &keys, args)
             .env("SUDO_USER", "marc.operator")
-            .env_remove("VERROU_KEYS_FILE")
             .output()
             .unwrap()
     };
@@ -1247,15 +1248,8 @@ async fn a_rotation_over_100000_sqlite_secrets_killed_midway_resumes() {
     insert_factors::<sqlx::Sqlite>(&mut conn, "verrou_totp_active", rows).await;
     conn.close().await.unwrap();
     let ring = format!("{},{old}", entry("new"));
-    a_rotation_killed_midway_resumes(|args| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_verrou-admin"));
-        command
-            .args(args)
-            .env("VERROU_STORE", format!("sqlite:{}", path.display()))
-            .env("VERROU_KEYS", &ring)
-            .env_remove("VERROU_KEYS_FILE");
-        command
-    });
+    let url = format!("sqlite:{}", path.display());
+    a_rotation_killed_midway_resumes(|args| admin_command(&url, None, &ring, args));
 }
 
 #[cfg(feature = "postgres")]
@@ -1277,16 +1271,7 @@ async fn a_rotation_over_100000_postgres_secrets_killed_midway_resumes() {
     insert_factors::<sqlx::Postgres>(&mut conn, &table, rows).await;
     conn.close().await.unwrap();
     let ring = format!("{},{old}", entry("new"));
-    a_rotation_killed_midway_resumes(|args| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_verrou-admin"));
-        command
-            .args(args)
-            .env("VERROU_STORE", &url)
-            .env("VERROU_PG_SCHEMA", &schema.name)
-            .env("VERROU_KEYS", &ring)
-            .env_remove("VERROU_KEYS_FILE");
-        command
-    });
+    a_rotation_killed_midway_resumes(|args| admin_command(&url, Some(&schema.name), &ring, args));
 }
 
 /// What `prepare_portal` made: alice's sessions (two at `formation-nord`, the first elevated,
@@ -1461,12 +1446,7 @@ async fn every_store_subcommand_on_postgres() {
     let portal = prepare_portal(&e).await;
     e.verrou.store().close().await;
     every_store_subcommand(&portal, |args| {
-        Command::new(env!("CARGO_BIN_EXE_verrou-admin"))
-            .args(args)
-            .env("VERROU_STORE", &url)
-            .env("VERROU_PG_SCHEMA", &schema.name)
-            .env("VERROU_KEYS", &keys)
-            .env_remove("VERROU_KEYS_FILE")
+        admin_command(&url, Some(&schema.name), &keys, args)
             .output()
             .unwrap()
     });

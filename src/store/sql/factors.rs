@@ -3,8 +3,7 @@
 
 use super::driver::{Driver, Fields, Sql};
 use super::values::{
-    account_key, audit_event, factor_id, failures, from_db, params, sealing, timestamp, to_db,
-    user_id,
+    account_key, factor_id, failures, from_db, params, sealing, timestamp, to_db, user_id, AuditRow,
 };
 use super::{insert_audit, reset_account, SqlStore};
 use crate::audit::AuditEvent;
@@ -422,18 +421,19 @@ impl<D: Driver> Store for SqlStore<D> {
             .await?;
         rows.iter()
             .map(|row| {
-                let event = audit_event(
-                    row.int(1)?,
-                    &row.text(2)?,
-                    row.opt_text(3)?.as_deref(),
-                    &row.text(4)?,
-                    row.opt_text(5)?.as_deref(),
-                    row.opt_text(6)?.as_deref(),
-                    row.opt_int(7)?,
-                    row.opt_int(8)?,
-                    row.opt_text(9)?,
-                    row.opt_text(10)?.as_deref(),
-                )?;
+                let event = AuditRow {
+                    at: row.int(1)?,
+                    user: row.text(2)?,
+                    client: row.opt_text(3)?,
+                    kind: row.text(4)?,
+                    factor: row.opt_text(5)?,
+                    session: row.opt_text(6)?,
+                    value: row.opt_int(7)?,
+                    detail: row.opt_int(8)?,
+                    note: row.opt_text(9)?,
+                    org: row.opt_text(10)?,
+                }
+                .event()?;
                 Ok(AuditEntry::new(from_db(row.int(0)?)?, event))
             })
             .collect()

@@ -102,38 +102,45 @@ pub(crate) fn account_key(user: &UserId) -> String {
     ThrottleKey::Account(user).storage_key()
 }
 
-/// Rebuilds an audit event from its stored columns.
-#[allow(clippy::too_many_arguments, reason = "one argument per stored column")]
-pub(crate) fn audit_event(
-    at: i64,
-    user: &str,
-    client: Option<&str>,
-    kind: &str,
-    factor: Option<&str>,
-    session: Option<&str>,
-    value: Option<i64>,
-    detail: Option<i64>,
-    note: Option<String>,
-    org: Option<&str>,
-) -> Result<crate::audit::AuditEvent, StoreError> {
-    let columns = super::audit_columns::KindColumns {
-        factor: factor.map(factor_id).transpose()?,
-        session: session.map(session_id).transpose()?,
-        value: value.map(from_db).transpose()?,
-        detail,
-        note,
-    };
-    Ok(crate::audit::AuditEvent {
-        at: timestamp(at)?,
-        user: user_id(user)?,
-        client: client
-            .map(str::parse)
-            .transpose()
-            .map_err(|_| corrupt("stored audit client address is malformed"))?,
-        org: org.map(org_id).transpose()?,
-        kind: crate::audit::AuditKind::from_columns(kind, &columns)
-            .ok_or_else(|| corrupt("stored audit event kind is unknown or incomplete"))?,
-    })
+/// An audit event's stored columns, as read (see `verrou_audit`).
+#[derive(Debug, Default)]
+pub(crate) struct AuditRow {
+    pub(crate) at: i64,
+    pub(crate) user: String,
+    pub(crate) client: Option<String>,
+    pub(crate) kind: String,
+    pub(crate) factor: Option<String>,
+    pub(crate) session: Option<String>,
+    pub(crate) value: Option<i64>,
+    pub(crate) detail: Option<i64>,
+    pub(crate) note: Option<String>,
+    pub(crate) org: Option<String>,
+}
+
+impl AuditRow {
+    /// The event these columns hold, or why they do not hold one.
+    pub(crate) fn event(self) -> Result<crate::audit::AuditEvent, StoreError> {
+        let columns = super::audit_columns::KindColumns {
+            factor: self.factor.as_deref().map(factor_id).transpose()?,
+            session: self.session.as_deref().map(session_id).transpose()?,
+            value: self.value.map(from_db).transpose()?,
+            detail: self.detail,
+            note: self.note,
+        };
+        Ok(crate::audit::AuditEvent {
+            at: timestamp(self.at)?,
+            user: user_id(&self.user)?,
+            client: self
+                .client
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|_| corrupt("stored audit client address is malformed"))?,
+            org: self.org.as_deref().map(org_id).transpose()?,
+            kind: crate::audit::AuditKind::from_columns(&self.kind, &columns)
+                .ok_or_else(|| corrupt("stored audit event kind is unknown or incomplete"))?,
+        })
+    }
 }
 
 /// A key-ring failure on a stored secret: the data cannot be used as it is.
@@ -191,84 +198,50 @@ mod tests {
 
     #[test]
     fn audit_rows_that_do_not_fit_are_corrupt() {
-        let bad_kind = audit_event(
-            1,
-            "alice",
-            None,
-            "no_such_kind",
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
+        let row = |kind: &str| AuditRow {
+            at: 1,
+            user: "alice".into(),
+            kind: kind.into(),
+            ..AuditRow::default()
+        };
+        let kind = |row: AuditRow| row.event().map(|event| event.kind);
+        assert_eq!(
+            kind(row("lock_lifted")).ok(),
+            Some(crate::audit::AuditKind::LockLifted)
         );
-        assert_eq!(bad_kind.unwrap_err().kind(), StoreErrorKind::Corrupt);
-        let bad_client = audit_event(
-            1,
-            "alice",
-            Some("not an address"),
-            "lock_lifted",
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        );
-        assert_eq!(bad_client.unwrap_err().kind(), StoreErrorKind::Corrupt);
-        let bad_user = audit_event(
-            1,
-            "",
-            None,
-            "lock_lifted",
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        );
-        assert_eq!(bad_user.unwrap_err().kind(), StoreErrorKind::Corrupt);
-        let good = audit_event(
-            1,
-            "alice",
-            Some("192.0.2.1"),
-            "lock_lifted",
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        );
-        assert_eq!(good.unwrap().kind, crate::audit::AuditKind::LockLifted);
-        let bad_org = audit_event(
-            1,
-            "alice",
-            None,
-            "lock_lifted",
-            None,
-            None,
-            None,
-            None,
-            None,
-            Some(""),
-        );
-        assert_eq!(bad_org.unwrap_err().kind(), StoreErrorKind::Corrupt);
-        // An operator command without its text does not fit.
-        let bare = audit_event(
-            1,
-            "root@h",
-            None,
-            "operator_command",
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        );
-        assert_eq!(bare.unwrap_err().kind(), StoreErrorKind::Corrupt);
+        let client = Some("192.0.2.1".into());
+        assert!(kind(AuditRow {
+            client,
+            ..row("lock_lifted")
+        })
+        .is_ok());
+        let corrupt = [
+            row("no_such_kind"),
+            AuditRow {
+                client: Some("not an address".into()),
+                ..row("lock_lifted")
+            },
+            AuditRow {
+                user: String::new(),
+                ..row("lock_lifted")
+            },
+            AuditRow {
+                org: Some(String::new()),
+                ..row("lock_lifted")
+            },
+            // An operator command without its text does not fit.
+            AuditRow {
+                user: "root@h".into(),
+                ..row("operator_command")
+            },
+        ];
+        for bad in corrupt {
+            let shown = format!("{bad:?}");
+            assert_eq!(
+                kind(bad).unwrap_err().kind(),
+                StoreErrorKind::Corrupt,
+                "{shown}"
+            );
+        }
     }
 }
